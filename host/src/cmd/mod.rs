@@ -1,0 +1,17 @@
+//! One module per subcommand; each turns its validated arguments into work.
+
+pub mod bench;
+pub mod payload;
+pub mod run;
+
+use std::process::ExitCode;
+
+use crate::config::Command;
+
+pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => run::run(*args).await,
+        Command::Payload(args) => payload::payload(args),
+        Command::Bench(args) => bench::bench(args).await,
+    }
+}

@@ -1,0 +1,175 @@
+//! The command line: every flag, its environment variable and its default, turned
+//! into validated configuration once, before anything runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytesize::ByteSize;
+use clap::{Args, Parser, Subcommand};
+
+use crate::delivery::ComponentArgs;
+use crate::outbound::OutboundArgs;
+use crate::runtime::{InstanceMode, Limits, RuntimeConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ais-wasm",
+    version,
+    about = "Run AIStore ETL transforms as WebAssembly components"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "ETL_WASM_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Transform local files with a component, exactly as the server would.
+    Run(Box<RunArgs>),
+    /// Print the ETL_WASM_PAYLOAD value for a component.
+    Payload(PayloadArgs),
+    /// Measure the engine: instantiation, per-call overhead and throughput.
+    Bench(crate::cmd::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub component: ComponentArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
+    /// The etl_args string every object gets.
+    #[arg(long, default_value = "")]
+    pub args: String,
+    /// Write each result to DIR/<input file name> instead of stdout (required for
+    /// more than one input).
+    #[arg(long, short, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Input files; each one's path is the object path the transform sees.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PayloadArgs {
+    /// The component file (.wasm).
+    #[arg(value_name = "FILE")]
+    pub component: PathBuf,
+}
+
+/// Engine limits and instance policy, shared by every command that runs components.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeArgs {
+    /// Linear memory per instance.
+    #[arg(long, env = "ETL_WASM_MAX_MEMORY", default_value = "256MiB")]
+    pub max_memory: ByteSize,
+    /// Time one object may take, I/O included (also bounds init).
+    #[arg(long, env = "ETL_WASM_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Largest result of a buffered transform (and largest single streamed write).
+    #[arg(long, env = "ETL_WASM_MAX_OUTPUT", default_value = "128MiB")]
+    pub max_output: ByteSize,
+    /// Reuse initialised instances (pooled) or create one per object (fresh).
+    #[arg(long, env = "ETL_WASM_INSTANCE_MODE", default_value = "pooled")]
+    pub instance_mode: InstanceMode,
+    /// Objects transformed at once [default: twice the CPUs, at least 4].
+    #[arg(long, env = "NUM_WORKERS")]
+    pub workers: Option<usize>,
+    /// Directory of the compile cache [default: $XDG_CACHE_HOME/ais-wasm or
+    /// ~/.cache/ais-wasm].
+    #[arg(long, env = "ETL_WASM_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile at every start instead of using the compile cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Configuration for the transform's init hook, KEY=VALUE (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub config: Vec<(String, String)>,
+    /// Init configuration as a JSON object of strings; --config entries follow it.
+    #[arg(long, env = "ETL_WASM_CONFIG", value_name = "JSON")]
+    pub config_json: Option<String>,
+}
+
+impl RuntimeArgs {
+    pub fn runtime_config(&self) -> anyhow::Result<RuntimeConfig> {
+        if self.max_memory.as_u64() < 1024 * 1024 {
+            bail!(
+                "--max-memory/ETL_WASM_MAX_MEMORY must be at least 1MiB, got {}",
+                self.max_memory
+            );
+        }
+        if self.timeout.is_zero() {
+            bail!("--timeout/ETL_WASM_TIMEOUT must be more than zero");
+        }
+        let concurrency = match self.workers {
+            Some(0) => bail!("--workers/NUM_WORKERS must be at least 1"),
+            Some(workers) => workers,
+            None => std::thread::available_parallelism()
+                .map_or(4, |n| n.get() * 2)
+                .max(4),
+        };
+        Ok(RuntimeConfig {
+            limits: Limits {
+                max_memory: self.max_memory.as_u64(),
+                timeout: self.timeout,
+                max_output: self.max_output.as_u64(),
+            },
+            instance_mode: self.instance_mode,
+            concurrency,
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                self.cache_dir.clone().or_else(default_cache_dir)
+            },
+        })
+    }
+
+    /// The init configuration: ETL_WASM_CONFIG entries, then --config entries.
+    pub fn init_config(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut config = Vec::new();
+        if let Some(json) = &self.config_json {
+            let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
+                .context("ETL_WASM_CONFIG must be a JSON object such as {\"key\": \"value\"}")?;
+            for (key, value) in map {
+                let value = match value {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                config.push((key, value));
+            }
+        }
+        config.extend(self.config.iter().cloned());
+        Ok(config)
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|dir| dir.join("ais-wasm"))
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}

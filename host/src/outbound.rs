@@ -1,0 +1,85 @@
+//! The HTTP client for every call ais-wasm makes to AIStore: fetching a component from
+//! a URL, GETs from the target, and direct puts. Configured once from the variables
+//! AIStore's own ETL runtimes read (protocol document §2.2).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+/// Outbound authentication and TLS, from the environment.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OutboundArgs {
+    /// Sent as `Authorization: Bearer <token>` on every call to AIStore.
+    #[arg(long, env = "AIS_AUTHN_TOKEN", hide_env_values = true, hide = true)]
+    pub authn_token: Option<String>,
+    /// Skip TLS certificate verification (1, t, true, y, yes, on).
+    #[arg(long, env = "AIS_SKIP_VERIFY_CRT", hide = true)]
+    pub skip_verify_crt: Option<String>,
+    /// CA bundle (PEM) for outbound TLS.
+    #[arg(long, env = "AIS_CLIENT_CA", hide = true)]
+    pub client_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; used together with AIS_CRT_KEY.
+    #[arg(long, env = "AIS_CRT", hide = true)]
+    pub crt: Option<PathBuf>,
+    /// Client certificate key (PEM).
+    #[arg(long, env = "AIS_CRT_KEY", hide = true)]
+    pub crt_key: Option<PathBuf>,
+}
+
+/// AIStore's truthy spellings (`cos.IsParseBool`).
+pub fn truthy(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "1" | "t" | "true" | "y" | "yes" | "on"
+    )
+}
+
+impl OutboundArgs {
+    fn skip_verify(&self) -> bool {
+        // AIS_SKIP_VERIFY is the legacy name of AIS_SKIP_VERIFY_CRT.
+        let legacy = std::env::var("AIS_SKIP_VERIFY").ok();
+        self.skip_verify_crt
+            .as_deref()
+            .or(legacy.as_deref())
+            .is_some_and(truthy)
+    }
+
+    /// The client every outbound call uses: keep-alive pooled, no transparent
+    /// decompression (AIStore stores bytes as sent), auth header preset.
+    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .danger_accept_invalid_certs(self.skip_verify());
+        if let Some(token) = &self.authn_token {
+            let mut headers = reqwest::header::HeaderMap::new();
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("AIS_AUTHN_TOKEN is not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        if let Some(ca) = &self.client_ca {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("reading AIS_CLIENT_CA {}", ca.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("AIS_CLIENT_CA {} is not a PEM bundle", ca.display()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let (Some(crt), Some(key)) = (&self.crt, &self.crt_key) {
+            let mut pem =
+                std::fs::read(crt).with_context(|| format!("reading AIS_CRT {}", crt.display()))?;
+            pem.extend(
+                std::fs::read(key)
+                    .with_context(|| format!("reading AIS_CRT_KEY {}", key.display()))?,
+            );
+            builder = builder.identity(
+                reqwest::Identity::from_pem(&pem)
+                    .context("AIS_CRT and AIS_CRT_KEY are not a PEM certificate and key")?,
+            );
+        }
+        builder.build().context("building the HTTP client")
+    }
+}

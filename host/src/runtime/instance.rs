@@ -1,0 +1,324 @@
+//! One instance of a transform: a `Store` holding the per-instance state and limits,
+//! and the export functions loaded from it. An instance serves one object at a time
+//! and is discarded after anything that may have left it inconsistent.
+
+use std::time::Instant;
+
+use wasmtime::component::{InstancePre, Resource};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{TransformError, buffered, lifecycle, streaming};
+use super::error::{Abort, DeadlineExceeded, HostIoError, MemoryLimitExceeded, ObjectError};
+use super::guest_log::GuestLog;
+use super::host_io::{InputStream, OutputStream};
+use super::{Limits, ObjectRequest};
+
+/// Largest table a guest may grow to; tables are host memory too.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// Per-instance state: what a `Store` holds for the guest.
+pub struct GuestCtx {
+    wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    limiter: MemoryLimiter,
+    log: GuestLog,
+    /// When the current call must end; checked on every epoch tick.
+    deadline: Instant,
+}
+
+impl WasiView for GuestCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps the total linear memory of an instance. Growing past the cap traps at once
+/// (rather than failing the grow) so every guest language reports it the same way.
+struct MemoryLimiter {
+    limit: u64,
+    used: u64,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let requested = self.used - current as u64 + desired as u64;
+        if requested > self.limit {
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                limit: self.limit,
+                requested,
+            }));
+        }
+        self.used = requested;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// The export functions a component offers, located once per transform.
+pub(crate) struct ExportIndices {
+    pub(crate) lifecycle: Option<lifecycle::GuestIndices>,
+    pub(crate) buffered: Option<buffered::GuestIndices>,
+    pub(crate) streaming: Option<streaming::GuestIndices>,
+}
+
+impl ExportIndices {
+    pub(crate) fn new(pre: &InstancePre<GuestCtx>) -> Self {
+        ExportIndices {
+            lifecycle: lifecycle::GuestIndices::new(pre).ok(),
+            buffered: buffered::GuestIndices::new(pre).ok(),
+            streaming: streaming::GuestIndices::new(pre).ok(),
+        }
+    }
+}
+
+pub(crate) struct Instance {
+    store: Store<GuestCtx>,
+    buffered: Option<buffered::Guest>,
+    streaming: Option<streaming::Guest>,
+    limits: Limits,
+    /// Set when a call was aborted: the guest may be in any state.
+    poisoned: bool,
+}
+
+impl Instance {
+    /// Instantiate and run `init` once.
+    pub(crate) async fn new(
+        pre: &InstancePre<GuestCtx>,
+        indices: &ExportIndices,
+        limits: &Limits,
+        config: &[(String, String)],
+    ) -> Result<Self, ObjectError> {
+        let log = GuestLog::default();
+        let wasi = WasiCtx::builder()
+            .stdout(log.stdout())
+            .stderr(log.stderr())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let ctx = GuestCtx {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: limits.max_memory,
+                used: 0,
+            },
+            log,
+            deadline: Instant::now() + limits.timeout,
+        };
+        let mut store = Store::new(pre.engine(), ctx);
+        store.limiter(|ctx| &mut ctx.limiter);
+        store.set_hostcall_fuel(usize::try_from(limits.max_output).unwrap_or(usize::MAX));
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Err(wasmtime::Error::new(DeadlineExceeded))
+            } else {
+                // Yield on every tick so a busy guest never starves other tasks
+                // (health checks, I/O) on the same executor thread.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+
+        let mut instance = Instance {
+            store,
+            buffered: None,
+            streaming: None,
+            limits: limits.clone(),
+            poisoned: false,
+        };
+        instance.start_call("<init>");
+        let started =
+            tokio::time::timeout(limits.timeout, pre.instantiate_async(&mut instance.store))
+                .await
+                .unwrap_or_else(|_| Err(wasmtime::Error::new(DeadlineExceeded)));
+        let component = match started {
+            Ok(component) => component,
+            // A trap or limit during instantiation is the guest's doing (a start
+            // function, an initial memory over the limit); anything else is the host's
+            // (for example the instance pool is exhausted).
+            Err(error) if find::<Trap>(&error).is_none() && !is_limit(&error) => {
+                instance.store.data().log.finish();
+                return Err(ObjectError::Instance(error.into()));
+            }
+            Err(error) => return Err(instance.end_call::<()>(Err(error)).unwrap_err()),
+        };
+        let load = |store: &mut Store<GuestCtx>| -> wasmtime::Result<_> {
+            Ok((
+                indices
+                    .lifecycle
+                    .as_ref()
+                    .map(|i| i.load(&mut *store, &component))
+                    .transpose()?,
+                indices
+                    .buffered
+                    .as_ref()
+                    .map(|i| i.load(&mut *store, &component))
+                    .transpose()?,
+                indices
+                    .streaming
+                    .as_ref()
+                    .map(|i| i.load(&mut *store, &component))
+                    .transpose()?,
+            ))
+        };
+        let (lifecycle, buffered, streaming) =
+            load(&mut instance.store).map_err(|e| ObjectError::Instance(e.into()))?;
+        instance.buffered = buffered;
+        instance.streaming = streaming;
+        if let Some(lifecycle) = lifecycle {
+            let config = config.to_vec();
+            let call = lifecycle.call_init(&mut instance.store, &config);
+            let outcome = tokio::time::timeout(limits.timeout, call).await;
+            instance.end_timed_call(outcome)?;
+        } else {
+            instance.store.data().log.finish();
+        }
+        Ok(instance)
+    }
+
+    /// Whether the instance can serve another object.
+    pub(crate) fn reusable(&self) -> bool {
+        // Linear memory never shrinks: an instance that grew large keeps the memory
+        // until it is dropped, so recycle it rather than hold it in the pool.
+        !self.poisoned && self.store.data().limiter.used <= self.limits.max_memory / 2
+    }
+
+    pub(crate) async fn buffered(
+        &mut self,
+        data: &[u8],
+        object: &ObjectRequest,
+    ) -> Result<Vec<u8>, ObjectError> {
+        self.start_call(&object.path);
+        let guest = self
+            .buffered
+            .as_ref()
+            .expect("caller checks the component's shapes");
+        let call = guest.call_transform(&mut self.store, data, &object.path, &object.args);
+        let outcome = tokio::time::timeout(self.limits.timeout, call).await;
+        self.end_timed_call(outcome)
+    }
+
+    /// Stream `input` through the guest into `output`; returns the bytes written.
+    pub(crate) async fn streaming(
+        &mut self,
+        input: InputStream,
+        output: OutputStream,
+        object: &ObjectRequest,
+    ) -> Result<u64, ObjectError> {
+        self.start_call(&object.path);
+        let table = &mut self.store.data_mut().table;
+        let (input, output) = match (table.push(input), table.push(output)) {
+            (Ok(input), Ok(output)) => (input, output),
+            (Err(e), _) | (_, Err(e)) => return Err(ObjectError::Instance(e.into())),
+        };
+        let guest = self
+            .streaming
+            .as_ref()
+            .expect("caller checks the component's shapes");
+        let call = guest.call_transform_stream(
+            &mut self.store,
+            Resource::new_borrow(input.rep()),
+            Resource::new_borrow(output.rep()),
+            &object.path,
+            &object.args,
+        );
+        let outcome = tokio::time::timeout(self.limits.timeout, call).await;
+        // The guest only ever held borrows: the host still owns both resources.
+        let table = &mut self.store.data_mut().table;
+        let written = table.delete(output).map(|o| o.written()).unwrap_or(0);
+        let _ = table.delete(input);
+        self.end_timed_call(outcome).map(|()| written)
+    }
+
+    fn start_call(&mut self, object: &str) {
+        self.store.data().log.begin(object);
+        self.store.data_mut().deadline = Instant::now() + self.limits.timeout;
+        self.store.set_epoch_deadline(1);
+    }
+
+    fn end_timed_call<R>(
+        &mut self,
+        outcome: Result<wasmtime::Result<Result<R, TransformError>>, tokio::time::error::Elapsed>,
+    ) -> Result<R, ObjectError> {
+        let result = match outcome {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(TransformError::BadInput(message)))) => Err(ObjectError::BadInput(message)),
+            Ok(Ok(Err(TransformError::Failed(message)))) => Err(ObjectError::Failed(message)),
+            Ok(Err(error)) => return self.end_call(Err(error)),
+            Err(_elapsed) => return self.end_call(Err(wasmtime::Error::new(DeadlineExceeded))),
+        };
+        self.store.data().log.finish();
+        result
+    }
+
+    /// Conclude a call that may have trapped: classify the failure and poison the
+    /// instance.
+    fn end_call<R>(&mut self, result: wasmtime::Result<R>) -> Result<R, ObjectError> {
+        let stderr = self.store.data().log.finish();
+        let error = match result {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        self.poisoned = true;
+        tracing::debug!(error = ?error, "guest call aborted");
+        Err(self.classify(error, stderr))
+    }
+
+    fn classify(&self, error: wasmtime::Error, stderr: String) -> ObjectError {
+        if find::<DeadlineExceeded>(&error).is_some() {
+            return ObjectError::Aborted(Abort::Timeout(self.limits.timeout));
+        }
+        if let Some(exceeded) = find::<MemoryLimitExceeded>(&error) {
+            return ObjectError::Aborted(Abort::MemoryLimit {
+                limit: exceeded.limit,
+                requested: exceeded.requested,
+            });
+        }
+        if let Some(io) = find::<HostIoError>(&error) {
+            let copy = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
+            return match io {
+                HostIoError::Input(e) => ObjectError::Input(copy(e)),
+                HostIoError::Output(e) => ObjectError::Output(copy(e)),
+            };
+        }
+        let message = match find::<Trap>(&error) {
+            Some(trap) => trap.to_string(),
+            None => error.to_string(),
+        };
+        if message.contains("fuel allocated for hostcalls has been exhausted") {
+            return ObjectError::Aborted(Abort::OutputLimit {
+                limit: self.limits.max_output,
+            });
+        }
+        ObjectError::Aborted(Abort::Trap { message, stderr })
+    }
+}
+
+fn is_limit(error: &wasmtime::Error) -> bool {
+    find::<DeadlineExceeded>(error).is_some() || find::<MemoryLimitExceeded>(error).is_some()
+}
+
+/// `E` anywhere in the error's chain of causes.
+fn find<E: std::error::Error + Send + Sync + 'static>(error: &wasmtime::Error) -> Option<&E> {
+    error
+        .downcast_ref::<E>()
+        .or_else(|| error.chain().find_map(|cause| cause.downcast_ref::<E>()))
+}

@@ -1,0 +1,285 @@
+//! The WebAssembly runtime. It compiles, links, instantiates and calls transforms,
+//! and knows nothing of HTTP: callers hand it bytes or streams and an
+//! [`ObjectRequest`], and get bytes, a stream, or a typed [`ObjectError`] back.
+//!
+//! Lifetimes:
+//! - per process, [`Runtime`]: the wasmtime `Engine` (Cranelift, async, epoch
+//!   interruption, pooling allocator), the `Linker` with WASI and host-io, the epoch
+//!   ticker thread and the compile cache;
+//! - per transform, [`Transform`]: the `Component`, its `InstancePre`, the shapes it
+//!   exports and a pool of initialised instances;
+//! - per object: one instance leased from the pool for one call, under the limits.
+
+mod bindings;
+mod cache;
+mod error;
+mod guest_log;
+mod host_io;
+mod instance;
+mod pool;
+mod transform;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+pub use cache::CacheStatus;
+pub use error::{Abort, Fault, LoadError, ObjectError};
+pub use guest_log::LOG_BUDGET_PER_OBJECT;
+pub use host_io::{InputStream, MAX_READ};
+pub use pool::PoolStats;
+pub use transform::{STREAM_AT_OR_ABOVE, Shapes, Transform};
+
+use instance::{ExportIndices, GuestCtx, Instance};
+use pool::InstancePool;
+
+/// How often the epoch advances. A guest yields to the executor at every tick and a
+/// deadline is noticed within one tick of passing.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits applied to every instance and every object. Each has a flag and an
+/// environment variable (see `config.rs`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Linear memory per instance, all memories together, in bytes.
+    pub max_memory: u64,
+    /// Wall-clock time one object may take, I/O included (`init` gets the same).
+    pub timeout: Duration,
+    /// Largest buffered result, and largest single streamed write, in bytes.
+    pub max_output: u64,
+}
+
+/// Whether instances are reused across objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InstanceMode {
+    /// Keep initialised instances and reuse them; an instance is replaced after a
+    /// trap, a timeout or an exceeded limit.
+    Pooled,
+    /// A new instance (instantiate and init) for every object: strict isolation
+    /// between objects, at the cost of instantiation per object.
+    Fresh,
+}
+
+/// Everything the runtime needs, validated by `config.rs`.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub limits: Limits,
+    pub instance_mode: InstanceMode,
+    /// Objects transformed at once; callers beyond it wait.
+    pub concurrency: usize,
+    /// Where compiled code is cached; `None` compiles at every start.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What one object is: the guest sees both strings as given.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectRequest {
+    /// The object's name (see `buffered.transform` in the WIT).
+    pub path: String,
+    /// The request's `etl_args`; empty when none.
+    pub args: String,
+}
+
+/// What loading a component did, for logs, tests and the benchmark.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Lowercase hex sha256 of the component.
+    pub sha256: String,
+    pub cache: CacheStatus,
+    /// Compiling, or loading from the cache.
+    pub compile_time: Duration,
+    /// Instantiating and initialising the first instance.
+    pub first_instance_time: Duration,
+    pub shapes: Shapes,
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<GuestCtx>>,
+    cache: Arc<cache::CompileCache>,
+    config: RuntimeConfig,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let mut engine_config = wasmtime::Config::new();
+        engine_config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(&config)));
+        let engine = Engine::new(&engine_config)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        bindings::Full::add_to_linker::<_, HasSelf<GuestCtx>>(&mut linker, |ctx| ctx)
+            .map_err(anyhow::Error::from)
+            .context("linking aistore:etl/host-io")?;
+
+        Ok(Runtime {
+            _ticker: EpochTicker::start(engine.clone()),
+            cache: Arc::new(cache::CompileCache::new(config.cache_dir.clone())),
+            linker: Arc::new(linker),
+            engine,
+            config,
+        })
+    }
+
+    /// Compile (or load from the cache), link, and create and initialise a first
+    /// instance with `init_config`, so that a component that cannot serve fails here
+    /// rather than on its first object.
+    pub async fn load(
+        &self,
+        wasm: Vec<u8>,
+        init_config: Vec<(String, String)>,
+    ) -> Result<(Transform, LoadReport), LoadError> {
+        check_component(&wasm)?;
+        let sha256 = hex::encode(Sha256::digest(&wasm));
+
+        let started = Instant::now();
+        let (engine, cache, digest) = (self.engine.clone(), self.cache.clone(), sha256.clone());
+        // Compiling a large component takes seconds of CPU: keep it off the executor.
+        let (component, cache_status) =
+            tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &wasm, &digest))
+                .await
+                .expect("compilation does not panic")?;
+        let compile_time = started.elapsed();
+
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(LoadError::Link)?;
+        let indices = ExportIndices::new(&pre);
+        if indices.buffered.is_none() && indices.streaming.is_none() {
+            let exports: Vec<String> = component
+                .component_type()
+                .exports(&self.engine)
+                .map(|(name, _)| name.to_string())
+                .collect();
+            return Err(LoadError::WrongWorld {
+                exports: if exports.is_empty() {
+                    "nothing".into()
+                } else {
+                    exports.join(", ")
+                },
+            });
+        }
+
+        let started = Instant::now();
+        let limits = self.config.limits.clone();
+        let first = Instance::new(&pre, &indices, &limits, &init_config)
+            .await
+            .map_err(LoadError::FirstInstance)?;
+        let first_instance_time = started.elapsed();
+
+        let pool = InstancePool::new(self.config.instance_mode, self.config.concurrency, first);
+        let transform = Transform::new(pre, indices, limits, init_config, pool);
+        let report = LoadReport {
+            sha256,
+            cache: cache_status,
+            compile_time,
+            first_instance_time,
+            shapes: transform.shapes(),
+        };
+        tracing::info!(
+            sha256 = %report.sha256,
+            cache = ?report.cache,
+            compile_ms = report.compile_time.as_secs_f64() * 1e3,
+            first_instance_ms = report.first_instance_time.as_secs_f64() * 1e3,
+            buffered = report.shapes.buffered,
+            streaming = report.shapes.streaming,
+            "component loaded"
+        );
+        Ok((transform, report))
+    }
+}
+
+/// Refuse anything but a component before handing bytes to Cranelift, with a message
+/// that says what the bytes are instead.
+fn check_component(wasm: &[u8]) -> Result<(), LoadError> {
+    if Engine::detect_precompiled(wasm).is_some() {
+        return Err(LoadError::NotAComponent(
+            "this is wasmtime precompiled code (.cwasm); ais-wasm only runs precompiled code \
+             from its own compile cache, so deploy the .wasm component instead"
+                .into(),
+        ));
+    }
+    match wasm.get(..8) {
+        Some([0, b'a', b's', b'm', 0x0d, 0, 1, 0]) => Ok(()),
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(LoadError::NotAComponent(
+            "this is a core WebAssembly module, not a component; build the transform for \
+             wasm32-wasip2 (or wrap the module with `wasm-tools component new`)"
+                .into(),
+        )),
+        _ => Err(LoadError::NotAComponent(format!(
+            "this is not WebAssembly ({} bytes starting with {:02x?}); expected a WASI 0.2 \
+             component (a .wasm file beginning with \\0asm)",
+            wasm.len(),
+            &wasm[..wasm.len().min(8)]
+        ))),
+    }
+}
+
+/// Size the pooling allocator: every live instance takes a slot, and a pool holds at
+/// most `concurrency` idle instances beside `concurrency` busy ones.
+fn pooling(config: &RuntimeConfig) -> PoolingAllocationConfig {
+    let instances = u32::try_from(config.concurrency * 2 + 2).unwrap_or(u32::MAX);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        // Python and JavaScript components hold dozens of core instances and tables.
+        .total_core_instances(instances.saturating_mul(32))
+        .total_memories(instances.saturating_mul(4))
+        .total_tables(instances.saturating_mul(16))
+        .total_stacks(instances)
+        .max_tables_per_module(4)
+        .table_elements(100_000)
+        .max_memory_size(usize::try_from(config.limits.max_memory).unwrap_or(usize::MAX));
+    pool
+}
+
+/// Advances the engine's epoch on a plain thread: a tokio timer would stall exactly
+/// when every executor thread is busy running guests, which is when it is needed.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

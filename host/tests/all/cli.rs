@@ -1,0 +1,312 @@
+//! `ais-wasm run` and `ais-wasm payload`, run as a user runs them.
+
+use std::io::{Read, Write};
+
+use md5::Digest;
+
+use crate::support::{ais_wasm, component, run_measured};
+
+fn run_example(example: &str, input: &[u8], extra: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("object.bin");
+    std::fs::write(&file, input).unwrap();
+    let output = ais_wasm(&dir.path().join("cache"))
+        .arg("run")
+        .arg("--component")
+        .arg(component(example))
+        .args(extra)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+#[test]
+fn echo_returns_the_input_byte_for_byte() {
+    let input: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    assert_eq!(run_example("examples/echo", &input, &[]), input);
+    assert_eq!(run_example("examples/echo", b"", &[]), b"");
+}
+
+#[test]
+fn hello_answers_hello_world() {
+    assert_eq!(
+        run_example("examples/hello", b"anything", &[]),
+        b"Hello World!"
+    );
+}
+
+#[test]
+fn md5_matches_known_digests() {
+    assert_eq!(
+        run_example("examples/md5", b"", &[]),
+        b"d41d8cd98f00b204e9800998ecf8427e"
+    );
+    assert_eq!(
+        run_example(
+            "examples/md5",
+            b"The quick brown fox jumps over the lazy dog",
+            &[]
+        ),
+        b"9e107d9d372bb6826bd81d3542a419d6"
+    );
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
+    let expected = hex::encode(md5::Md5::digest(&big));
+    assert_eq!(run_example("examples/md5", &big, &[]), expected.as_bytes());
+}
+
+#[test]
+fn hash_takes_its_algorithm_from_config_and_salt_from_args() {
+    let digest = |salt: &str, data: &[u8]| {
+        let mut hasher = sha2::Sha512::new();
+        hasher.update(salt.as_bytes());
+        hasher.update(data);
+        hex::encode(hasher.finalize())
+    };
+    let out = run_example(
+        "examples/hash",
+        b"data",
+        &["--config", "algorithm=sha512", "--args", "pepper"],
+    );
+    assert_eq!(out, digest("pepper", b"data").as_bytes());
+    // 3 MiB is above the streaming threshold: the same digest through the other shape.
+    let big = vec![7u8; 3 << 20];
+    let out = run_example(
+        "examples/hash",
+        &big,
+        &["--config", "algorithm=sha512", "--args", "salt"],
+    );
+    assert_eq!(out, digest("salt", &big).as_bytes());
+}
+
+#[test]
+fn unknown_hash_algorithm_fails_start_up_with_the_guests_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x");
+    std::fs::write(&file, b"x").unwrap();
+    let output = ais_wasm(dir.path())
+        .args(["run", "--config", "algorithm=crc"])
+        .arg("--component")
+        .arg(component("examples/hash"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown algorithm \"crc\""), "{stderr}");
+}
+
+/// Issue 2: upper on a 256 MiB input with the process's peak RSS under 64 MiB.
+#[test]
+fn upper_streams_256_mib_in_constant_memory() {
+    const SIZE: usize = 256 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.txt");
+    let pattern: Vec<u8> = (0..1 << 20)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz0123 \n"[i % 32])
+        .collect();
+    let mut file = std::fs::File::create(&input).unwrap();
+    for _ in 0..SIZE / pattern.len() {
+        file.write_all(&pattern).unwrap();
+    }
+    drop(file);
+    let out_dir = dir.path().join("out");
+    let (code, _, stderr, peak_rss) = run_measured(
+        ais_wasm(&dir.path().join("cache"))
+            .arg("run")
+            .arg("--component")
+            .arg(component("examples/upper"))
+            .arg("--output")
+            .arg(&out_dir)
+            .arg(&input),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let mut result = std::fs::File::open(out_dir.join("big.txt")).unwrap();
+    assert_eq!(result.metadata().unwrap().len(), SIZE as u64);
+    let expected = pattern.to_ascii_uppercase();
+    let mut chunk = vec![0; pattern.len()];
+    for _ in 0..SIZE / pattern.len() {
+        result.read_exact(&mut chunk).unwrap();
+        assert!(
+            chunk == expected,
+            "output differs from the upper-cased input"
+        );
+    }
+    assert!(
+        peak_rss < 64 << 20,
+        "peak RSS {} MiB, over 64 MiB",
+        peak_rss >> 20
+    );
+}
+
+#[test]
+fn several_inputs_go_to_an_output_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+    std::fs::write(&a, b"first").unwrap();
+    std::fs::write(&b, b"second").unwrap();
+    let out = dir.path().join("out");
+    let status = ais_wasm(&dir.path().join("cache"))
+        .arg("run")
+        .arg("--component")
+        .arg(component("examples/upper"))
+        .arg("-o")
+        .arg(&out)
+        .args([&a, &b])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"FIRST");
+    assert_eq!(std::fs::read(out.join("b.txt")).unwrap(), b"SECOND");
+
+    let output = ais_wasm(dir.path())
+        .arg("run")
+        .arg("--component")
+        .arg(component("examples/upper"))
+        .args([&a, &b])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("2 inputs need --output DIR"));
+}
+
+#[test]
+fn a_guest_error_names_the_object_and_the_cause_and_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, bad) = (dir.path().join("good"), dir.path().join("bad"));
+    std::fs::write(&good, b"ok").unwrap();
+    std::fs::write(&bad, b"ok").unwrap();
+    for (args, cause) in [
+        ("bad-input", "the transform rejected the object: nope"),
+        ("panic", "the transform crashed"),
+    ] {
+        let output = ais_wasm(&dir.path().join("cache"))
+            .arg("run")
+            .arg("--component")
+            .arg(component("host/tests/components/hostile"))
+            .args(["--args", args])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("error: {}: {cause}", bad.display())),
+            "{stderr}"
+        );
+    }
+    let stderr = String::from_utf8_lossy(
+        &ais_wasm(&dir.path().join("cache"))
+            .arg("run")
+            .arg("--component")
+            .arg(component("host/tests/components/hostile"))
+            .args(["--args", "panic"])
+            .arg(&bad)
+            .output()
+            .unwrap()
+            .stderr,
+    )
+    .into_owned();
+    assert!(
+        stderr.contains("boom"),
+        "the panic message reaches the user: {stderr}"
+    );
+}
+
+/// Issue 2: the second start loads the component from the compile cache.
+#[test]
+fn second_start_loads_from_the_compile_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::write(&input, b"x").unwrap();
+    let start = || {
+        let output = ais_wasm(&dir.path().join("cache"))
+            .env("RUST_LOG", "ais_wasm=info")
+            .arg("run")
+            .arg("--component")
+            .arg(component("examples/md5"))
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let first = start();
+    assert!(
+        first.contains("compiled and cached") && first.contains("cache=Stored"),
+        "{first}"
+    );
+    let second = start();
+    assert!(
+        second.contains("compile cache hit") && second.contains("cache=Hit"),
+        "{second}"
+    );
+    assert!(!second.contains("compiled the component"), "{second}");
+}
+
+#[test]
+fn payload_fits_an_env_var_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ais_wasm(dir.path())
+        .arg("payload")
+        .arg(component("examples/md5"))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let payload = String::from_utf8(output.stdout).unwrap();
+    assert!(payload.trim().len() < 131_072 - 18);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("fits one environment variable"));
+
+    let input = dir.path().join("in");
+    std::fs::write(&input, b"").unwrap();
+    let run = ais_wasm(&dir.path().join("cache"))
+        .env("ETL_WASM_PAYLOAD", payload.trim())
+        .arg("run")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(run.stdout, b"d41d8cd98f00b204e9800998ecf8427e");
+}
+
+#[test]
+fn payload_too_large_for_an_env_var_points_to_path_and_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.wasm");
+    // Incompressible, so its payload cannot fit.
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let noise: Vec<u8> = (0..200_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&big, noise).unwrap();
+    let output = ais_wasm(dir.path())
+        .arg("payload")
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in [
+        "ETL_WASM_PATH",
+        "ETL_WASM_URL",
+        "ETL_WASM_SHA256=",
+        "over the",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing in: {stderr}");
+    }
+}

@@ -1,0 +1,273 @@
+//! The runtime library against hostile guests: every misbehaviour gives a clear
+//! per-object error, and the next object on the same engine succeeds.
+
+use std::time::{Duration, Instant};
+
+use ais_wasm::runtime::{
+    Abort, CacheStatus, InputStream, InstanceMode, Limits, LoadError, ObjectError, ObjectRequest,
+    Runtime, RuntimeConfig, Transform,
+};
+
+use crate::support::component;
+
+const TIMEOUT: Duration = Duration::from_millis(800);
+
+fn runtime(mode: InstanceMode, cache: Option<&std::path::Path>) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        limits: Limits {
+            max_memory: 48 << 20,
+            timeout: TIMEOUT,
+            max_output: 1 << 20,
+        },
+        instance_mode: mode,
+        concurrency: 2,
+        cache_dir: cache.map(Into::into),
+    })
+    .unwrap()
+}
+
+async fn hostile(runtime: &Runtime) -> Transform {
+    let wasm = std::fs::read(component("host/tests/components/hostile")).unwrap();
+    runtime.load(wasm, vec![]).await.unwrap().0
+}
+
+async fn call(transform: &Transform, args: &str) -> Result<Vec<u8>, ObjectError> {
+    let object = ObjectRequest {
+        path: "bucket/object".into(),
+        args: args.into(),
+    };
+    transform.buffered(b"payload", &object).await
+}
+
+async fn assert_next_object_succeeds(transform: &Transform) {
+    assert_eq!(call(transform, "").await.unwrap(), b"payload");
+}
+
+#[tokio::test]
+async fn an_infinite_loop_stops_at_the_deadline() {
+    let runtime = runtime(InstanceMode::Pooled, None);
+    let transform = hostile(&runtime).await;
+    let started = Instant::now();
+    let error = call(&transform, "loop").await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(error, ObjectError::Aborted(Abort::Timeout(t)) if t == TIMEOUT),
+        "{error}"
+    );
+    assert!(
+        elapsed >= TIMEOUT && elapsed < TIMEOUT * 4,
+        "stopped after {elapsed:?}"
+    );
+    assert!(error.to_string().contains("exceeded its deadline"));
+    assert_next_object_succeeds(&transform).await;
+}
+
+#[tokio::test]
+async fn unbounded_allocation_hits_the_memory_limit() {
+    let runtime = runtime(InstanceMode::Pooled, None);
+    let transform = hostile(&runtime).await;
+    let error = call(&transform, "alloc").await.unwrap_err();
+    assert!(
+        matches!(error, ObjectError::Aborted(Abort::MemoryLimit { limit, .. }) if limit == 48 << 20),
+        "{error}"
+    );
+    assert!(error.to_string().contains("memory limit"), "{error}");
+    assert_next_object_succeeds(&transform).await;
+}
+
+#[tokio::test]
+async fn panics_and_traps_are_reported_with_the_guests_message() {
+    let runtime = runtime(InstanceMode::Pooled, None);
+    let transform = hostile(&runtime).await;
+    let discarded_before = transform
+        .pool_stats()
+        .discarded
+        .load(std::sync::atomic::Ordering::Relaxed);
+    for (args, needle) in [
+        ("panic", "boom"),
+        ("abort", "unreachable"),
+        ("stack", "call stack exhausted"),
+    ] {
+        let error = call(&transform, args).await.unwrap_err();
+        assert!(
+            matches!(error, ObjectError::Aborted(Abort::Trap { .. })),
+            "{args}: {error}"
+        );
+        assert!(error.to_string().contains(needle), "{args}: {error}");
+        assert_next_object_succeeds(&transform).await;
+    }
+    let discarded = transform
+        .pool_stats()
+        .discarded
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        discarded - discarded_before,
+        3,
+        "each trapped instance is replaced"
+    );
+}
+
+#[tokio::test]
+async fn oversized_buffered_output_is_refused() {
+    let runtime = runtime(InstanceMode::Pooled, None);
+    let transform = hostile(&runtime).await;
+    let error = call(&transform, "big:2000000").await.unwrap_err();
+    assert!(
+        matches!(error, ObjectError::Aborted(Abort::OutputLimit { limit }) if limit == 1 << 20),
+        "{error}"
+    );
+    assert_eq!(call(&transform, "big:1000").await.unwrap().len(), 1000);
+}
+
+#[tokio::test]
+async fn typed_errors_keep_the_instance() {
+    let runtime = runtime(InstanceMode::Pooled, None);
+    let transform = hostile(&runtime).await;
+    assert!(
+        matches!(call(&transform, "bad-input").await, Err(ObjectError::BadInput(m)) if m == "nope")
+    );
+    assert!(matches!(call(&transform, "failed").await, Err(ObjectError::Failed(m)) if m == "nope"));
+    assert_next_object_succeeds(&transform).await;
+    let stats = transform.pool_stats();
+    assert_eq!(stats.created.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        stats.discarded.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_guest_sees_no_environment_no_files_and_no_network() {
+    let runtime = runtime(InstanceMode::Pooled, None);
+    let transform = hostile(&runtime).await;
+    // SAFETY: set before anything reads the environment concurrently in this test.
+    unsafe { std::env::set_var("AIS_WASM_TEST_SECRET", "hunter2") };
+    assert_eq!(call(&transform, "env").await.unwrap(), b"");
+    let passwd = call(&transform, "fs:/etc/passwd").await.unwrap();
+    assert!(!passwd.starts_with(b"root:"), "the guest read /etc/passwd");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let net = call(&transform, &format!("net:{addr}")).await.unwrap();
+    assert_ne!(net, b"connected", "the guest opened a TCP connection");
+}
+
+#[tokio::test]
+async fn a_flood_of_guest_output_does_not_block_the_object() {
+    let runtime = runtime(InstanceMode::Pooled, None);
+    let transform = hostile(&runtime).await;
+    // 2 × 10,000 lines of 100 bytes: far beyond the per-object log budget.
+    assert_eq!(call(&transform, "flood:10000").await.unwrap(), b"payload");
+}
+
+#[tokio::test]
+async fn streaming_guests_that_stall_or_skip_their_input() {
+    let runtime = runtime(InstanceMode::Pooled, None);
+    let transform = hostile(&runtime).await;
+    let object = |args: &str| ObjectRequest {
+        path: "o".into(),
+        args: args.into(),
+    };
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(4);
+    let input = InputStream::new(&b"never read"[..], Some(10));
+    assert_eq!(
+        transform
+            .streaming(input, sender, &object("never-read"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(receiver.recv().await.is_none());
+
+    let (sender, _receiver) = tokio::sync::mpsc::channel(4);
+    let input = InputStream::new(&b"spin"[..], None);
+    let error = transform
+        .streaming(input, sender, &object("loop"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ObjectError::Aborted(Abort::Timeout(_))),
+        "{error}"
+    );
+
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let data = vec![5u8; 300_000];
+    let input = InputStream::new(std::io::Cursor::new(data.clone()), Some(300_000));
+    let collect = async {
+        let mut out = Vec::new();
+        while let Some(chunk) = receiver.recv().await {
+            out.extend_from_slice(&chunk);
+        }
+        out
+    };
+    let echo = object("");
+    let (written, out) = tokio::join!(transform.streaming(input, sender, &echo), collect);
+    assert_eq!(written.unwrap(), 300_000);
+    assert_eq!(out, data);
+}
+
+#[tokio::test]
+async fn a_receiver_that_goes_away_aborts_the_stream_as_an_output_error() {
+    let runtime = runtime(InstanceMode::Pooled, None);
+    let transform = hostile(&runtime).await;
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    drop(receiver);
+    let input = InputStream::new(std::io::Cursor::new(vec![1u8; 1 << 20]), None);
+    let object = ObjectRequest {
+        path: "o".into(),
+        args: String::new(),
+    };
+    let error = transform
+        .streaming(input, sender, &object)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ObjectError::Output(_)), "{error}");
+    assert_next_object_succeeds(&transform).await;
+}
+
+#[tokio::test]
+async fn fresh_mode_creates_an_instance_per_object() {
+    let runtime = runtime(InstanceMode::Fresh, None);
+    let transform = hostile(&runtime).await;
+    for _ in 0..3 {
+        assert_next_object_succeeds(&transform).await;
+    }
+    // One at load time, then one per object.
+    assert_eq!(
+        transform
+            .pool_stats()
+            .created
+            .load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
+}
+
+#[tokio::test]
+async fn init_errors_fail_the_load() {
+    let runtime = runtime(InstanceMode::Pooled, None);
+    let wasm = std::fs::read(component("host/tests/components/hostile")).unwrap();
+    let config = vec![("fail-init".to_string(), "yes".to_string())];
+    let Err(error) = runtime.load(wasm, config).await else {
+        panic!("init failure was ignored")
+    };
+    assert!(
+        matches!(&error, LoadError::FirstInstance(ObjectError::Failed(m)) if m == "init refused"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_compile_cache_is_used_on_the_second_load() {
+    let cache = tempfile::tempdir().unwrap();
+    let wasm = std::fs::read(component("examples/echo")).unwrap();
+    let (_, first) = runtime(InstanceMode::Pooled, Some(cache.path()))
+        .load(wasm.clone(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(first.cache, CacheStatus::Stored);
+    let (transform, second) = runtime(InstanceMode::Pooled, Some(cache.path()))
+        .load(wasm, vec![])
+        .await
+        .unwrap();
+    assert_eq!(second.cache, CacheStatus::Hit);
+    assert_next_object_succeeds(&transform).await;
+}

@@ -1,0 +1,11 @@
+//! The host's integration tests, one binary. Every test uses real components built
+//! from this repository (examples/ and tests/components/) by their `build.sh`.
+//!
+//! - `cli`: `ais-wasm run` and `ais-wasm payload` as a user runs them.
+//! - `engine`: the runtime library against hostile guests, limits and the cache.
+//! - `sources`: bad component sources fail start-up with one clear line.
+
+mod cli;
+mod engine;
+mod sources;
+mod support;

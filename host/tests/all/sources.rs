@@ -1,0 +1,154 @@
+//! Bad component sources fail start-up with one clear line that says what was wrong
+//! and what to do.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use base64::Engine as _;
+
+use crate::support::{ais_wasm, component};
+
+/// Start `ais-wasm run` with the given source variables and return its stderr.
+fn start(dir: &Path, env: &[(&str, &str)]) -> String {
+    let input = dir.join("in");
+    std::fs::write(&input, b"x").unwrap();
+    let mut command = ais_wasm(&dir.join("cache"));
+    command.arg("run").arg(&input).envs(env.iter().copied());
+    let output = command.output().unwrap();
+    assert!(!output.status.success(), "start-up succeeded with {env:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_says(stderr: &str, needles: &[&str]) {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    for needle in needles {
+        assert!(line.contains(needle), "{needle:?} missing in {line:?}");
+    }
+}
+
+#[test]
+fn payload_that_is_not_base64() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_says(
+        &start(dir.path(), &[("ETL_WASM_PAYLOAD", "%%% not base64 %%%")]),
+        &["not valid base64", "ais-wasm payload"],
+    );
+}
+
+#[test]
+fn payload_that_is_not_a_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = base64::engine::general_purpose::STANDARD.encode(b"hello, I am text");
+    assert_says(
+        &start(dir.path(), &[("ETL_WASM_PAYLOAD", &text)]),
+        &["not WebAssembly", "expected a WASI 0.2 component"],
+    );
+    let core = base64::engine::general_purpose::STANDARD.encode(b"\0asm\x01\0\0\0");
+    assert_says(
+        &start(dir.path(), &[("ETL_WASM_PAYLOAD", &core)]),
+        &["core WebAssembly module", "wasm32-wasip2"],
+    );
+}
+
+#[test]
+fn component_of_another_world() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = component("host/tests/components/command");
+    assert_says(
+        &start(dir.path(), &[("ETL_WASM_PATH", command.to_str().unwrap())]),
+        &[
+            "exports neither aistore:etl/buffered@0.1.0 nor aistore:etl/streaming@0.1.0",
+            "wasi:cli/run",
+            "buffered-transform",
+        ],
+    );
+}
+
+#[test]
+fn hash_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = component("examples/echo");
+    let zeros = "0".repeat(64);
+    assert_says(
+        &start(
+            dir.path(),
+            &[
+                ("ETL_WASM_PATH", echo.to_str().unwrap()),
+                ("ETL_WASM_SHA256", &zeros),
+            ],
+        ),
+        &["ETL_WASM_SHA256 does not match", "update the pin"],
+    );
+}
+
+#[test]
+fn missing_file_unreachable_url_and_no_source() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_says(
+        &start(dir.path(), &[("ETL_WASM_PATH", "/nonexistent/x.wasm")]),
+        &["cannot read the component file /nonexistent/x.wasm"],
+    );
+    // Port 1 on loopback refuses connections.
+    assert_says(
+        &start(dir.path(), &[("ETL_WASM_URL", "http://127.0.0.1:1/x.wasm")]),
+        &[
+            "cannot download the component from http://127.0.0.1:1",
+            "ETL_WASM_URL",
+        ],
+    );
+    assert_says(
+        &start(dir.path(), &[("ETL_WASM_URL", "ftp://example/x.wasm")]),
+        &["http or https"],
+    );
+    assert_says(&start(dir.path(), &[]), &["no component given"]);
+    assert_says(
+        &start(
+            dir.path(),
+            &[
+                ("ETL_WASM_PATH", "/a.wasm"),
+                ("ETL_WASM_URL", "http://127.0.0.1:1/"),
+            ],
+        ),
+        &["more than one component source"],
+    );
+}
+
+#[test]
+fn component_from_a_url_with_a_pin() {
+    let wasm = std::fs::read(component("examples/hello")).unwrap();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&wasm));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hello.wasm", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request).unwrap();
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            wasm.len()
+        )
+        .unwrap();
+        stream.write_all(&wasm).unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::write(&input, b"x").unwrap();
+    let output = ais_wasm(&dir.path().join("cache"))
+        .env("ETL_WASM_URL", &url)
+        .env("ETL_WASM_SHA256", &sha)
+        .arg("run")
+        .arg(&input)
+        .output()
+        .unwrap();
+    server.join().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.stdout, b"Hello World!");
+}

@@ -1,0 +1,94 @@
+//! Misbehaving transform for the host's sandbox and limit tests; see ../README.md.
+use std::io::Write;
+
+use aistore_etl::{Buffered, Config, Error, Input, Object, Output, Streaming, Transform};
+
+#[derive(Default)]
+struct Hostile;
+
+impl Transform for Hostile {
+    fn init(&mut self, config: &Config) -> Result<(), Error> {
+        match config.get("fail-init") {
+            Some(_) => Err(Error::failed("init refused")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Scalar locals only, so the frames land on the engine's wasm stack (not Rust's
+/// shadow stack in linear memory) and exhaust it.
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    recurse(std::hint::black_box(depth + 1)) + std::hint::black_box(1)
+}
+
+impl Buffered for Hostile {
+    fn transform(&mut self, data: Vec<u8>, object: &Object) -> Result<Vec<u8>, Error> {
+        let (verb, arg) = object.args().split_once(':').unwrap_or((object.args(), ""));
+        match verb {
+            "" => Ok(data),
+            "loop" => loop {
+                std::hint::black_box(&data);
+            },
+            "alloc" => {
+                let mut hoard = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                }
+            }
+            "panic" => panic!("boom"),
+            "abort" => std::process::abort(),
+            "stack" => Ok(recurse(0).to_le_bytes().to_vec()),
+            "big" => Ok(vec![b'x'; arg.parse().unwrap()]),
+            "flood" => {
+                let line = [b'y'; 99];
+                for _ in 0..arg.parse::<usize>().unwrap() {
+                    std::io::stdout().write_all(&line).unwrap();
+                    std::io::stdout().write_all(b"\n").unwrap();
+                    std::io::stderr().write_all(&line).unwrap();
+                    std::io::stderr().write_all(b"\n").unwrap();
+                }
+                Ok(data)
+            }
+            "env" => Ok(std::env::vars()
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect::<String>()
+                .into_bytes()),
+            "fs" => Ok(std::fs::read(arg).unwrap_or_else(|e| e.to_string().into_bytes())),
+            "net" => Ok(match std::net::TcpStream::connect(arg) {
+                Ok(_) => b"connected".to_vec(),
+                Err(e) => e.to_string().into_bytes(),
+            }),
+            "bad-input" => Err(Error::bad_input("nope")),
+            "failed" => Err(Error::failed("nope")),
+            other => Err(Error::bad_input(format!("unknown behaviour {other:?}"))),
+        }
+    }
+}
+
+impl Streaming for Hostile {
+    fn transform_stream(
+        &mut self,
+        input: &mut Input<'_>,
+        output: &mut Output<'_>,
+        object: &Object,
+    ) -> Result<(), Error> {
+        match object.args() {
+            "never-read" => Ok(()),
+            "loop" => {
+                let first = input.next_chunk();
+                loop {
+                    std::hint::black_box(&first);
+                }
+            }
+            _ => {
+                while let Some(chunk) = input.next_chunk() {
+                    output.write(&chunk);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+aistore_etl::export!(Hostile => buffered, streaming);
