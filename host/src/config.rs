@@ -39,6 +39,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the AIStore ETL protocol (the container's command).
+    Serve(Box<ServeArgs>),
     /// Transform local files with a component, exactly as the server would.
     Run(Box<RunArgs>),
     /// Print the ETL_WASM_PAYLOAD value for a component.
@@ -65,6 +67,34 @@ pub struct RunArgs {
     /// Input files; each one's path is the object path the transform sees.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub component: ComponentArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
+    /// Address to listen on (AIStore sends to the pod's port 8000).
+    #[arg(long, env = "ETL_WASM_LISTEN", default_value = "0.0.0.0:8000")]
+    pub listen: String,
+    /// The target's per-ETL object endpoint, with its secret; set by AIStore.
+    #[arg(long, env = "AIS_TARGET_URL", hide_env_values = true)]
+    pub target_url: Option<String>,
+    /// Local retries of a direct put after a transient network failure.
+    #[arg(long, env = "AIS_DIRECT_PUT_RETRIES", default_value_t = 3)]
+    pub direct_put_retries: u32,
+    /// Delay before the first direct-put retry; doubled for each further one.
+    #[arg(long, env = "ETL_WASM_DIRECT_PUT_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub direct_put_backoff: Duration,
+    /// Stream FQN files to a streaming export whatever their size (1, true, yes, on).
+    #[arg(long, env = "ETL_DIRECT_FQN")]
+    pub direct_fqn: Option<String>,
+    /// How long SIGTERM waits for in-flight requests before exiting.
+    #[arg(long, env = "ETL_WASM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,12 @@
 //!
 //! # Layout
 //!
+//! - [`protocol`]: the AIStore ETL wire protocol (axum routes, WebSocket, statuses).
+//!   The only module that knows HTTP server types.
+//! - [`etl`]: one object end to end: source, transform, result or direct put.
+//! - [`source`]: where objects come from (body, FQN file, target GET, download).
+//! - [`sink`]: direct puts to the next hop and what its answer means.
+//! - [`pipeline`]: `Ais-Node-Url` parsing and next-hop URLs.
 //! - [`runtime`]: wasmtime engine, compile cache, instances and their limits. Knows
 //!   nothing of HTTP.
 //! - [`delivery`]: how a component arrives (payload, file, URL) and is checked.
@@ -12,5 +18,10 @@
 pub mod cmd;
 pub mod config;
 pub mod delivery;
+pub mod etl;
 pub mod outbound;
+pub mod pipeline;
+pub mod protocol;
 pub mod runtime;
+pub mod sink;
+pub mod source;

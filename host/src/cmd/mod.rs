@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod payload;
 pub mod run;
+pub mod serve;
 
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use crate::config::Command;
 
 pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Serve(args) => serve::serve(*args).await,
         Command::Run(args) => run::run(*args).await,
         Command::Payload(args) => payload::payload(args),
         Command::Bench(args) => bench::bench(args).await,

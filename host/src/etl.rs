@@ -1,0 +1,271 @@
+//! One object, end to end: open its source, run the transform (buffered or
+//! streaming), and either hand the result back or deliver it to the next hop with
+//! retries. Transport-neutral: HTTP and WebSocket both come through here.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::pipeline::{MissingTargetUrl, Pipeline};
+use crate::runtime::{InputStream, ObjectError, ObjectRequest, Transform};
+use crate::sink::{Answer, DirectPut, PutError};
+use crate::source::{Source, SourceError};
+
+/// Output chunks in flight between a streaming guest and its receiver: the bound
+/// that makes streaming constant-memory.
+const OUTPUT_QUEUE: usize = 4;
+
+/// Everything the server needs per process to process objects.
+#[derive(Clone)]
+pub struct Etl {
+    pub transform: Transform,
+    pub direct_put: DirectPut,
+    /// The path of `AIS_TARGET_URL` (per-ETL endpoint and secret), for target hops.
+    pub target_path: Option<String>,
+    /// `ETL_DIRECT_FQN`: stream FQN files to a streaming export whatever their size.
+    pub direct_fqn: bool,
+}
+
+/// One object to process.
+pub struct Job {
+    pub object: ObjectRequest,
+    pub source: Source,
+    pub pipeline: Option<Pipeline>,
+    /// The object path as it goes into a stage hop's URL (escaped, leading `/`).
+    pub forward_path: String,
+}
+
+/// What became of an object.
+pub enum Outcome {
+    /// The transformed object, for the caller.
+    Output(Output),
+    /// Delivered by direct put; `length` is reported onward.
+    Delivered { length: u64 },
+    /// The next hop answered 200 with a body, which goes back to the caller.
+    Returned {
+        first: Bytes,
+        rest: reqwest::Response,
+    },
+}
+
+/// A transformed object.
+pub enum Output {
+    /// A buffered result.
+    Full(Bytes),
+    /// A streaming result, produced while it is read.
+    Stream(OutputStream),
+}
+
+/// Why an object failed. Mapped to a status in one place, `protocol::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum EtlError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Transform(#[from] ObjectError),
+    #[error(transparent)]
+    NoTargetUrl(#[from] MissingTargetUrl),
+    #[error(transparent)]
+    DirectPut(PutError),
+    /// A transient direct-put failure whose input was a one-shot request body: the
+    /// caller may replay the request (the 503 contract, §7.3).
+    #[error("the direct put failed and the request body cannot be replayed: {0}")]
+    DirectPutOneShot(PutError),
+    /// Retries ran out.
+    #[error("the direct put failed after {attempts} attempts: {last}")]
+    DirectPutExhausted { attempts: u32, last: PutError },
+}
+
+impl Etl {
+    pub async fn process(&self, mut job: Job) -> Result<Outcome, EtlError> {
+        let Some(pipeline) = job.pipeline.take() else {
+            return Ok(Outcome::Output(self.run(&mut job).await?));
+        };
+        let url = pipeline.next.put_url(
+            self.target_path.as_deref(),
+            &job.forward_path,
+            &job.object.args,
+        )?;
+        let to_target = pipeline.next.is_target();
+        let rest = pipeline.rest.as_deref();
+        let mut attempt = 0;
+        let mut output = Some(self.run(&mut job).await?);
+        loop {
+            // A streamed result is consumed by an attempt: a retry runs the transform
+            // again from a freshly opened source.
+            let current = match output.take() {
+                Some(output) => output,
+                None => self.run(&mut job).await?,
+            };
+            let (body, length, transformed, retained) = match current {
+                Output::Full(bytes) => {
+                    let length = bytes.len() as u64;
+                    (
+                        reqwest::Body::from(bytes.clone()),
+                        Some(length),
+                        None,
+                        Some(bytes),
+                    )
+                }
+                Output::Stream(mut stream) => {
+                    let done = stream.take_handle();
+                    (reqwest::Body::wrap_stream(stream), None, Some(done), None)
+                }
+            };
+            let answer = self
+                .direct_put
+                .put(&url, rest, body, length, to_target)
+                .await;
+            // A failed transform breaks the upload too: report the transform's error.
+            let sent = match transformed {
+                Some(done) => Some(join(done).await?),
+                None => length,
+            };
+            let error = match answer {
+                Ok(Answer::Delivered { length }) => {
+                    let length = if to_target {
+                        sent.unwrap_or(length)
+                    } else {
+                        length
+                    };
+                    return Ok(Outcome::Delivered { length });
+                }
+                Ok(Answer::Returned { first, rest }) => {
+                    return Ok(Outcome::Returned { first, rest });
+                }
+                Err(error @ (PutError::Refused(_) | PutError::Status { .. })) => {
+                    return Err(EtlError::DirectPut(error));
+                }
+                Err(error @ PutError::Transient(_)) => error,
+            };
+            if retained.is_none() && !job.source.replayable() {
+                return Err(EtlError::DirectPutOneShot(error));
+            }
+            if attempt >= self.direct_put.retries {
+                return Err(EtlError::DirectPutExhausted {
+                    attempts: attempt + 1,
+                    last: error,
+                });
+            }
+            let delay = self.direct_put.delay(attempt);
+            tracing::warn!(object = %job.object.path, attempt, ?delay, "retrying the direct put: {error}");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+            output = retained.map(Output::Full);
+        }
+    }
+
+    /// Run the transform once on a freshly opened source.
+    async fn run(&self, job: &mut Job) -> Result<Output, EtlError> {
+        let size = job.source.size().await;
+        let shapes = self.transform.shapes();
+        let direct_fqn =
+            self.direct_fqn && shapes.streaming && matches!(job.source, Source::Fqn(_));
+        let transform = self.transform.clone();
+        let object = job.object.clone();
+        if direct_fqn || self.transform.prefers_streaming(size) {
+            let opened = job.source.open().await?;
+            let (sender, receiver) = mpsc::channel(OUTPUT_QUEUE);
+            let (finished, outcome) = oneshot::channel();
+            // The guest runs in its own task so that a dropped connection never
+            // cancels it mid-call (which would cost the instance).
+            let handle = tokio::spawn(async move {
+                let input = InputStream::new(opened.reader, opened.size);
+                let result = transform.streaming(input, sender, &object).await;
+                if let Err(error) = &result {
+                    tracing::warn!(object = %object.path, "streaming transform failed: {error}");
+                }
+                let _ = finished.send(result.is_ok());
+                result
+            });
+            Ok(Output::Stream(OutputStream {
+                receiver,
+                outcome: Some(outcome),
+                handle: Some(handle),
+            }))
+        } else {
+            let data = job.source.read_all().await?;
+            let handle = tokio::spawn(async move { transform.buffered(&data, &object).await });
+            Ok(Output::Full(join(handle).await?.into()))
+        }
+    }
+}
+
+async fn join<T>(handle: JoinHandle<Result<T, ObjectError>>) -> Result<T, EtlError> {
+    match handle.await {
+        Ok(result) => Ok(result?),
+        Err(error) => Err(EtlError::Transform(ObjectError::Instance(anyhow::anyhow!(
+            "the transform task ended abnormally: {error}"
+        )))),
+    }
+}
+
+/// The output of a streaming transform as a stream of chunks. It ends cleanly only
+/// when the transform succeeded; otherwise its last item is an error, so an HTTP
+/// body is aborted rather than ended (a truncated object must never look complete).
+pub struct OutputStream {
+    receiver: mpsc::Receiver<Bytes>,
+    outcome: Option<oneshot::Receiver<bool>>,
+    handle: Option<JoinHandle<Result<u64, ObjectError>>>,
+}
+
+impl OutputStream {
+    /// The transform's task, to learn its result once the stream has been read.
+    pub fn take_handle(&mut self) -> JoinHandle<Result<u64, ObjectError>> {
+        self.handle.take().expect("the handle is taken once")
+    }
+
+    /// Wait for the first chunk, so the caller can still answer with an error
+    /// status when the transform fails before producing anything. `Ok(None)`: the
+    /// transform succeeded with empty output.
+    pub async fn first(&mut self) -> Result<Option<Bytes>, EtlError> {
+        if let Some(chunk) = self.receiver.recv().await {
+            return Ok(Some(chunk));
+        }
+        self.outcome = None;
+        join(self.take_handle()).await.map(|_| None)
+    }
+
+    /// Read everything (a WebSocket reply is one message).
+    pub async fn collect(mut self) -> Result<Bytes, EtlError> {
+        let handle = self.take_handle();
+        let mut data = Vec::new();
+        while let Some(chunk) = self.receiver.recv().await {
+            data.extend_from_slice(&chunk);
+        }
+        join(handle).await?;
+        Ok(data.into())
+    }
+}
+
+impl Stream for OutputStream {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.receiver.poll_recv(cx) {
+            Poll::Ready(Some(chunk)) => return Poll::Ready(Some(Ok(chunk))),
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {}
+        }
+        let Some(outcome) = self.outcome.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(outcome).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(succeeded) => {
+                self.outcome = None;
+                if succeeded == Ok(true) {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Err(std::io::Error::other(
+                        "the transform failed mid-stream",
+                    ))))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Every failure a caller can see, mapped to an HTTP status in this one place
+//! (protocol document §7.1). Bodies are short text naming the object and the cause:
+//! the target shows them to users as `ETL error: <body>`.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::etl::EtlError;
+use crate::pipeline::PipelineError;
+use crate::runtime::{Abort, Fault, ObjectError};
+use crate::sink::PutError;
+use crate::source::SourceError;
+
+/// `Ais-Etl-Retry-Reason`: with 503, asks the target to replay the request.
+pub const RETRY_REASON: &str = "ais-etl-retry-reason";
+pub const DIRECT_PUT_TRANSIENT: &str = "direct-put-transient";
+
+/// A failed request: status and body, decided here and nowhere else.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub body: String,
+    /// Add `Ais-Etl-Retry-Reason: direct-put-transient` (only with 503).
+    pub retry: bool,
+}
+
+impl HttpError {
+    pub fn new(status: StatusCode, body: impl Into<String>) -> Self {
+        HttpError {
+            status,
+            body: body.into(),
+            retry: false,
+        }
+    }
+
+    /// The error for one object, naming it.
+    pub fn for_object(object: &str, error: EtlError) -> Self {
+        let retry = matches!(error, EtlError::DirectPutOneShot(_));
+        let status = status_of(&error);
+        // The next hop's error body goes back verbatim, as the references do.
+        let body = match &error {
+            EtlError::DirectPut(PutError::Status { body, .. }) => {
+                String::from_utf8_lossy(body).into_owned()
+            }
+            _ => format!("{object}: {error}"),
+        };
+        if status.is_server_error() {
+            tracing::warn!(object, %status, "{error}");
+        } else {
+            tracing::info!(object, %status, "{error}");
+        }
+        HttpError {
+            status,
+            body,
+            retry,
+        }
+    }
+}
+
+impl From<PipelineError> for HttpError {
+    fn from(error: PipelineError) -> Self {
+        HttpError::new(StatusCode::BAD_REQUEST, error.to_string())
+    }
+}
+
+fn status_of(error: &EtlError) -> StatusCode {
+    match error {
+        EtlError::Source(source) => match source {
+            SourceError::FqnNotFound(_) => StatusCode::NOT_FOUND,
+            SourceError::FqnUnreadable { error, .. }
+                if error.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                StatusCode::FORBIDDEN
+            }
+            SourceError::FqnUnreadable { .. }
+            | SourceError::Consumed
+            | SourceError::NoTargetUrl => StatusCode::INTERNAL_SERVER_ERROR,
+            SourceError::Body(_) | SourceError::Download { .. } => StatusCode::BAD_REQUEST,
+            SourceError::Upstream { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+            SourceError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+        },
+        EtlError::Transform(object) => match (object.fault(), object) {
+            (_, ObjectError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            // The transform says the object cannot be transformed: a 4xx, which the
+            // target reports and does not retry.
+            (Fault::BadInput, _) => StatusCode::UNPROCESSABLE_ENTITY,
+            (_, ObjectError::Aborted(Abort::Timeout(_))) => StatusCode::GATEWAY_TIMEOUT,
+            (_, ObjectError::Input(_)) => StatusCode::BAD_REQUEST,
+            (Fault::Guest | Fault::Host, _) => StatusCode::INTERNAL_SERVER_ERROR,
+        },
+        EtlError::NoTargetUrl(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        EtlError::DirectPut(PutError::Status { status, .. }) => {
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+        }
+        EtlError::DirectPut(_) | EtlError::DirectPutExhausted { .. } => StatusCode::BAD_GATEWAY,
+        EtlError::DirectPutOneShot(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.body).into_response();
+        if self.retry {
+            response
+                .headers_mut()
+                .insert(RETRY_REASON, HeaderValue::from_static(DIRECT_PUT_TRANSIENT));
+        }
+        response
+    }
+}

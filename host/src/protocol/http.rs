@@ -1,0 +1,206 @@
+//! HTTP endpoints: `GET /health`, `PUT /<path>` (hpush, pipeline stages), `GET /<path>`
+//! (hpull) and `POST /download`.
+
+use std::io;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use futures::{StreamExt, TryStreamExt};
+
+use super::{AppState, HttpError};
+use crate::etl::{Job, Outcome, Output};
+use crate::pipeline;
+use crate::runtime::ObjectRequest;
+use crate::source::{HttpSource, Source, fqn, target};
+
+/// `Ais-Direct-Put-Length` on a 204: bytes delivered downstream.
+const DIRECT_PUT_LENGTH: &str = "ais-direct-put-length";
+
+/// §4.1: answered without touching the transform, so it stays fast under any load.
+pub async fn health() -> &'static str {
+    "Running"
+}
+
+/// The query parameters of an object request. First value wins, as in Go (§5.1).
+#[derive(Default)]
+struct Params {
+    fqn: Option<String>,
+    args: String,
+    latest_ver: bool,
+}
+
+impl Params {
+    fn parse(query: Option<&str>) -> Self {
+        let mut params = Params::default();
+        let (mut fqn, mut args, mut latest) = (None, None, None);
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let slot = match &*key {
+                "etl_fqn" => &mut fqn,
+                "etl_args" => &mut args,
+                "latest-ver" => &mut latest,
+                _ => continue,
+            };
+            slot.get_or_insert(value.into_owned());
+        }
+        params.fqn = fqn.filter(|f| !f.trim().is_empty());
+        // §5.4: the Python references strip etl_args.
+        params.args = args.map(|a| a.trim().to_string()).unwrap_or_default();
+        params.latest_ver = latest.is_some_and(|v| crate::outbound::truthy(&v));
+        params
+    }
+}
+
+/// `PUT /<path>` and `GET /<path>`; anything else is 405 (§4.6).
+pub async fn object(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let params = Params::parse(uri.query());
+    // §5.2: the path is decoded once to recover the object's name; the raw form is
+    // what a stage hop receives, so that it decodes to the same name (§6.3).
+    let raw_path = uri.path();
+    let path = percent_encoding::percent_decode_str(raw_path.strip_prefix('/').unwrap_or(raw_path))
+        .decode_utf8_lossy()
+        .into_owned();
+    let pipeline = match pipeline_header(&headers) {
+        Ok(pipeline) => pipeline,
+        Err(error) => return error.into_response(),
+    };
+    let source = match (&method, params.fqn) {
+        (&Method::PUT | &Method::GET, Some(fqn)) => Source::Fqn(fqn::decode(&fqn)),
+        (&Method::PUT, None) => Source::Body {
+            length: headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok()),
+            body: Some(body.into_data_stream().map_err(io::Error::other).boxed()),
+        },
+        (&Method::GET, None) => {
+            match &state.target_url {
+                // §4.3: hpull without an FQN reads the object from the target.
+                Some(target_url) => Source::Http {
+                    url: target::object_url(target_url, &path, params.latest_ver),
+                    client: state.client.clone(),
+                    kind: HttpSource::Target,
+                },
+                None => {
+                    return HttpError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("{path}: no etl_fqn, and AIS_TARGET_URL is not set to fetch the object from"),
+                )
+                .into_response();
+                }
+            }
+        }
+        _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    };
+    let job = Job {
+        object: ObjectRequest {
+            path,
+            args: params.args,
+        },
+        source,
+        pipeline,
+        forward_path: raw_path.to_string(),
+    };
+    process(&state, job).await
+}
+
+/// `POST /download?original_url=&object_to=[&etl_args=]` (§4.5).
+pub async fn download(State(state): State<AppState>, uri: Uri) -> Response {
+    let (mut url, mut object_to, mut args) = (None, None, None);
+    for (key, value) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        let slot = match &*key {
+            "original_url" => &mut url,
+            "object_to" => &mut object_to,
+            "etl_args" => &mut args,
+            _ => continue,
+        };
+        slot.get_or_insert(value.into_owned());
+    }
+    let (Some(url), Some(object_to)) = (
+        url.filter(|u| !u.is_empty()),
+        object_to.filter(|o| !o.is_empty()),
+    ) else {
+        return HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "object_to and original_url query parameters are required",
+        )
+        .into_response();
+    };
+    let job = Job {
+        forward_path: pipeline::escape_path(&object_to),
+        object: ObjectRequest {
+            path: object_to,
+            args: args.map(|a| a.trim().to_string()).unwrap_or_default(),
+        },
+        source: Source::Http {
+            url,
+            client: state.download_client.clone(),
+            kind: HttpSource::Download,
+        },
+        pipeline: None,
+    };
+    process(&state, job).await
+}
+
+fn pipeline_header(headers: &HeaderMap) -> Result<Option<pipeline::Pipeline>, HttpError> {
+    let Some(value) = headers.get("ais-node-url") else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| {
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid pipeline header: not ASCII",
+        )
+    })?;
+    Ok(pipeline::parse(value)?)
+}
+
+async fn process(state: &AppState, job: Job) -> Response {
+    let object = job.object.path.clone();
+    match state.etl.process(job).await {
+        Ok(outcome) => respond(&object, outcome).await,
+        Err(error) => HttpError::for_object(&object, error).into_response(),
+    }
+}
+
+async fn respond(object: &str, outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Output(Output::Full(bytes)) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
+        Outcome::Output(Output::Stream(mut stream)) => match stream.first().await {
+            // The status is sent with the first chunk, so a transform that fails
+            // before producing anything still gets a proper error status. After
+            // that, a failure aborts the body (§9.2).
+            Ok(first) => {
+                let body = futures::stream::iter(first.map(Ok)).chain(stream);
+                (
+                    [(header::CONTENT_TYPE, "application/octet-stream")],
+                    Body::from_stream(body),
+                )
+                    .into_response()
+            }
+            Err(error) => HttpError::for_object(object, error).into_response(),
+        },
+        Outcome::Delivered { length } => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            if length > 0 {
+                response
+                    .headers_mut()
+                    .insert(DIRECT_PUT_LENGTH, HeaderValue::from(length));
+            }
+            response
+        }
+        Outcome::Returned { first, rest } => {
+            let body = futures::stream::once(async { Ok(first) })
+                .chain(rest.bytes_stream().map_err(io::Error::other));
+            Body::from_stream(body).into_response()
+        }
+    }
+}

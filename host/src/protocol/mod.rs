@@ -1,0 +1,40 @@
+//! The AIStore ETL wire protocol: the only module that knows HTTP and WebSocket. It
+//! turns requests into [`Job`](crate::etl::Job)s and outcomes into responses,
+//! following ../shared/protocol/ais-etl-protocol.md (cited as §N below).
+//!
+//! API Boundary: every route and status here is what AIStore targets depend on.
+
+mod error;
+mod http;
+mod ws;
+
+pub use error::HttpError;
+
+use axum::Router;
+use axum::routing::{any, get, post};
+
+use crate::etl::Etl;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub etl: Etl,
+    /// `AIS_TARGET_URL`: `<scheme>://<target>/v1/etl/_object/<etl>/<secret>`.
+    pub target_url: Option<String>,
+    /// For calls to AIStore (hpull GETs, direct puts): carries the AuthN token.
+    pub client: reqwest::Client,
+    /// For `POST /download` sources, which may be anywhere: never sends the token.
+    pub download_client: reqwest::Client,
+}
+
+/// The router. Object paths are never normalised or redirected (§4.6): everything
+/// that is not one of the fixed routes is an object, `PUT /health` included.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(http::health).fallback(http::object))
+        .route("/ws", get(ws::upgrade).fallback(http::object))
+        .route("/download", post(http::download).fallback(http::object))
+        .route("/", any(http::object))
+        .fallback(http::object)
+        .with_state(state)
+}

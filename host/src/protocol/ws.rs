@@ -1,0 +1,172 @@
+//! `/ws`: each request is a binary JSON control message, followed by a binary data
+//! message unless the control names an FQN (§4.4). Requests on a connection are
+//! processed concurrently and answered strictly in order, since the target matches
+//! replies to requests by position only.
+//!
+//! There is no error frame in this protocol. A connection is never closed because
+//! one request failed (that would strand every request queued behind it); a failure
+//! is answered with a TEXT diagnostic and logged (§13 Q1).
+
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::{AppState, http};
+use crate::etl::{EtlError, Job, Outcome, Output};
+use crate::pipeline;
+use crate::runtime::ObjectRequest;
+use crate::source::{Source, fqn};
+
+/// The target reads replies of up to 16 GiB, and sends objects as large (§4.4).
+const MAX_MESSAGE: usize = 16 << 30;
+
+/// Requests of one connection in progress at once; beyond it the connection is not
+/// read, and TCP pushes back on the target.
+const IN_FLIGHT: usize = 256;
+
+/// The control message (`WebsocketCtrlMsg`); every key may be absent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Control {
+    pipeline: String,
+    etl_args: String,
+    fqn: String,
+    path: String,
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => upgrade
+            .max_message_size(MAX_MESSAGE)
+            .max_frame_size(MAX_MESSAGE)
+            .on_upgrade(move |socket| serve(state, socket)),
+        // A plain `GET /ws` is an hpull of the object named "ws".
+        Err(_) => http::object(State(state), method, uri, headers, body).await,
+    }
+}
+
+async fn serve(state: AppState, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (replies, mut pending) = mpsc::channel::<tokio::task::JoinHandle<Message>>(IN_FLIGHT);
+    let writer = tokio::spawn(async move {
+        while let Some(reply) = pending.recv().await {
+            let message = reply
+                .await
+                .unwrap_or_else(|e| Message::Text(format!("Transform error: {e}").into()));
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    loop {
+        let control = match next_data(&mut stream).await {
+            Some(bytes) => bytes,
+            None => break,
+        };
+        let reply = match serde_json::from_slice::<Control>(&control) {
+            Ok(control) if control.fqn.is_empty() => match next_data(&mut stream).await {
+                Some(data) => tokio::spawn(process(state.clone(), control, Source::Bytes(data))),
+                None => break,
+            },
+            Ok(control) => {
+                let source = Source::Fqn(fqn::decode(&control.fqn));
+                tokio::spawn(process(state.clone(), control, source))
+            }
+            Err(error) => {
+                tracing::warn!("invalid WebSocket control message: {error}");
+                let text = format!("Invalid control message: {error}");
+                tokio::spawn(async move { Message::Text(text.into()) })
+            }
+        };
+        if replies.send(reply).await.is_err() {
+            break;
+        }
+    }
+    // Answer what was received before the connection ended, then stop.
+    drop(replies);
+    let _ = writer.await;
+}
+
+/// The next binary (or text) message's payload; `None` when the connection ends.
+/// Pings are answered by the WebSocket layer itself.
+async fn next_data(stream: &mut futures::stream::SplitStream<WebSocket>) -> Option<Bytes> {
+    while let Some(message) = stream.next().await {
+        match message {
+            Ok(Message::Binary(bytes)) => return Some(bytes),
+            Ok(Message::Text(text)) => return Some(Bytes::from(text.as_str().to_owned())),
+            Ok(Message::Close(_)) => return None,
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            // The target closes by dropping the socket, without a close frame (§4.4).
+            Err(error) => {
+                tracing::debug!("WebSocket connection ended: {error}");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+async fn process(state: AppState, control: Control, source: Source) -> Message {
+    let path = control.path;
+    let pipeline = match pipeline::parse(&control.pipeline) {
+        Ok(pipeline) => pipeline,
+        Err(error) => return Message::Text(error.to_string().into()),
+    };
+    let job = Job {
+        forward_path: pipeline::escape_path(&path),
+        object: ObjectRequest {
+            path: path.clone(),
+            args: control.etl_args.trim().to_string(),
+        },
+        source,
+        pipeline,
+    };
+    match reply(state.etl.process(job).await).await {
+        Ok(message) => message,
+        Err(error) => {
+            let error = super::HttpError::for_object(&path, error);
+            Message::Text(format!("Transform error: {}", error.body).into())
+        }
+    }
+}
+
+/// §4.4 replies: the object as BINARY; after a direct put, the delivered byte count as
+/// TEXT, or the next hop's non-empty body as BINARY.
+async fn reply(outcome: Result<Outcome, EtlError>) -> Result<Message, EtlError> {
+    Ok(match outcome? {
+        Outcome::Output(Output::Full(bytes)) => Message::Binary(bytes),
+        Outcome::Output(Output::Stream(stream)) => Message::Binary(stream.collect().await?),
+        Outcome::Delivered { length } => Message::Text(length.to_string().into()),
+        Outcome::Returned { first, rest } => {
+            let mut body = first.to_vec();
+            let mut rest = rest.bytes_stream();
+            while let Some(chunk) = rest.next().await {
+                let chunk = chunk.map_err(|e| {
+                    EtlError::DirectPut(crate::sink::PutError::Transient(
+                        e.without_url().to_string(),
+                    ))
+                })?;
+                body.extend_from_slice(&chunk);
+            }
+            if body.is_empty() {
+                Message::Text("0".into())
+            } else {
+                Message::Binary(body.into())
+            }
+        }
+    })
+}

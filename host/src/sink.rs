@@ -1,0 +1,126 @@
+//! Where a result goes besides the response: a direct put to the next hop, and what
+//! the next hop's answer means for our own caller (protocol document §6.4, §7.4).
+
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// The next hop's answer, mapped per §6.4.
+pub enum Answer {
+    /// The object reached its destination: a target stored it (200, empty) or a
+    /// later stage delivered it (204). `length` is what we report onward.
+    Delivered { length: u64 },
+    /// The hop answered 200 with a body (the last stage of an inline pipeline, or a
+    /// stage hop whose output was empty): pass it back to our caller.
+    Returned {
+        first: Bytes,
+        rest: reqwest::Response,
+    },
+}
+
+/// Why a direct put failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    /// Nothing listens at the next hop: permanent, not retried (502).
+    #[error("the next hop refused the connection: {0}")]
+    Refused(String),
+    /// A network failure that a retry may cure (reset, broken pipe, timeout).
+    #[error("the direct put failed: {0}")]
+    Transient(String),
+    /// The next hop answered an error status; it is passed back as is.
+    #[error("the next hop answered {status}: {}", String::from_utf8_lossy(body))]
+    Status { status: u16, body: Bytes },
+}
+
+/// Direct puts: the shared client and the retry policy.
+#[derive(Clone)]
+pub struct DirectPut {
+    pub client: reqwest::Client,
+    /// Local retries after a transient failure (`AIS_DIRECT_PUT_RETRIES`).
+    pub retries: u32,
+    /// Delay before the first retry; doubled for each further one, capped at 30 s.
+    pub backoff: Duration,
+}
+
+impl DirectPut {
+    /// The delay before retry number `attempt` (0-based): 1 s, 2 s, 4 s, … by default.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        self.backoff
+            .saturating_mul(1 << attempt.min(16))
+            .min(Duration::from_secs(30))
+    }
+
+    /// One attempt. `sent` is the size of the body when known; `to_target` says
+    /// whether the hop is an AIStore target (an empty 200 then means "stored").
+    pub async fn put(
+        &self,
+        url: &str,
+        rest: Option<&str>,
+        body: reqwest::Body,
+        length: Option<u64>,
+        to_target: bool,
+    ) -> Result<Answer, PutError> {
+        let mut request = self.client.put(url).body(body);
+        if let Some(rest) = rest {
+            request = request.header("ais-node-url", rest);
+        }
+        if let Some(length) = length {
+            request = request.header(reqwest::header::CONTENT_LENGTH, length);
+        }
+        let mut response = request.send().await.map_err(classify)?;
+        let status = response.status().as_u16();
+        match status {
+            204 => {
+                let length = response
+                    .headers()
+                    .get("ais-direct-put-length")
+                    .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+                    .unwrap_or(0);
+                Ok(Answer::Delivered { length })
+            }
+            200 => {
+                let first = response.chunk().await.map_err(classify)?;
+                match first {
+                    // §6.4 and §13 Q3: only a target's empty 200 means "stored"; a
+                    // stage's empty 200 is an empty result and is passed back.
+                    None if to_target => Ok(Answer::Delivered {
+                        length: length.unwrap_or(0),
+                    }),
+                    first => Ok(Answer::Returned {
+                        first: first.unwrap_or_default(),
+                        rest: response,
+                    }),
+                }
+            }
+            _ => {
+                let body = response.bytes().await.unwrap_or_default();
+                Err(PutError::Status {
+                    status,
+                    body: body.slice(..body.len().min(4096)),
+                })
+            }
+        }
+    }
+}
+
+fn classify(error: reqwest::Error) -> PutError {
+    let refused = error.is_connect()
+        && std::iter::successors(std::error::Error::source(&error), |e| e.source())
+            .filter_map(|e| e.downcast_ref::<io::Error>())
+            .any(|e| e.kind() == io::ErrorKind::ConnectionRefused);
+    let root = std::iter::successors(std::error::Error::source(&error), |e| e.source())
+        .last()
+        .map(|e| e.to_string());
+    // Without the URL: it may carry the ETL's secret.
+    let message = error.without_url().to_string();
+    let cause = match root {
+        Some(root) => format!("{message}: {root}"),
+        None => message,
+    };
+    if refused {
+        PutError::Refused(cause)
+    } else {
+        PutError::Transient(cause)
+    }
+}
