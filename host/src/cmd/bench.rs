@@ -1,10 +1,217 @@
-//! `ais-wasm bench`: engine micro-benchmarks (filled in below).
+//! `ais-wasm bench engine`: what the runtime costs, beside the same transforms
+//! compiled natively. Prints a table; never a pass/fail test.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use md5::Digest;
+use tokio::sync::mpsc;
+
+use crate::runtime::{
+    InputStream, InstanceMode, Limits, ObjectRequest, Runtime, RuntimeConfig, Transform,
+};
 
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
 
-pub async fn bench(_args: BenchArgs) -> anyhow::Result<ExitCode> {
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchWhat {
+    /// Engine costs: instantiation, per-call overhead, throughput of echo, md5, upper.
+    Engine(EngineArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EngineArgs {
+    /// The echo example component (buffered).
+    #[arg(long)]
+    pub echo: PathBuf,
+    /// The md5 example component (buffered).
+    #[arg(long)]
+    pub md5: PathBuf,
+    /// The upper example component (streaming).
+    #[arg(long)]
+    pub upper: PathBuf,
+    /// Time spent on each measurement.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub budget: Duration,
+}
+
+pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    match args.what {
+        BenchWhat::Engine(args) => engine(args).await,
+    }
+}
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+async fn engine(args: EngineArgs) -> anyhow::Result<ExitCode> {
+    let runtime = |mode| {
+        Runtime::new(RuntimeConfig {
+            limits: Limits {
+                max_memory: 1 << 30,
+                timeout: Duration::from_secs(300),
+                max_output: 1 << 30,
+            },
+            instance_mode: mode,
+            concurrency: 1,
+            cache_dir: None,
+        })
+    };
+    let (pooled, fresh) = (runtime(InstanceMode::Pooled)?, runtime(InstanceMode::Fresh)?);
+    let (echo, echo_report) = load(&pooled, &args.echo).await?;
+    let (md5, _) = load(&pooled, &args.md5).await?;
+    let (upper, _) = load(&pooled, &args.upper).await?;
+    let (echo_fresh, _) = load(&fresh, &args.echo).await?;
+    let budget = args.budget;
+
+    let mut table = Table::default();
+    let small = pattern(KIB);
+    let pooled_call = per_call(budget, || buffered(&echo, &small)).await;
+    let fresh_call = per_call(budget, || buffered(&echo_fresh, &small)).await;
+    let native_call = per_call(budget, || async { std::hint::black_box(small.to_vec()); }).await;
+    table.latency("echo 1 KiB, pooled instance (per object)", pooled_call, Some(native_call));
+    table.latency("echo 1 KiB, fresh instance + init (per object)", fresh_call, Some(native_call));
+    table.latency("  => instantiate + init", fresh_call.saturating_sub(pooled_call), None);
+    table.latency("first instance at load (instantiate + init)", echo_report.first_instance_time, None);
+
+    for size in [MIB, 64 * MIB] {
+        let data = pattern(size);
+        let label = if size == MIB { "1 MiB" } else { "64 MiB" };
+        let wasm = per_call(budget, || buffered(&echo, &data)).await;
+        let native = per_call(budget, || async { std::hint::black_box(data.to_vec()); }).await;
+        table.throughput(&format!("echo {label} (buffered)"), size, wasm, native);
+        let wasm = per_call(budget, || buffered(&md5, &data)).await;
+        let native = per_call(budget, || async { std::hint::black_box(hex::encode(md5::Md5::digest(&data))); }).await;
+        table.throughput(&format!("md5 {label} (buffered)"), size, wasm, native);
+        let wasm = per_call(budget, || streamed(&upper, &data)).await;
+        let native = per_call(budget, || async { native_upper(&data).await }).await;
+        table.throughput(&format!("upper {label} (streaming, 64 KiB chunks)"), size, wasm, native);
+    }
+    table.print();
     Ok(ExitCode::SUCCESS)
+}
+
+async fn load(runtime: &Runtime, path: &PathBuf) -> anyhow::Result<(Transform, crate::runtime::LoadReport)> {
+    let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(runtime.load(wasm, vec![]).await.with_context(|| path.display().to_string())?)
+}
+
+fn pattern(size: usize) -> Bytes {
+    (0..size).map(|i| b"The quick brown fox jumps over the lazy dog. "[i % 45]).collect()
+}
+
+async fn buffered(transform: &Transform, data: &[u8]) {
+    let object = ObjectRequest::default();
+    std::hint::black_box(transform.buffered(data, &object).await.expect("the transform failed"));
+}
+
+async fn streamed(transform: &Transform, data: &Bytes) {
+    let (sender, mut receiver) = mpsc::channel(4);
+    let input = InputStream::new(std::io::Cursor::new(data.clone()), Some(data.len() as u64));
+    let drain = async {
+        while let Some(chunk) = receiver.recv().await {
+            std::hint::black_box(chunk);
+        }
+    };
+    let object = ObjectRequest::default();
+    let (result, ()) = tokio::join!(transform.streaming(input, sender, &object), drain);
+    result.expect("the transform failed");
+}
+
+/// The same work as the upper example: 64 KiB chunks, upper-cased into fresh
+/// buffers, through the same bounded channel.
+async fn native_upper(data: &Bytes) {
+    let (sender, mut receiver) = mpsc::channel::<Bytes>(4);
+    let produce = async move {
+        for chunk in data.chunks(64 * KIB) {
+            let mut chunk = chunk.to_vec();
+            chunk.make_ascii_uppercase();
+            sender.send(chunk.into()).await.unwrap();
+        }
+    };
+    let drain = async {
+        while let Some(chunk) = receiver.recv().await {
+            std::hint::black_box(chunk);
+        }
+    };
+    tokio::join!(produce, drain);
+}
+
+/// The median time of one call, from batches run for about `budget`.
+async fn per_call<F, Fut>(budget: Duration, mut call: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    // Warm up, and size a batch to about a tenth of the budget.
+    let started = Instant::now();
+    call().await;
+    let once = started.elapsed().max(Duration::from_nanos(100));
+    let batch = ((budget / 10).as_nanos() / once.as_nanos()).clamp(1, 100_000) as u32;
+    let mut samples = Vec::new();
+    let deadline = Instant::now() + budget;
+    while samples.len() < 3 || (Instant::now() < deadline && samples.len() < 50) {
+        let started = Instant::now();
+        for _ in 0..batch {
+            call().await;
+        }
+        samples.push(started.elapsed() / batch);
+    }
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<[String; 4]>,
+}
+
+impl Table {
+    fn latency(&mut self, what: &str, wasm: Duration, native: Option<Duration>) {
+        let micros = |d: Duration| format!("{:.2} µs", d.as_secs_f64() * 1e6);
+        self.rows.push([
+            what.to_string(),
+            micros(wasm),
+            native.map_or("-".into(), micros),
+            native.map_or("-".into(), |n| format!("{:.2}x", wasm.as_secs_f64() / n.as_secs_f64())),
+        ]);
+    }
+
+    fn throughput(&mut self, what: &str, size: usize, wasm: Duration, native: Duration) {
+        let rate = |d: Duration| size as f64 / MIB as f64 / d.as_secs_f64();
+        self.rows.push([
+            what.to_string(),
+            format!("{:.0} MiB/s", rate(wasm)),
+            format!("{:.0} MiB/s", rate(native)),
+            format!("{:.2}x", rate(wasm) / rate(native)),
+        ]);
+    }
+
+    fn print(&self) {
+        let header = ["measurement", "wasm", "native", "wasm/native"];
+        let widths: Vec<usize> = (0..4)
+            .map(|i| self.rows.iter().map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap())
+            .collect();
+        let line = |cells: &[String]| {
+            let cells: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            println!("| {} |", cells.join(" | "));
+        };
+        line(&header.map(String::from));
+        println!("|{}|", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|"));
+        for row in &self.rows {
+            line(row);
+        }
+        println!(
+            "\nwasm/native: for times, wasm time over native time (lower is better); for rates, \
+             wasm rate over native rate (higher is better). Native runs the same algorithm \
+             (md-5 crate, 64 KiB ASCII upper-casing) without the engine."
+        );
+    }
 }

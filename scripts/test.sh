@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every check and test, as CI runs them. Installs what it needs: the wasm32-wasip2
+# target, and (through the examples' build.sh) the pinned Python and JavaScript
+# guest toolchains.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add wasm32-wasip2 >/dev/null
+
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+# The guest SDK as guests compile it.
+cargo clippy --quiet --manifest-path guest-sdk/Cargo.toml --target wasm32-wasip2 -- -D warnings
+cargo test --workspace
