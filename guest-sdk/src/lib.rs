@@ -5,7 +5,7 @@
 //! [`Streaming`] (read chunks, write chunks, constant memory). [`export!`] turns it
 //! into a component that `ais-wasm` runs next to the data:
 //!
-//! ```ignore
+//! ```no_run
 //! use aistore_etl::{Buffered, Error, Object, Transform};
 //!
 //! #[derive(Default)]
@@ -355,7 +355,7 @@ pub mod __private {
 /// List the shapes the type implements after `=>`: `buffered` ([`Buffered`]),
 /// `streaming` ([`Streaming`]), or both. Use it once per component.
 ///
-/// ```ignore
+/// ```text
 /// aistore_etl::export!(Md5 => buffered);
 /// aistore_etl::export!(Upper => streaming);
 /// aistore_etl::export!(Both => buffered, streaming);
@@ -411,4 +411,35 @@ macro_rules! __export_shape {
         }
         $crate::bindings::streaming::__export_streaming!($component);
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_lookup_takes_the_last_value_of_a_key() {
+        let config = Config {
+            entries: vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "2".into()),
+                ("a".into(), "3".into()),
+            ],
+        };
+        assert_eq!(config.get("a"), Some("3"));
+        assert_eq!(config.get("c"), None);
+        assert_eq!(config.iter().count(), 3);
+    }
+
+    #[test]
+    fn errors_map_to_the_wit_variant() {
+        assert!(
+            matches!(TransformError::from(Error::bad_input("x")), TransformError::BadInput(m) if m == "x")
+        );
+        assert!(
+            matches!(TransformError::from(Error::failed(7)), TransformError::Failed(m) if m == "7")
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, "corrupt");
+        assert_eq!(Error::from(io), Error::BadInput("corrupt".into()));
+    }
 }

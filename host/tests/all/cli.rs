@@ -34,6 +34,28 @@ fn echo_returns_the_input_byte_for_byte() {
 }
 
 #[test]
+fn the_guest_sees_the_input_path_as_the_object_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("dir with space").join("obj ü.bin");
+    std::fs::create_dir_all(input.parent().unwrap()).unwrap();
+    std::fs::write(&input, b"x").unwrap();
+    let output = ais_wasm(&dir.path().join("cache"))
+        .arg("run")
+        .arg("--component")
+        .arg(component("host/tests/components/hostile"))
+        .args(["--args", "path"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.stdout, input.to_str().unwrap().as_bytes());
+}
+
+#[test]
 fn hello_answers_hello_world() {
     assert_eq!(
         run_example("examples/hello", b"anything", &[]),

@@ -59,6 +59,7 @@ impl Buffered for Hostile {
                 Ok(_) => b"connected".to_vec(),
                 Err(e) => e.to_string().into_bytes(),
             }),
+            "path" => Ok(object.path().as_bytes().to_vec()),
             "bad-input" => Err(Error::bad_input("nope")),
             "failed" => Err(Error::failed("nope")),
             other => Err(Error::bad_input(format!("unknown behaviour {other:?}"))),
