@@ -64,7 +64,10 @@ async fn engine(args: EngineArgs) -> anyhow::Result<ExitCode> {
             cache_dir: None,
         })
     };
-    let (pooled, fresh) = (runtime(InstanceMode::Pooled)?, runtime(InstanceMode::Fresh)?);
+    let (pooled, fresh) = (
+        runtime(InstanceMode::Pooled)?,
+        runtime(InstanceMode::Fresh)?,
+    );
     let (echo, echo_report) = load(&pooled, &args.echo).await?;
     let (md5, _) = load(&pooled, &args.md5).await?;
     let (upper, _) = load(&pooled, &args.upper).await?;
@@ -75,41 +78,84 @@ async fn engine(args: EngineArgs) -> anyhow::Result<ExitCode> {
     let small = pattern(KIB);
     let pooled_call = per_call(budget, || buffered(&echo, &small)).await;
     let fresh_call = per_call(budget, || buffered(&echo_fresh, &small)).await;
-    let native_call = per_call(budget, || async { std::hint::black_box(small.to_vec()); }).await;
-    table.latency("echo 1 KiB, pooled instance (per object)", pooled_call, Some(native_call));
-    table.latency("echo 1 KiB, fresh instance + init (per object)", fresh_call, Some(native_call));
-    table.latency("  => instantiate + init", fresh_call.saturating_sub(pooled_call), None);
-    table.latency("first instance at load (instantiate + init)", echo_report.first_instance_time, None);
+    let native_call = per_call(budget, || async {
+        std::hint::black_box(small.to_vec());
+    })
+    .await;
+    table.latency(
+        "echo 1 KiB, pooled instance (per object)",
+        pooled_call,
+        Some(native_call),
+    );
+    table.latency(
+        "echo 1 KiB, fresh instance + init (per object)",
+        fresh_call,
+        Some(native_call),
+    );
+    table.latency(
+        "  => instantiate + init",
+        fresh_call.saturating_sub(pooled_call),
+        None,
+    );
+    table.latency(
+        "first instance at load (instantiate + init)",
+        echo_report.first_instance_time,
+        None,
+    );
 
     for size in [MIB, 64 * MIB] {
         let data = pattern(size);
         let label = if size == MIB { "1 MiB" } else { "64 MiB" };
         let wasm = per_call(budget, || buffered(&echo, &data)).await;
-        let native = per_call(budget, || async { std::hint::black_box(data.to_vec()); }).await;
+        let native = per_call(budget, || async {
+            std::hint::black_box(data.to_vec());
+        })
+        .await;
         table.throughput(&format!("echo {label} (buffered)"), size, wasm, native);
         let wasm = per_call(budget, || buffered(&md5, &data)).await;
-        let native = per_call(budget, || async { std::hint::black_box(hex::encode(md5::Md5::digest(&data))); }).await;
+        let native = per_call(budget, || async {
+            std::hint::black_box(hex::encode(md5::Md5::digest(&data)));
+        })
+        .await;
         table.throughput(&format!("md5 {label} (buffered)"), size, wasm, native);
         let wasm = per_call(budget, || streamed(&upper, &data)).await;
         let native = per_call(budget, || async { native_upper(&data).await }).await;
-        table.throughput(&format!("upper {label} (streaming, 64 KiB chunks)"), size, wasm, native);
+        table.throughput(
+            &format!("upper {label} (streaming, 64 KiB chunks)"),
+            size,
+            wasm,
+            native,
+        );
     }
     table.print();
     Ok(ExitCode::SUCCESS)
 }
 
-async fn load(runtime: &Runtime, path: &PathBuf) -> anyhow::Result<(Transform, crate::runtime::LoadReport)> {
+async fn load(
+    runtime: &Runtime,
+    path: &PathBuf,
+) -> anyhow::Result<(Transform, crate::runtime::LoadReport)> {
     let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(runtime.load(wasm, vec![]).await.with_context(|| path.display().to_string())?)
+    Ok(runtime
+        .load(wasm, vec![])
+        .await
+        .with_context(|| path.display().to_string())?)
 }
 
 fn pattern(size: usize) -> Bytes {
-    (0..size).map(|i| b"The quick brown fox jumps over the lazy dog. "[i % 45]).collect()
+    (0..size)
+        .map(|i| b"The quick brown fox jumps over the lazy dog. "[i % 45])
+        .collect()
 }
 
 async fn buffered(transform: &Transform, data: &[u8]) {
     let object = ObjectRequest::default();
-    std::hint::black_box(transform.buffered(data, &object).await.expect("the transform failed"));
+    std::hint::black_box(
+        transform
+            .buffered(data, &object)
+            .await
+            .expect("the transform failed"),
+    );
 }
 
 async fn streamed(transform: &Transform, data: &Bytes) {
@@ -180,7 +226,9 @@ impl Table {
             what.to_string(),
             micros(wasm),
             native.map_or("-".into(), micros),
-            native.map_or("-".into(), |n| format!("{:.2}x", wasm.as_secs_f64() / n.as_secs_f64())),
+            native.map_or("-".into(), |n| {
+                format!("{:.2}x", wasm.as_secs_f64() / n.as_secs_f64())
+            }),
         ]);
     }
 
@@ -197,14 +245,32 @@ impl Table {
     fn print(&self) {
         let header = ["measurement", "wasm", "native", "wasm/native"];
         let widths: Vec<usize> = (0..4)
-            .map(|i| self.rows.iter().map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap())
+            .map(|i| {
+                self.rows
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([header[i].len()])
+                    .max()
+                    .unwrap()
+            })
             .collect();
         let line = |cells: &[String]| {
-            let cells: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let cells: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
             println!("| {} |", cells.join(" | "));
         };
         line(&header.map(String::from));
-        println!("|{}|", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|"));
+        println!(
+            "|{}|",
+            widths
+                .iter()
+                .map(|w| "-".repeat(w + 2))
+                .collect::<Vec<_>>()
+                .join("|")
+        );
         for row in &self.rows {
             line(row);
         }
