@@ -7,5 +7,6 @@
 
 mod cli;
 mod engine;
+mod languages;
 mod sources;
 mod support;
