@@ -31,8 +31,10 @@ bool exports_aistore_etl_streaming_transform_stream(
       ETL_FREE(&chunk);
       break;
     }
+    /* Branch-free, so that clang vectorises the loop: 0x20 off each a-z byte. */
     for (size_t i = 0; i < chunk.len; i++) {
-      if (chunk.ptr[i] >= 'a' && chunk.ptr[i] <= 'z') chunk.ptr[i] -= 'a' - 'A';
+      uint8_t c = chunk.ptr[i];
+      chunk.ptr[i] = c - ((uint8_t)(c - 'a') < 26 ? 0x20 : 0);
     }
     aistore_etl_host_io_method_writer_write(output, &chunk); /* write only borrows it */
     ETL_FREE(&chunk);

@@ -6,7 +6,8 @@
 //
 // The 64 steps are unrolled: componentize-js runs JavaScript in an interpreter,
 // where every loop iteration, table lookup and function call costs, so straight-line
-// code with constants inlined is several times faster than the textbook loop.
+// code with constants inlined is ~3x faster than the textbook loop (7.6 vs 2.7
+// MiB/s per object under ais-wasm).
 
 export class Md5 {
   constructor() {
