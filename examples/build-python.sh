@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Shared by every Python example's build.sh: builds the app in directory $1 against
 # world $2 of wit/etl.wit with componentize-py and prints the .wasm path as the last
-# line. The app is module $3 (default: app, i.e. $1/app.py); examples/python (the
-# aistore_etl helper) is on its import path.
+# line. The app is module $3 (default: app, i.e. $1/app.py); everything in $1 and
+# examples/python (the aistore_etl helper) is on its import path.
 #
 # componentize-py is installed, pinned, into a venv under target/ on first use.
 # A build is skipped when nothing it depends on changed (sources, WIT, pin), so a
@@ -38,8 +38,8 @@ wasm=$out_dir/$name.wasm
 key=$(
   {
     echo "componentize-py $componentize_py_version world=$world module=$module"
-    find "$app_dir" "$helper_dir" "$repo/wit" -type f \( -name '*.py' -o -name '*.wit' \) \
-      -not -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+    find "$app_dir" "$helper_dir" "$repo/wit/etl.wit" -type f -not -path '*/__pycache__/*' \
+      -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum | cut -d' ' -f1
 )
 if [[ -f "$wasm" && "$(cat "$wasm.key" 2>/dev/null)" == "$key" ]]; then
@@ -49,10 +49,16 @@ fi
 
 echo "componentize-py: $name (world $world)" >&2
 rm -f "$wasm.key"
+# componentize-py writes __pycache__ next to the sources it imports: give it copies.
+stage=$out_dir/$name.src
+rm -rf "$stage"
+mkdir -p "$stage"
+cp -R "$app_dir" "$stage/app"
+cp -R "$helper_dir" "$stage/helper"
+find "$stage" -name __pycache__ -prune -exec rm -rf {} +
 # VIRTUAL_ENV makes componentize-py search only this venv's site-packages.
-# PYTHONDONTWRITEBYTECODE keeps __pycache__ out of the source tree.
-VIRTUAL_ENV=$venv PYTHONDONTWRITEBYTECODE=1 "$tool" -d "$repo/wit" -w "$world" \
-  componentize -p "$app_dir" -p "$helper_dir" "$module" -o "$wasm.tmp" >&2
+VIRTUAL_ENV=$venv "$tool" -d "$repo/wit" -w "$world" \
+  componentize -p "$stage/app" -p "$stage/helper" "$module" -o "$wasm.tmp" >&2
 mv "$wasm.tmp" "$wasm"
 echo "$key" >"$wasm.key"
 echo "$wasm"
