@@ -121,8 +121,17 @@ impl Etl {
                 .put(&url, rest, body, length, to_target)
                 .await;
             // A failed transform breaks the upload too: report the transform's error.
+            // The reverse also happens: a refused or reset upload drops the output
+            // under a streaming transform, which then fails writing. The upload's
+            // failure is the cause, and decides between 502, a local retry and the
+            // 503 contract (§7.3, §7.4); reporting the write failure would make it a
+            // 500 that nobody retries.
             let sent = match transformed {
-                Some(done) => Some(join(done).await?),
+                Some(done) => match join(done).await {
+                    Ok(sent) => Some(sent),
+                    Err(EtlError::Transform(ObjectError::Output(_))) if answer.is_err() => None,
+                    Err(error) => return Err(error),
+                },
                 None => length,
             };
             let error = match answer {
