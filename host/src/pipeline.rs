@@ -115,9 +115,9 @@ impl NextHop {
     ) -> Result<String, MissingTargetUrl> {
         let path = if self.is_target() {
             let prefix = target_path.ok_or(MissingTargetUrl)?.trim_end_matches('/');
-            format!("{prefix}{}", self.path)
+            format!("{prefix}{}", keep_dot_segments(&self.path))
         } else {
-            object_path_escaped.to_string()
+            keep_dot_segments(object_path_escaped)
         };
         let mut params: Vec<String> = self
             .query
@@ -138,6 +138,26 @@ impl NextHop {
             format!("?{}", params.join("&"))
         };
         Ok(format!("{}://{}{path}{query}", self.scheme, self.authority))
+    }
+}
+
+/// An object path (leading `/`, escaped) that survives the outbound client's URL
+/// parser unchanged. That parser follows WHATWG and removes `.` and `..` segments
+/// (also spelled `%2e`), but object names may contain them and must reach the next
+/// hop as they are (§4.6). When the path has such a segment, its separators are
+/// sent as `%2F` instead: the next stage percent-decodes the path once (§5.2) and a
+/// target decodes everything after the secret as one item (§10), so both still
+/// read the same name. Other paths are sent exactly as received (§6.3).
+fn keep_dot_segments(path: &str) -> String {
+    let object = path.strip_prefix('/').unwrap_or(path);
+    let dot_segment = |segment: &str| {
+        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+        segment == "." || segment == ".."
+    };
+    if object.split('/').any(dot_segment) {
+        format!("/{}", object.replace('/', "%2F"))
+    } else {
+        path.to_string()
     }
 }
 
@@ -263,6 +283,36 @@ mod tests {
         );
         assert!(parse("http://t:1/").unwrap().unwrap().next.is_target());
         assert!(p.next.put_url(None, "", "").is_err());
+    }
+
+    #[test]
+    fn dot_segments_survive_the_url_parser() {
+        let stage = parse("http://h:1").unwrap().unwrap().next;
+        for name in ["src/a//b/./c/../d/", "src/..", "src/%2E%2e/x", "./a"] {
+            let url = stage.put_url(None, &format!("/{name}"), "").unwrap();
+            let parsed = reqwest::Url::parse(&url).unwrap();
+            let decoded = percent_encoding::percent_decode_str(&parsed.path()[1..])
+                .decode_utf8()
+                .unwrap();
+            let expected = percent_encoding::percent_decode_str(name)
+                .decode_utf8()
+                .unwrap();
+            assert_eq!(decoded, expected, "{name}");
+        }
+        // Without dot segments, the path goes out exactly as received.
+        let url = stage.put_url(None, "/src/a//b/.c/..d/", "").unwrap();
+        assert_eq!(
+            reqwest::Url::parse(&url).unwrap().path(),
+            "/src/a//b/.c/..d/"
+        );
+        let target = parse("http://t:1/ais%2F@%23%2Fdst%2F..")
+            .unwrap()
+            .unwrap()
+            .next;
+        assert_eq!(
+            target.put_url(Some("/v1/etl/_object/e/s"), "", "").unwrap(),
+            "http://t:1/v1/etl/_object/e/s/ais%2F@%23%2Fdst%2F.."
+        );
     }
 
     #[test]
