@@ -28,6 +28,10 @@ pub struct Etl {
     pub target_path: Option<String>,
     /// `ETL_DIRECT_FQN`: stream FQN files to a streaming export whatever their size.
     pub direct_fqn: bool,
+    /// Where guests run: a runtime of their own, apart from the one serving the
+    /// protocol, so that busy guests never delay accepting connections or
+    /// answering `/health` (§8.4).
+    pub guests: tokio::runtime::Handle,
 }
 
 /// One object to process.
@@ -182,7 +186,7 @@ impl Etl {
             let (finished, outcome) = oneshot::channel();
             // The guest runs in its own task so that a dropped connection never
             // cancels it mid-call (which would cost the instance).
-            let handle = tokio::spawn(async move {
+            let handle = self.guests.spawn(async move {
                 let input = InputStream::new(opened.reader, opened.size);
                 let result = transform.streaming(input, sender, &object).await;
                 if let Err(error) = &result {
@@ -198,7 +202,9 @@ impl Etl {
             }))
         } else {
             let data = job.source.read_all().await?;
-            let handle = tokio::spawn(async move { transform.buffered(&data, &object).await });
+            let handle = self
+                .guests
+                .spawn(async move { transform.buffered(&data, &object).await });
             Ok(Output::Full(join(handle).await?.into()))
         }
     }
