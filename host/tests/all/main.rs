@@ -4,9 +4,11 @@
 //! - `cli`: `ais-wasm run` and `ais-wasm payload` as a user runs them.
 //! - `engine`: the runtime library against hostile guests, limits and the cache.
 //! - `sources`: bad component sources fail start-up with one clear line.
+//! - `serve`: `ais-wasm serve` on loopback against a fake AIStore target.
 
 mod cli;
 mod engine;
 mod languages;
+mod serve;
 mod sources;
 mod support;

@@ -1,0 +1,309 @@
+//! A fake AIStore target on 127.0.0.1:0: it records every request it receives
+//! (method, raw path and query, headers, body), serves objects on
+//! `GET /v1/etl/_object/<etl>/<secret>/<uname>` (and plain files on other paths, for
+//! downloads), and answers direct puts (`PUT`) as scripted: 200 empty, 200 with a
+//! body, 204 with `Ais-Direct-Put-Length`, any status, or a connection reset in the
+//! middle of the body.
+//!
+//! Built on hyper directly rather than axum: resetting one connection needs the
+//! socket.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::HeaderMap;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// One request as the target saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    /// The request target exactly as sent: raw (escaped) path and query.
+    pub target: String,
+    pub headers: HeaderMap,
+    /// The body (for a reset put: what was read before the reset).
+    pub body: Bytes,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+/// How the target answers a `PUT`.
+#[derive(Debug, Clone)]
+pub enum Put {
+    /// 200 with an empty body: "stored".
+    Ok,
+    /// 200 with this body.
+    OkBody(Bytes),
+    /// 204, with `Ais-Direct-Put-Length` when given.
+    NoContent(Option<u64>),
+    /// This status and body.
+    Status(u16, Bytes),
+    /// Read the first piece of the body, then reset the connection (RST).
+    Reset,
+}
+
+/// An object served on GET.
+#[derive(Clone)]
+struct Object {
+    data: Bytes,
+    /// Announce the full length but stop after this many bytes and drop the
+    /// connection, as a target failing mid-object.
+    cut_at: Option<usize>,
+}
+
+#[derive(Default)]
+struct Shared {
+    requests: Mutex<Vec<Recorded>>,
+    objects: Mutex<HashMap<String, Object>>,
+    script: Mutex<VecDeque<Put>>,
+    fallback: Mutex<Option<Put>>,
+}
+
+pub struct FakeTarget {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeTarget {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The per-ETL object endpoint's prefix.
+pub const OBJECT_ENDPOINT: &str = "/v1/etl/_object/";
+
+impl FakeTarget {
+    /// Start on 127.0.0.1:0; puts are answered 200 (empty) until scripted otherwise.
+    pub async fn start() -> FakeTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared::default());
+        let accept_shared = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(connection(stream, accept_shared.clone()));
+            }
+        });
+        FakeTarget { addr, shared, task }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The `AIS_TARGET_URL` of ETL `etl` on this target.
+    pub fn etl_url(&self, etl: &str) -> String {
+        format!("{}{OBJECT_ENDPOINT}{etl}/{SECRET}", self.url())
+    }
+
+    /// Serve `data` as the object with this uname (decoded form, `ais/@#/b/o`).
+    pub fn put_object(&self, uname: &str, data: impl Into<Bytes>) {
+        self.insert(uname, data.into(), None);
+    }
+
+    /// Serve an object of `data.len()` bytes (so announced in `Content-Length`) that
+    /// breaks off after `cut_at` bytes.
+    pub fn put_broken_object(&self, uname: &str, data: impl Into<Bytes>, cut_at: usize) {
+        self.insert(uname, data.into(), Some(cut_at));
+    }
+
+    /// Serve `data` on a plain path (raw, as requested), e.g. `/files/a%20b`.
+    pub fn put_file(&self, raw_path: &str, data: impl Into<Bytes>) {
+        self.insert(raw_path, data.into(), None);
+    }
+
+    fn insert(&self, key: &str, data: Bytes, cut_at: Option<usize>) {
+        self.shared
+            .objects
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), Object { data, cut_at });
+    }
+
+    /// Answer the next puts with these, in order; then with the fallback.
+    pub fn script(&self, puts: impl IntoIterator<Item = Put>) {
+        self.shared.script.lock().unwrap().extend(puts);
+    }
+
+    /// How puts are answered once the script is used up (initially `Put::Ok`).
+    pub fn always(&self, put: Put) {
+        *self.shared.fallback.lock().unwrap() = Some(put);
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// The `PUT`s received so far.
+    pub fn puts(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == Method::PUT)
+            .collect()
+    }
+}
+
+/// The ETLs' secret in `AIS_TARGET_URL` (10 letters, like AIStore's).
+pub const SECRET: &str = "QzXvKpLmNt";
+
+async fn connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
+    let fd = stream.as_raw_fd();
+    let reset = Arc::new(Notify::new());
+    let service_reset = reset.clone();
+    let service = hyper::service::service_fn(move |request| {
+        handle(request, shared.clone(), service_reset.clone())
+    });
+    let served =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = served => {}
+        _ = reset.notified() => {
+            // Linger 0: closing sends RST instead of FIN. `served` still owns the
+            // socket here, so the descriptor is valid; dropping it closes.
+            let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+            // SAFETY: a valid open socket and a properly sized option value.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&raw const linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    shared: Arc<Shared>,
+    reset: Arc<Notify>,
+) -> Result<Response<Body>, Infallible> {
+    let (parts, mut body) = request.into_parts();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_default();
+    let mut record = Recorded {
+        method: parts.method.clone(),
+        target: target.clone(),
+        headers: parts.headers.clone(),
+        body: Bytes::new(),
+    };
+
+    if parts.method == Method::PUT {
+        let put = shared.script.lock().unwrap().pop_front();
+        let put = put
+            .or_else(|| shared.fallback.lock().unwrap().clone())
+            .unwrap_or(Put::Ok);
+        if let Put::Reset = put {
+            // Read one piece of the body so the sender is mid-body, then reset.
+            if let Some(Ok(frame)) = body.frame().await {
+                record.body = frame.into_data().unwrap_or_default();
+            }
+            shared.requests.lock().unwrap().push(record);
+            reset.notify_one();
+            return std::future::pending().await;
+        }
+        record.body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => Bytes::new(),
+        };
+        shared.requests.lock().unwrap().push(record);
+        return Ok(match put {
+            Put::Ok => respond(StatusCode::OK, Bytes::new()),
+            Put::OkBody(body) => respond(StatusCode::OK, body),
+            Put::NoContent(length) => {
+                let mut response = respond(StatusCode::NO_CONTENT, Bytes::new());
+                if let Some(length) = length {
+                    response
+                        .headers_mut()
+                        .insert("ais-direct-put-length", length.into());
+                }
+                response
+            }
+            Put::Status(status, body) => respond(StatusCode::from_u16(status).unwrap(), body),
+            Put::Reset => unreachable!(),
+        });
+    }
+
+    record.body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    shared.requests.lock().unwrap().push(record);
+    if parts.method != Method::GET {
+        return Ok(respond(StatusCode::METHOD_NOT_ALLOWED, Bytes::new()));
+    }
+    // The per-ETL endpoint takes everything after the secret as one item and
+    // decodes it once (§10); other paths are looked up raw.
+    let path = parts.uri.path();
+    let key = match path.strip_prefix(OBJECT_ENDPOINT) {
+        Some(rest) => match rest.splitn(3, '/').nth(2) {
+            Some(uname) => percent_encoding::percent_decode_str(uname)
+                .decode_utf8_lossy()
+                .into_owned(),
+            None => return Ok(respond(StatusCode::BAD_REQUEST, "bad path".into())),
+        },
+        None => path.to_string(),
+    };
+    let object = shared.objects.lock().unwrap().get(&key).cloned();
+    let Some(object) = object else {
+        return Ok(respond(
+            StatusCode::NOT_FOUND,
+            Bytes::from(format!("object {key:?} not found")),
+        ));
+    };
+    let Some(cut_at) = object.cut_at else {
+        return Ok(respond(StatusCode::OK, object.data));
+    };
+    let length = object.data.len();
+    let head = object.data.slice(..cut_at);
+    let frames = futures::stream::iter([
+        Ok(Frame::data(head)),
+        Err(std::io::Error::other(
+            "the fake target breaks off mid-object",
+        )),
+    ]);
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_LENGTH, length.into());
+    Ok(response)
+}
+
+fn respond(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(body)
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,411 @@
+//! Running `ais-wasm serve` for a test: start it on 127.0.0.1:0, wait for its
+//! `listening on` line, kill it when the test ends. Also the wire encodings AIStore
+//! uses (Go's `url.PathEscape` and query encoding), mountpath trees for FQNs, and a
+//! raw HTTP/1.1 client for requests whose exact bytes matter.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::fake_target::FakeTarget;
+use crate::support::{ais_wasm, component};
+
+/// How long a server may take to print its `listening on` line.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Configuration of a server to start.
+pub struct ServerBuilder {
+    command: Command,
+    cache: tempfile::TempDir,
+}
+
+/// A running `ais-wasm serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    _cache: tempfile::TempDir,
+}
+
+impl ServerBuilder {
+    /// A server for the component built from `dir` (e.g. `examples/echo`), with a
+    /// private compile cache, a clean environment and a 10 ms direct-put backoff.
+    pub fn new(dir: &str) -> Self {
+        let cache = tempfile::tempdir().unwrap();
+        let mut command = ais_wasm(cache.path());
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("AIS_")
+                || key.starts_with("ETL_")
+                || key == "NUM_WORKERS"
+                || key.to_ascii_lowercase().ends_with("_proxy")
+            {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("ETL_WASM_CACHE_DIR", cache.path())
+            .env("ETL_WASM_DIRECT_PUT_BACKOFF", "10ms")
+            .env("RUST_LOG", "warn")
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--component")
+            .arg(component(dir));
+        ServerBuilder { command, cache }
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.arg(arg);
+        self
+    }
+
+    /// `AIS_TARGET_URL` = the per-ETL endpoint of ETL `etl` on `target`.
+    pub fn target(self, target: &FakeTarget, etl: &str) -> Self {
+        let url = target.etl_url(etl);
+        self.env("AIS_TARGET_URL", url)
+    }
+
+    /// Start and wait for the `listening on` line (off the async runtime).
+    pub async fn start(self) -> Server {
+        tokio::task::spawn_blocking(move || self.start_blocking())
+            .await
+            .unwrap()
+    }
+
+    pub fn start_blocking(mut self) -> Server {
+        let mut child = self
+            .command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning ais-wasm serve");
+        // Both pipes are drained for the server's whole life, so it never blocks
+        // on a full pipe; stderr is kept for failure messages.
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut err_pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let (ready, listening) = std::sync::mpsc::channel();
+        let out_pipe = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(out_pipe).lines();
+            let mut ready = Some(ready);
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on http://")
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = match listening.recv_timeout(START_DEADLINE) {
+            Ok(addr) => addr.parse().expect("a socket address after `listening on`"),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "ais-wasm serve did not print `listening on` ({status:?}):\n{}",
+                    String::from_utf8_lossy(&stderr.lock().unwrap())
+                );
+            }
+        };
+        Server {
+            child,
+            addr,
+            stderr,
+            _cache: self.cache,
+        }
+    }
+}
+
+impl Server {
+    /// `http://ADDR` + `path_and_query` (which must start with `/`).
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.addr)
+    }
+
+    /// The server as a pipeline stage entry: `http://ADDR`, no path.
+    pub fn stage(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the server logged so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Peak resident set size (`VmHWM`) of the server process, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .expect("VmHWM in /proc/PID/status");
+        let kib: u64 = line
+            .trim_start_matches("VmHWM:")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap();
+        kib * 1024
+    }
+
+    pub fn sigterm(&self) {
+        // SAFETY: signalling our own child, which has not been reaped.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+    }
+
+    /// Wait for the process to exit, polling until `deadline` passes.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client for tests: no proxies, no pooling surprises between servers.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Go's `url.PathEscape`: keeps letters, digits, `-._~` and `$&+:=@`.
+const GO_PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b':')
+    .remove(b'=')
+    .remove(b'@');
+
+pub fn path_escape(s: &str) -> String {
+    utf8_percent_encode(s, GO_PATH_SEGMENT).to_string()
+}
+
+/// Go's `url.QueryEscape` (what `url.Values.Encode` applies to values).
+pub fn query_escape(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// `etl_fqn=<value>` exactly as the target puts it on the wire (§5.3): PathEscape,
+/// then query-encoded again.
+pub fn etl_fqn_param(fqn: &Path) -> String {
+    format!(
+        "etl_fqn={}",
+        query_escape(&path_escape(fqn.to_str().unwrap()))
+    )
+}
+
+/// A target's mountpath laid out as `<mountpath>/@ais/<bucket>/%ob/<object>`.
+pub struct Mountpath {
+    dir: tempfile::TempDir,
+}
+
+impl Mountpath {
+    pub fn new() -> Self {
+        Mountpath {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("mp1")
+    }
+
+    /// Store `data` as object `object` of ais bucket `bucket`; returns its FQN.
+    pub fn store(&self, bucket: &str, object: &str, data: &[u8]) -> PathBuf {
+        let fqn = self.fqn(bucket, object);
+        std::fs::create_dir_all(fqn.parent().unwrap()).unwrap();
+        std::fs::write(&fqn, data).unwrap();
+        fqn
+    }
+
+    pub fn fqn(&self, bucket: &str, object: &str) -> PathBuf {
+        self.root()
+            .join("@ais")
+            .join(bucket)
+            .join("%ob")
+            .join(object)
+    }
+}
+
+/// A response read off the socket by [`raw`].
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for RawResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let body = String::from_utf8_lossy(&self.body[..self.body.len().min(500)]);
+        write!(f, "{} {:?} {body:?}", self.status, self.headers)
+    }
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Send `request` (complete bytes; should carry `Connection: close`) and read the
+/// response until the server closes. Handles `Content-Length` and chunked bodies.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // Written while the response is read: a server may answer (an error, say)
+    // before it has read the whole body, and then close. Like Go's client, the
+    // response counts, not the failed write.
+    let request = request.to_vec();
+    let writing = tokio::spawn(async move {
+        let _ = writer.write_all(&request).await;
+        writer
+    });
+    let mut bytes = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match tokio::time::timeout_at(deadline, reader.read(&mut buf))
+            .await
+            .expect("the response did not end")
+        {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            // A reset after the response arrived (unread request bytes on close).
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !bytes.is_empty() => {
+                break;
+            }
+            Err(e) => panic!("reading the response: {e}"),
+        }
+    }
+    writing.abort();
+    let head_end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8(bytes[..head_end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    let rest = &bytes[head_end + 4..];
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let eol = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..eol]).unwrap().trim(), 16).unwrap();
+        data = &data[eol + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// `METHOD target HTTP/1.1` with `headers` and a `Content-Length` body, sent raw.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> RawResponse {
+    let mut bytes = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (name, value) in headers {
+        bytes.push_str(&format!("{name}: {value}\r\n"));
+    }
+    bytes.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut bytes = bytes.into_bytes();
+    bytes.extend_from_slice(body);
+    raw(addr, &bytes).await
+}
+
+/// An address where nothing listens: connections are refused.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}

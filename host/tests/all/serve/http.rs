@@ -1,0 +1,346 @@
+//! The HTTP endpoints (§4) and where an object's bytes come from (§5): request body,
+//! `etl_fqn`, the target's object endpoint, and `POST /download`.
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+
+use super::fake_target::{FakeTarget, SECRET};
+use super::harness::{
+    Mountpath, ServerBuilder, client, closed_port, etl_fqn_param, path_escape, raw,
+};
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(31).wrapping_add(seed) % 251) as u8)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_running() {
+    let server = ServerBuilder::new("examples/echo").start().await;
+    let response = client().get(server.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "Running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_body_with_content_length() {
+    let server = ServerBuilder::new("examples/echo").start().await;
+    let data = pattern(300_000, 1);
+    // Exactly what a target sends in body mode (§4.2).
+    let mut request = format!(
+        "PUT /src/obj HTTP/1.1\r\nHost: {}\r\nUser-Agent: Go-http-client/1.1\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        server.addr,
+        data.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&data);
+    let response = raw(server.addr, &request).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, data);
+    assert_eq!(
+        response.header("content-length"),
+        Some(data.len().to_string().as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_body_chunked() {
+    let server = ServerBuilder::new("examples/upper").start().await;
+    let pieces: Vec<Bytes> = ["hello ", "chunked ", "world"]
+        .iter()
+        .map(|s| Bytes::from(s.repeat(5000)))
+        .collect();
+    let expected: Vec<u8> = pieces.concat().to_ascii_uppercase();
+    let stream = futures::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>));
+    let response = client()
+        .put(server.url("/src/obj"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_zero_length_chunked_body_is_an_empty_object() {
+    // A 0-byte object in body mode: chunked with just the last chunk (§4.2).
+    for component in ["examples/echo", "examples/upper", "examples/md5"] {
+        let server = ServerBuilder::new(component).start().await;
+        let request = format!(
+            "PUT /src/empty HTTP/1.1\r\nHost: {}\r\nUser-Agent: Go-http-client/1.1\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+            server.addr
+        );
+        let response = raw(server.addr, request.as_bytes()).await;
+        assert_eq!(response.status, 200, "{component}");
+        let expected: &[u8] = match component {
+            "examples/md5" => b"d41d8cd98f00b204e9800998ecf8427e",
+            _ => b"",
+        };
+        assert_eq!(response.body, expected, "{component}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_fqn_mode_reads_the_double_encoded_file() {
+    // The encoder reproduces the §5.3 worked example byte for byte.
+    assert_eq!(
+        etl_fqn_param("/data/mp1/@ais/src/%ob/imgs/cat 1.jpg".as_ref()),
+        "etl_fqn=%252Fdata%252Fmp1%252F%40ais%252Fsrc%252F%2525ob%252Fimgs%252Fcat%25201.jpg"
+    );
+    let mountpath = Mountpath::new();
+    let data = pattern(200_000, 2);
+    let fqn = mountpath.store("src", "imgs/cat 1.jpg", &data);
+    for component in ["examples/echo", "examples/upper"] {
+        let server = ServerBuilder::new(component).start().await;
+        let expected = match component {
+            "examples/upper" => data.to_ascii_uppercase(),
+            _ => data.clone(),
+        };
+        // §14: the request exactly as a target sends it, etl_args included.
+        let request = format!(
+            "PUT /src/imgs/cat%201.jpg?etl_args=%7B%22a%22%3A+1%7D&{} HTTP/1.1\r\nHost: {}\r\n\
+             User-Agent: Go-http-client/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            etl_fqn_param(&fqn),
+            server.addr
+        );
+        let response = raw(server.addr, request.as_bytes()).await;
+        assert_eq!(response.status, 200, "{component}: {:?}", response);
+        assert!(response.body == expected, "{component}: wrong bytes");
+
+        // A missing file is 404 (§7.1).
+        let missing = mountpath.fqn("src", "imgs/none.jpg");
+        let response = client()
+            .put(server.url(&format!("/src/imgs/none.jpg?{}", etl_fqn_param(&missing))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{component}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpull_with_fqn_reads_the_file_and_never_calls_the_target() {
+    let target = FakeTarget::start().await;
+    let server = ServerBuilder::new("examples/upper")
+        .target(&target, "up")
+        .start()
+        .await;
+    let mountpath = Mountpath::new();
+    let fqn = mountpath.store("src", "imgs/cat 1.jpg", b"pulled from disk");
+    // §4.3: the uname is one escaped segment; hpull keeps etl_fqn even with
+    // latest-ver (§5.5).
+    for query in ["", "&latest-ver=true"] {
+        let url = server.url(&format!(
+            "/ais%2F@%23%2Fsrc%2Fimgs%2Fcat%201.jpg?{}{query}",
+            etl_fqn_param(&fqn)
+        ));
+        let response = client().get(url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.bytes().await.unwrap(), "PULLED FROM DISK");
+    }
+    assert!(target.requests().is_empty(), "{:?}", target.requests());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpull_without_fqn_gets_the_object_from_the_target() {
+    let target = FakeTarget::start().await;
+    let server = ServerBuilder::new("examples/upper")
+        .target(&target, "up")
+        .start()
+        .await;
+    let uname = "ais/@#/src/dir/a b@c%d#e?fü";
+    target.put_object(uname, "object from the target");
+    let escaped = path_escape(uname);
+    assert_eq!(
+        escaped,
+        "ais%2F@%23%2Fsrc%2Fdir%2Fa%20b@c%25d%23e%3Ff%C3%BC"
+    );
+
+    let response = client()
+        .get(server.url(&format!("/{escaped}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap(), "OBJECT FROM THE TARGET");
+    // latest-ver=true is forwarded on the fetch (§5.5, §13 Q8).
+    let response = client()
+        .get(server.url(&format!("/{escaped}?latest-ver=true&etl_args=x")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let prefix = format!("/v1/etl/_object/up/{SECRET}/");
+    let seen: Vec<String> = target.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(
+        seen,
+        [
+            format!("{prefix}{escaped}"),
+            format!("{prefix}{escaped}?latest-ver=true"),
+        ]
+    );
+    assert!(target.requests().iter().all(|r| r.method == "GET"));
+
+    // An upstream error status is passed on as is (§4.3).
+    let response = client()
+        .get(server.url("/ais%2F@%23%2Fsrc%2Fmissing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpull_from_an_unreachable_target_is_502() {
+    let closed = closed_port();
+    let server = ServerBuilder::new("examples/echo")
+        .env(
+            "AIS_TARGET_URL",
+            format!("http://{closed}/v1/etl/_object/e/{SECRET}"),
+        )
+        .start()
+        .await;
+    let response = client()
+        .get(server.url("/ais%2F@%23%2Fsrc%2Fo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_transforms_the_original_url() {
+    let target = FakeTarget::start().await;
+    target.put_file("/files/a%20b", "downloaded bytes");
+    let server = ServerBuilder::new("examples/upper").start().await;
+    let original = format!("{}/files/a%20b?x=1", target.url());
+    // §14: exactly what a target sends (keys sorted, Content-Length: 0).
+    let request = format!(
+        "POST /download?etl_args=k%3Dv&object_to=dir%2Fobj+1&original_url={} HTTP/1.1\r\n\
+         Host: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        url::form_urlencoded::byte_serialize(original.as_bytes()).collect::<String>(),
+        server.addr
+    );
+    let response = raw(server.addr, request.as_bytes()).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.body, b"DOWNLOADED BYTES");
+    let seen = target.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(seen[0].target, "/files/a%20b?x=1");
+
+    // A failing source is the request's fault (§4.5).
+    let response = client()
+        .post(server.url(&format!(
+            "/download?object_to=o&original_url={}",
+            url::form_urlencoded::byte_serialize(format!("{}/files/none", target.url()).as_bytes())
+                .collect::<String>()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_without_its_parameters_is_400() {
+    let server = ServerBuilder::new("examples/echo").start().await;
+    for query in [
+        "",
+        "?object_to=o",
+        "?original_url=http%3A%2F%2Fx%2Fy",
+        "?obj_to=o&orig_url=http%3A%2F%2Fx%2Fy",
+        "?object_to=&original_url=http%3A%2F%2Fx%2Fy",
+    ] {
+        let response = client()
+            .post(server.url(&format!("/download{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_methods_are_405() {
+    let server = ServerBuilder::new("examples/echo").start().await;
+    let client = client();
+    for (method, path) in [
+        ("DELETE", "/src/obj"),
+        ("POST", "/src/obj"),
+        ("PATCH", "/src/obj"),
+        ("OPTIONS", "/src/obj"),
+        ("POST", "/health"),
+        ("DELETE", "/health"),
+        ("POST", "/ws"),
+        ("PUT", "/download"),
+        ("DELETE", "/"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = client
+            .request(method.clone(), server.url(path))
+            .send()
+            .await
+            .unwrap();
+        if method == "PUT" {
+            // PUT /download is an object named "download", like PUT /health (§4.1).
+            assert_eq!(response.status(), StatusCode::OK, "{method} {path}");
+        } else {
+            assert_eq!(
+                response.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+        }
+    }
+    // PUT /health is an object called "health" (§4.1).
+    let response = client
+        .put(server.url("/health"))
+        .body("not a probe")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "not a probe");
+}
+
+/// Names with spaces, unicode, `@`, `%`, `#`, `?`: their files are found through
+/// double-encoded FQNs, in hpush and hpull alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awkward_names_in_fqns() {
+    let server = ServerBuilder::new("examples/echo").start().await;
+    let mountpath = Mountpath::new();
+    let names = [
+        "cat 1.jpg",
+        "dir/ü/ñ.bin",
+        "a@b",
+        "100%.txt",
+        "a%20b",
+        "x#y",
+        "q?r=s&t",
+        "a+b;c,d=e$f:g",
+        "two  spaces",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let data = format!("content of {name} #{i}");
+        let fqn = mountpath.store("src", name, data.as_bytes());
+        let uname = path_escape(&format!("ais/@#/src/{name}"));
+        for request in [
+            format!("PUT /src/o{i}?{} HTTP/1.1", etl_fqn_param(&fqn)),
+            format!("GET /{uname}?{} HTTP/1.1", etl_fqn_param(&fqn)),
+        ] {
+            let request = format!(
+                "{request}\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                server.addr
+            );
+            let response = raw(server.addr, request.as_bytes()).await;
+            assert_eq!(response.status, 200, "{name:?}: {request}");
+            assert_eq!(response.body, data.as_bytes(), "{name:?}");
+        }
+    }
+}

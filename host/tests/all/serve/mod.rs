@@ -1,0 +1,20 @@
+//! `ais-wasm serve` on loopback, driven the way AIStore drives an ETL container
+//! (../shared/protocol/ais-etl-protocol.md, cited as §N), with real components and a
+//! fake AIStore target that records what it receives.
+//!
+//! - `http`: every endpoint and source mode (body, FQN, target GET, download), the
+//!   escaping of names and FQNs.
+//! - `direct_put`: `Ais-Node-Url`, the composed direct-put URL, every next-hop answer,
+//!   retries and the 503 contract.
+//! - `pipeline`: chains of servers (3-stage offline, 2-stage inline).
+//! - `ws`: WebSocket framing, ordering, FQN and direct put.
+//! - `stress`: concurrency, a 1 GiB stream in bounded memory, health under load,
+//!   mid-body failures, graceful shutdown.
+
+mod direct_put;
+mod fake_target;
+mod harness;
+mod http;
+mod pipeline;
+mod stress;
+mod ws;

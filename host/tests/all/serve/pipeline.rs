@@ -1,0 +1,89 @@
+//! Chains of ais-wasm servers (§6.5): each stage forwards its output to the next
+//! with a PUT, the last one to the destination target or back up the chain.
+
+use md5::Digest;
+
+use super::fake_target::{FakeTarget, SECRET};
+use super::harness::{Mountpath, ServerBuilder, etl_fqn_param, path_escape, request};
+
+/// upper → md5 → upper: distinguishable from any shorter or reordered chain.
+fn expected(data: &[u8]) -> Vec<u8> {
+    hex::encode(md5::Md5::digest(data.to_ascii_uppercase()))
+        .to_ascii_uppercase()
+        .into_bytes()
+}
+
+/// §6.5: offline, A → B → C, destination on another target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_stages_deliver_to_the_destination_target() {
+    let target = FakeTarget::start().await;
+    let a = ServerBuilder::new("examples/upper")
+        .target(&target, "A")
+        .start()
+        .await;
+    let b = ServerBuilder::new("examples/md5")
+        .target(&target, "B")
+        .start()
+        .await;
+    let c = ServerBuilder::new("examples/upper")
+        .target(&target, "C")
+        .start()
+        .await;
+    let mountpath = Mountpath::new();
+    let data = b"The quick brown fox jumps over the lazy dog".repeat(1000);
+    let fqn = mountpath.store("src", "dir/x y", &data);
+    let dest = format!(
+        "{}/{}?owt=3&uuid=J0b",
+        target.url(),
+        path_escape("ais/@#/dst/dir/x y")
+    );
+    let response = request(
+        a.addr,
+        "PUT",
+        &format!("/src/dir/x%20y?{}", etl_fqn_param(&fqn)),
+        &[(
+            "Ais-Node-Url",
+            &format!("{},{},{dest}", b.stage(), c.stage()),
+        )],
+        b"",
+    )
+    .await;
+    assert_eq!(response.status, 204, "{response:?}\n{}", a.stderr());
+    assert!(response.body.is_empty());
+    let result = expected(&data);
+    assert_eq!(
+        response.header("ais-direct-put-length"),
+        Some(result.len().to_string().as_str())
+    );
+    // Only the destination is a fake: the stages talked to each other directly.
+    let seen = target.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].method, "PUT");
+    assert_eq!(
+        seen[0].target,
+        format!("/v1/etl/_object/C/{SECRET}/ais%2F@%23%2Fdst%2Fdir%2Fx%20y?owt=3&uuid=J0b")
+    );
+    assert_eq!(seen[0].body, result);
+    assert_eq!(seen[0].header("ais-node-url"), None);
+}
+
+/// §6.5: inline, A → B; B's output comes back through A as a 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stages_inline_return_the_last_output() {
+    let a = ServerBuilder::new("examples/upper").start().await;
+    let b = ServerBuilder::new("examples/md5").start().await;
+    let data = b"inline pipeline input".repeat(100);
+    let response = request(
+        a.addr,
+        "PUT",
+        "/src/x",
+        &[("Ais-Node-Url", &b.stage())],
+        &data,
+    )
+    .await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.body,
+        hex::encode(md5::Md5::digest(data.to_ascii_uppercase())).into_bytes()
+    );
+}

@@ -1,0 +1,309 @@
+//! Load and failure: concurrent requests, a 1 GiB stream in bounded memory, `/health`
+//! while every worker is busy (§8.4), a streaming transform failing after its
+//! response started (§9.2), and graceful shutdown.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::SinkExt;
+use reqwest::StatusCode;
+
+use super::fake_target::FakeTarget;
+use super::harness::{ServerBuilder, client};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_hpush_requests_are_byte_exact() {
+    let server = ServerBuilder::new("examples/echo")
+        .arg("--workers")
+        .arg("4")
+        .start()
+        .await;
+    let client = client();
+    let payload = |i: usize| -> Vec<u8> {
+        let len = 1 + (i * 104_729) % (1 << 20);
+        (0..len)
+            .map(|j| {
+                (j as u32)
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(i as u32) as u8
+            })
+            .collect()
+    };
+    let requests = (0..64).map(|i| {
+        let client = client.clone();
+        let url = server.url(&format!("/src/obj-{i}"));
+        tokio::spawn(async move {
+            let response = client.put(url).body(payload(i)).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "request {i}");
+            let body = response.bytes().await.unwrap();
+            assert!(body == payload(i), "request {i}: wrong bytes");
+        })
+    });
+    for request in futures::future::join_all(requests).await {
+        request.unwrap();
+    }
+}
+
+/// 1 GiB through `upper` as a chunked PUT generated on the fly, the response checked
+/// on the fly: nothing holds the object, and the server's memory stays flat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gibibyte_streams_in_bounded_memory() {
+    const TOTAL: u64 = 1 << 30;
+    const CHUNK: usize = 1 << 20;
+    const PERIOD: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz_.-+!?";
+    const RSS_BOUND: u64 = 96 << 20;
+    let server = ServerBuilder::new("examples/upper").start().await;
+    let block = Bytes::from(PERIOD.repeat(CHUNK / PERIOD.len()));
+    // Upper-cased, long enough to compare any response chunk up to CHUNK bytes at
+    // any phase of the period.
+    let expected = PERIOD.to_ascii_uppercase().repeat(CHUNK / PERIOD.len() + 1);
+    let body = futures::stream::iter(
+        (0..TOTAL / CHUNK as u64).map(move |_| Ok::<_, std::io::Error>(block.clone())),
+    );
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let mut response = client
+        .put(server.url("/src/huge"))
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut received: u64 = 0;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        for piece in chunk.chunks(CHUNK) {
+            let phase = (received % PERIOD.len() as u64) as usize;
+            assert!(
+                piece == &expected[phase..phase + piece.len()],
+                "wrong bytes at offset {received}"
+            );
+            received += piece.len() as u64;
+        }
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(received, TOTAL);
+    let rss = server.peak_rss();
+    eprintln!(
+        "1 GiB through upper in {elapsed:.1?} ({:.0} MiB/s); server peak RSS (VmHWM) {:.1} MiB",
+        TOTAL as f64 / (1 << 20) as f64 / elapsed.as_secs_f64(),
+        rss as f64 / (1 << 20) as f64
+    );
+    assert!(
+        rss < RSS_BOUND,
+        "server peak RSS {rss} bytes, bound {RSS_BOUND}"
+    );
+}
+
+/// Threads of `pid` that are running or runnable.
+fn running_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .filter(|stat| {
+            // The state follows the parenthesised thread name.
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('R'))
+        })
+        .count()
+}
+
+/// §8.4: `/health` answers (here within 1 s) while every worker spins in a guest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_while_all_workers_are_busy() {
+    let server = ServerBuilder::new("host/tests/components/hostile")
+        .env("NUM_WORKERS", "2")
+        .env("ETL_WASM_TIMEOUT", "300s")
+        .start()
+        .await;
+    let client = client();
+    let mut spinning = Vec::new();
+    for i in 0..2 {
+        let request = client
+            .put(server.url(&format!("/src/spin-{i}?etl_args=loop")))
+            .body("spin");
+        spinning.push(tokio::spawn(request.send()));
+    }
+    // Ready when both guests spin: two of the server's threads always runnable.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut streak = 0;
+    while streak < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the two looping transforms never both ran"
+        );
+        streak = if running_threads(server.pid()) >= 2 {
+            streak + 1
+        } else {
+            0
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let response = tokio::time::timeout(
+            Duration::from_secs(1),
+            client.get(server.url("/health")).send(),
+        )
+        .await
+        .expect("/health answered within 1 s")
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text().await.unwrap(), "Running");
+        slowest = slowest.max(started.elapsed());
+    }
+    eprintln!("/health with both workers busy: slowest of 20 answers {slowest:?}");
+    // The workers really are all taken: an ordinary transform waits its turn.
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(500),
+        client.put(server.url("/src/echo")).body("x").send(),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "a third transform ran beside two spinning ones"
+    );
+    assert!(spinning.iter().all(|r| !r.is_finished()));
+}
+
+/// §9.2: once a streamed 200 has started, a failure must abort the body; a clean
+/// end would make a truncated object look complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_transform_failing_mid_body_aborts_the_response() {
+    let target = FakeTarget::start().await;
+    // The target announces 8 MiB and breaks off after 3 MiB: the transform has
+    // streamed output by then, and fails on its next read.
+    let data = vec![b'm'; 8 << 20];
+    target.put_broken_object("ais/@#/src/broken", data.clone(), 3 << 20);
+    target.put_broken_object("ais/@#/src/at-once", data, 0);
+    let server = ServerBuilder::new("examples/upper")
+        .target(&target, "up")
+        .start()
+        .await;
+    let mut response = client()
+        .get(server.url("/ais%2F@%23%2Fsrc%2Fbroken"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut received = 0usize;
+    let error = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                assert!(chunk.iter().all(|&b| b == b'M'));
+                received += chunk.len();
+            }
+            Ok(None) => panic!("the response ended cleanly after {received} of 8 MiB"),
+            Err(error) => break error,
+        }
+    };
+    assert!(received > 0 && received < 8 << 20, "{received}");
+    eprintln!("aborted after {received} bytes: {error}");
+
+    // Failing before any output: a proper error status instead.
+    let response = client()
+        .get(server.url("/ais%2F@%23%2Fsrc%2Fat-once"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_server_error(), "{}", response.status());
+}
+
+/// SIGTERM while a request is in flight: the request completes, the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_in_flight_request_finish() {
+    let mut server = ServerBuilder::new("examples/upper").start().await;
+    let (mut body, chunks) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let piece = Bytes::from(vec![b's'; 64 << 10]);
+    let request = tokio::spawn(
+        client()
+            .put(server.url("/src/slow"))
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send(),
+    );
+    body.send(Ok(piece.clone())).await.unwrap();
+    // The response has started: the first 64 KiB went through the transform.
+    let mut response = request.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    server.sigterm();
+    let sender = tokio::spawn(async move {
+        for _ in 0..7 {
+            body.send(Ok(piece.clone())).await.unwrap();
+        }
+    });
+    let mut received = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        received.extend_from_slice(&chunk);
+    }
+    sender.await.unwrap();
+    assert_eq!(received.len(), 8 * (64 << 10));
+    assert!(received.iter().all(|&b| b == b'S'));
+
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.wait_exit(Duration::from_secs(30));
+        (status, server.stderr())
+    })
+    .await
+    .unwrap();
+    match status {
+        (Some(status), stderr) => assert!(status.success(), "{status}: {stderr}"),
+        (None, stderr) => panic!("the server did not exit after SIGTERM: {stderr}"),
+    }
+}
+
+/// SIGTERM while a guest never finishes: the process still exits, once
+/// `ETL_WASM_SHUTDOWN_TIMEOUT` has passed (a stuck guest must not keep it alive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_stuck_guest_exits_after_the_shutdown_timeout() {
+    let mut server = ServerBuilder::new("host/tests/components/hostile")
+        .env("NUM_WORKERS", "2")
+        .env("ETL_WASM_TIMEOUT", "300s")
+        .env("ETL_WASM_SHUTDOWN_TIMEOUT", "1s")
+        .start()
+        .await;
+    let stuck: Vec<_> = (0..2)
+        .map(|i| {
+            let request = client()
+                .put(server.url(&format!("/src/stuck-{i}?etl_args=loop")))
+                .body("spin");
+            tokio::spawn(request.send())
+        })
+        .collect();
+    // Ready when both guests spin: two of the server's threads always runnable.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut streak = 0;
+    while streak < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the looping transforms never ran"
+        );
+        streak = if running_threads(server.pid()) >= 2 {
+            streak + 1
+        } else {
+            0
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.sigterm();
+    let started = Instant::now();
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let status = server.wait_exit(Duration::from_secs(20));
+        (status, server.stderr())
+    })
+    .await
+    .unwrap();
+    let status = status.unwrap_or_else(|| panic!("still running 20 s after SIGTERM: {stderr}"));
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(started.elapsed() >= Duration::from_secs(1), "{stderr}");
+    // The stuck requests' connections were cut, not answered.
+    for request in stuck {
+        assert!(request.await.unwrap().is_err());
+    }
+}

@@ -1,0 +1,249 @@
+//! `/ws` (§4.4): a binary JSON control message, then a binary data message unless
+//! the control names an FQN; exactly one reply per request, in order.
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+use super::fake_target::{FakeTarget, SECRET};
+use super::harness::{Mountpath, Server, ServerBuilder, path_escape};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(server: &Server) -> Socket {
+    let (socket, response) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+/// The control message, compact and with empty keys omitted, as the target sends it.
+fn control(pipeline: &str, etl_args: &str, fqn: &str, path: &str) -> Message {
+    let mut map = serde_json::Map::new();
+    for (key, value) in [
+        ("pipeline", pipeline),
+        ("etl_args", etl_args),
+        ("fqn", fqn),
+        ("path", path),
+    ] {
+        if !value.is_empty() {
+            map.insert(key.into(), value.into());
+        }
+    }
+    Message::Binary(serde_json::to_vec(&map).unwrap().into())
+}
+
+async fn next_reply(socket: &mut Socket) -> Message {
+    let message = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next())
+        .await
+        .expect("a reply in time")
+        .expect("the connection is open")
+        .unwrap();
+    assert!(
+        matches!(message, Message::Binary(_) | Message::Text(_)),
+        "{message:?}"
+    );
+    message
+}
+
+fn binary(message: Message) -> Bytes {
+    match message {
+        Message::Binary(bytes) => bytes,
+        other => panic!("expected a BINARY reply, got {other:?}"),
+    }
+}
+
+fn text(message: Message) -> String {
+    match message {
+        Message::Text(text) => text.to_string(),
+        other => panic!("expected a TEXT reply, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_mode_control_then_data() {
+    let server = ServerBuilder::new("examples/upper").start().await;
+    let mut socket = connect(&server).await;
+    socket
+        .send(control("", "", "", "imgs/cat 1.jpg"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(b"over websocket")))
+        .await
+        .unwrap();
+    assert_eq!(binary(next_reply(&mut socket).await), "OVER WEBSOCKET");
+    // A zero-byte object still has its data message.
+    socket.send(control("", "", "", "empty")).await.unwrap();
+    socket.send(Message::Binary(Bytes::new())).await.unwrap();
+    assert_eq!(binary(next_reply(&mut socket).await), "");
+    // gorilla fragments a message into ~4 KiB frames; it is reassembled.
+    socket.send(control("", "", "", "frag")).await.unwrap();
+    let piece = Bytes::from(vec![b'f'; 4096]);
+    socket
+        .send(Message::Frame(Frame::message(
+            piece.clone(),
+            OpCode::Data(Data::Binary),
+            false,
+        )))
+        .await
+        .unwrap();
+    for last in [false, false, true] {
+        socket
+            .send(Message::Frame(Frame::message(
+                piece.clone(),
+                OpCode::Data(Data::Continue),
+                last,
+            )))
+            .await
+            .unwrap();
+    }
+    assert_eq!(binary(next_reply(&mut socket).await), vec![b'F'; 4 * 4096]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fqn_control_has_no_data_message() {
+    let server = ServerBuilder::new("examples/echo").start().await;
+    let mountpath = Mountpath::new();
+    let name = "dir/a b@c%d#e?fü";
+    let fqn = mountpath.store("src", name, b"file over websocket");
+    // `fqn` is PathEscape'd once (§4.4, §5.3).
+    let escaped = path_escape(fqn.to_str().unwrap());
+    assert!(escaped.contains("%2F%25ob%2F"), "{escaped}");
+    let mut socket = connect(&server).await;
+    socket.send(control("", "", &escaped, name)).await.unwrap();
+    // The next request follows directly: the FQN request took no data message.
+    socket.send(control("", "", "", "next")).await.unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(b"body")))
+        .await
+        .unwrap();
+    assert_eq!(binary(next_reply(&mut socket).await), "file over websocket");
+    assert_eq!(binary(next_reply(&mut socket).await), "body");
+}
+
+/// 500 requests sent back to back on one connection, answered in order (the target
+/// matches replies by position only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_pipelined_messages_are_answered_in_order() {
+    const COUNT: usize = 500;
+    let server = ServerBuilder::new("examples/upper").start().await;
+    let socket = connect(&server).await;
+    let (mut sink, mut stream) = socket.split();
+    let payload = |i: usize| -> Vec<u8> {
+        // Distinct, and of varying sizes so they finish out of order.
+        let mut p = format!("request {i}: ").into_bytes();
+        p.extend(std::iter::repeat_n(
+            b'a' + (i % 26) as u8,
+            (i * 7919) % 70_000,
+        ));
+        p
+    };
+    let sender = tokio::spawn(async move {
+        for i in 0..COUNT {
+            sink.send(control("", "", "", &format!("obj/{i}")))
+                .await
+                .unwrap();
+            sink.send(Message::Binary(payload(i).into())).await.unwrap();
+        }
+        sink
+    });
+    for i in 0..COUNT {
+        let reply = tokio::time::timeout(std::time::Duration::from_secs(60), stream.next())
+            .await
+            .expect("a reply in time")
+            .expect("the connection is open")
+            .unwrap();
+        let reply = binary(reply);
+        assert!(
+            reply == payload(i).to_ascii_uppercase(),
+            "reply {i} is not request {i}'s: {:?}",
+            String::from_utf8_lossy(&reply[..reply.len().min(20)])
+        );
+    }
+    drop(sender.await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_put_is_answered_with_a_text_byte_count() {
+    let target = FakeTarget::start().await;
+    let server = ServerBuilder::new("examples/echo")
+        .target(&target, "w")
+        .start()
+        .await;
+    let mut socket = connect(&server).await;
+    let dest = format!(
+        "{}/{}?owt=3&uuid=Zx9kQ2mLp",
+        target.url(),
+        path_escape("ais/@#/dst/imgs/cat 1.jpg")
+    );
+    socket
+        .send(control(&dest, " a b ", "", "imgs/cat 1.jpg"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(
+            b"23 bytes of the object.",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(text(next_reply(&mut socket).await), "23");
+    let puts = target.puts();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(
+        puts[0].target,
+        format!(
+            "/v1/etl/_object/w/{SECRET}/ais%2F@%23%2Fdst%2Fimgs%2Fcat%201.jpg?owt=3&uuid=Zx9kQ2mLp&etl_args=a+b"
+        )
+    );
+    assert_eq!(puts[0].body, "23 bytes of the object.");
+
+    // A stage hop gets the object name escaped as a path (§6.3, case 1).
+    let stage = FakeTarget::start().await;
+    stage.always(super::fake_target::Put::NoContent(Some(4)));
+    socket
+        .send(control(&stage.url(), "", "", "dir/a b#c?d%e@ü"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(b"data")))
+        .await
+        .unwrap();
+    assert_eq!(text(next_reply(&mut socket).await), "4");
+    let put = &stage.puts()[0];
+    assert_eq!(put.target, "/dir/a%20b%23c%3Fd%25e@%C3%BC");
+    let decoded = percent_encoding::percent_decode_str(&put.target[1..]).decode_utf8_lossy();
+    assert_eq!(decoded, "dir/a b#c?d%e@ü");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_text_replies_and_the_connection_stays() {
+    let server = ServerBuilder::new("examples/echo").start().await;
+    let mut socket = connect(&server).await;
+    // Invalid pipeline (§6.1).
+    socket.send(control(",", "", "", "o")).await.unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(b"x")))
+        .await
+        .unwrap();
+    let reply = text(next_reply(&mut socket).await);
+    assert!(reply.contains("Invalid pipeline header"), "{reply}");
+    // Missing FQN: a TEXT diagnostic, never a close (§13 Q1).
+    socket
+        .send(control("", "", "%2Fno%2Fsuch%2Ffile", "o"))
+        .await
+        .unwrap();
+    let reply = text(next_reply(&mut socket).await);
+    assert!(!reply.is_empty());
+    // The connection still serves.
+    socket.send(control("", "", "", "o")).await.unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(b"still here")))
+        .await
+        .unwrap();
+    assert_eq!(binary(next_reply(&mut socket).await), "still here");
+}
