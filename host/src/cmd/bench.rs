@@ -133,13 +133,13 @@ async fn engine(args: EngineArgs) -> anyhow::Result<ExitCode> {
 
 async fn load(
     runtime: &Runtime,
-    path: &PathBuf,
+    path: &std::path::Path,
 ) -> anyhow::Result<(Transform, crate::runtime::LoadReport)> {
     let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(runtime
+    runtime
         .load(wasm, vec![])
         .await
-        .with_context(|| path.display().to_string())?)
+        .with_context(|| path.display().to_string())
 }
 
 fn pattern(size: usize) -> Bytes {
