@@ -1,5 +1,5 @@
 //! Issue 4: transforms written in Python, JavaScript and C (examples/{python,js,c}-*)
-//! give byte-exact results through `ais-wasm run`.
+//! give byte-exact results through `ais-wasm run` and `ais-wasm serve`.
 //!
 //! Each example's `build.sh` installs its pinned tool chain on first use (a venv, `npm
 //! ci`, clang + wit-bindgen) and skips the build when nothing changed. The Python and
@@ -111,6 +111,89 @@ fn upper_in_python_javascript_and_c_changes_only_ascii_letters() {
                 *output == input.to_ascii_uppercase(),
                 "{example} on {name}: output differs from the ASCII upper-cased input"
             );
+        }
+    }
+}
+
+/// The same checks through `ais-wasm serve`: hpush with a body, hpush with an FQN,
+/// and a WebSocket message, for every language's md5 and upper.
+#[tokio::test]
+async fn every_language_serves_hpush_fqn_and_websocket_byte_exact() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use crate::serve::harness::{Mountpath, ServerBuilder, etl_fqn_param};
+
+    let fox: &[u8] = b"The quick brown fox jumps over the lazy dog";
+    let mixed: Vec<u8> = (0..(1u32 << 20) + 17)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mountpath = Mountpath::new();
+    let fqn = mountpath.store("src", "dir/obj 1.bin", &mixed);
+    let cases = MD5_EXAMPLES
+        .iter()
+        .map(|e| {
+            (
+                *e,
+                fox,
+                "9e107d9d372bb6826bd81d3542a419d6".as_bytes().to_vec(),
+                hex::encode(md5::Md5::digest(&mixed)).into_bytes(),
+            )
+        })
+        .chain(UPPER_EXAMPLES.iter().map(|e| {
+            (
+                *e,
+                fox,
+                fox.to_ascii_uppercase(),
+                mixed.to_ascii_uppercase(),
+            )
+        }));
+    let client = reqwest::Client::new();
+    for (example, body, body_expected, file_expected) in cases {
+        let server = ServerBuilder::new(example)
+            .env("ETL_WASM_CACHE_DIR", compile_cache())
+            .start()
+            .await;
+        let response = client
+            .put(server.url("/src/fox.txt"))
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{example}");
+        assert_eq!(
+            response.bytes().await.unwrap(),
+            body_expected,
+            "{example}: hpush body"
+        );
+
+        let response = client
+            .put(server.url(&format!("/src/dir/obj%201.bin?{}", etl_fqn_param(&fqn))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{example}");
+        assert!(
+            response.bytes().await.unwrap() == file_expected,
+            "{example}: hpush FQN"
+        );
+
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr))
+            .await
+            .unwrap();
+        socket
+            .send(Message::Binary(br#"{"path":"fox.txt"}"#.to_vec().into()))
+            .await
+            .unwrap();
+        socket
+            .send(Message::Binary(body.to_vec().into()))
+            .await
+            .unwrap();
+        match socket.next().await.unwrap().unwrap() {
+            Message::Binary(reply) => {
+                assert_eq!(reply.to_vec(), body_expected, "{example}: WebSocket")
+            }
+            other => panic!("{example}: WebSocket reply {other:?}"),
         }
     }
 }

@@ -13,7 +13,7 @@
 
 mod direct_put;
 mod fake_target;
-mod harness;
+pub(crate) mod harness;
 mod http;
 mod pipeline;
 mod stress;
