@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// Stream FQN files to a streaming export whatever their size (1, true, yes, on).
     #[arg(long, env = "ETL_DIRECT_FQN")]
     pub direct_fqn: Option<String>,
+    /// Serve a built-in native transform instead of a component: the baseline that
+    /// benchmarks compare WebAssembly against, behind the same server code.
+    #[arg(long, value_name = "NAME")]
+    pub native: Option<crate::runtime::NativeTransform>,
     /// How long SIGTERM waits for in-flight requests before exiting.
     #[arg(long, env = "ETL_WASM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

@@ -10,17 +10,25 @@ use tokio::net::TcpListener;
 use crate::config::ServeArgs;
 use crate::etl::Etl;
 use crate::protocol::{AppState, app};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, Transform};
 use crate::sink::DirectPut;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let client = args.outbound.client()?;
-    let runtime = Runtime::new(args.runtime.runtime_config()?)?;
-    let wasm = args.component.fetch(&client).await?;
-    let (transform, _report) = runtime
-        .load(wasm, args.runtime.init_config()?)
-        .await
-        .with_context(|| args.component.describe())?;
+    let config = args.runtime.runtime_config()?;
+    // Kept alive while serving: it owns the engine and its epoch ticker.
+    let runtime = Runtime::new(config.clone())?;
+    let transform = match args.native {
+        Some(native) => Transform::native(native, config.limits, config.concurrency),
+        None => {
+            let wasm = args.component.fetch(&client).await?;
+            let (transform, _report) = runtime
+                .load(wasm, args.runtime.init_config()?)
+                .await
+                .with_context(|| args.component.describe())?;
+            transform
+        }
+    };
 
     let guests = GuestRuntime::new()?;
 

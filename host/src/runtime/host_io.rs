@@ -33,7 +33,7 @@ impl InputStream {
         }
     }
 
-    async fn read(&mut self, max: u32) -> io::Result<Vec<u8>> {
+    pub(crate) async fn read(&mut self, max: u32) -> io::Result<Vec<u8>> {
         let max = max.clamp(1, MAX_READ) as usize;
         let mut buf = Vec::with_capacity(max);
         // One `read` may return little (a small network frame); fill up to `max` or

@@ -16,6 +16,7 @@ mod error;
 mod guest_log;
 mod host_io;
 mod instance;
+mod native;
 mod pool;
 mod transform;
 
@@ -33,6 +34,7 @@ pub use cache::CacheStatus;
 pub use error::{Abort, Fault, LoadError, ObjectError};
 pub use guest_log::LOG_BUDGET_PER_OBJECT;
 pub use host_io::{InputStream, MAX_READ};
+pub use native::NativeTransform;
 pub use pool::PoolStats;
 pub use transform::{STREAM_AT_OR_ABOVE, Shapes, Transform};
 

@@ -1,6 +1,6 @@
 //! A loaded transform: the compiled component, its pre-linked instance template, the
-//! shapes it exports, and its instance pool. Cheap to clone and shared by every
-//! request.
+//! shapes it exports, and its instance pool (or a native baseline, for benchmarks).
+//! Cheap to clone and shared by every request.
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use wasmtime::component::InstancePre;
 use super::error::ObjectError;
 use super::host_io::{InputStream, OutputStream};
 use super::instance::{ExportIndices, GuestCtx, Instance};
+use super::native::NativeTransform;
 use super::pool::{InstancePool, PoolStats};
 use super::{Limits, ObjectRequest};
 
@@ -34,12 +35,24 @@ pub struct Transform {
 }
 
 struct TransformInner {
-    pre: InstancePre<GuestCtx>,
-    indices: ExportIndices,
     limits: Limits,
-    config: Vec<(String, String)>,
     shapes: Shapes,
-    pool: InstancePool,
+    backend: Backend,
+}
+
+enum Backend {
+    Wasm {
+        pre: InstancePre<GuestCtx>,
+        indices: ExportIndices,
+        config: Vec<(String, String)>,
+        pool: InstancePool,
+    },
+    Native {
+        transform: NativeTransform,
+        /// The same concurrency bound a pool applies.
+        permits: tokio::sync::Semaphore,
+        stats: PoolStats,
+    },
 }
 
 impl Transform {
@@ -56,12 +69,29 @@ impl Transform {
         };
         Transform {
             inner: Arc::new(TransformInner {
-                pre,
-                indices,
                 limits,
-                config,
                 shapes,
-                pool,
+                backend: Backend::Wasm {
+                    pre,
+                    indices,
+                    config,
+                    pool,
+                },
+            }),
+        }
+    }
+
+    /// A native baseline behind the same interface, for benchmarks.
+    pub fn native(transform: NativeTransform, limits: Limits, concurrency: usize) -> Self {
+        Transform {
+            inner: Arc::new(TransformInner {
+                limits,
+                shapes: transform.shapes(),
+                backend: Backend::Native {
+                    transform,
+                    permits: tokio::sync::Semaphore::new(concurrency),
+                    stats: PoolStats::default(),
+                },
             }),
         }
     }
@@ -75,7 +105,10 @@ impl Transform {
     }
 
     pub fn pool_stats(&self) -> &PoolStats {
-        self.inner.pool.stats()
+        match &self.inner.backend {
+            Backend::Wasm { pool, .. } => pool.stats(),
+            Backend::Native { stats, .. } => stats,
+        }
     }
 
     /// Whether an object of `size` bytes (unknown: `None`) should be streamed.
@@ -93,10 +126,20 @@ impl Transform {
         data: &[u8],
         object: &ObjectRequest,
     ) -> Result<Vec<u8>, ObjectError> {
-        let mut lease = self.inner.pool.acquire(|| self.new_instance()).await?;
-        let result = lease.instance.buffered(data, object).await;
-        self.inner.pool.release(lease);
-        result
+        match &self.inner.backend {
+            Backend::Wasm { pool, .. } => {
+                let mut lease = pool.acquire(|| self.new_instance()).await?;
+                let result = lease.instance.buffered(data, object).await;
+                pool.release(lease);
+                result
+            }
+            Backend::Native {
+                transform, permits, ..
+            } => {
+                let _permit = permits.acquire().await.expect("never closed");
+                Ok(transform.buffered(data))
+            }
+        }
     }
 
     /// Stream an object through the transform into `output`; returns the bytes
@@ -108,17 +151,35 @@ impl Transform {
         output: mpsc::Sender<Bytes>,
         object: &ObjectRequest,
     ) -> Result<u64, ObjectError> {
-        let mut lease = self.inner.pool.acquire(|| self.new_instance()).await?;
-        let result = lease
-            .instance
-            .streaming(input, OutputStream::new(output), object)
-            .await;
-        self.inner.pool.release(lease);
-        result
+        match &self.inner.backend {
+            Backend::Wasm { pool, .. } => {
+                let mut lease = pool.acquire(|| self.new_instance()).await?;
+                let result = lease
+                    .instance
+                    .streaming(input, OutputStream::new(output), object)
+                    .await;
+                pool.release(lease);
+                result
+            }
+            Backend::Native {
+                transform, permits, ..
+            } => {
+                let _permit = permits.acquire().await.expect("never closed");
+                transform.streaming(input, output).await
+            }
+        }
     }
 
     async fn new_instance(&self) -> Result<Instance, ObjectError> {
-        let inner = &self.inner;
-        Instance::new(&inner.pre, &inner.indices, &inner.limits, &inner.config).await
+        let Backend::Wasm {
+            pre,
+            indices,
+            config,
+            ..
+        } = &self.inner.backend
+        else {
+            unreachable!("only WebAssembly transforms have instances")
+        };
+        Instance::new(pre, indices, &self.inner.limits, config).await
     }
 }

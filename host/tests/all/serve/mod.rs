@@ -10,11 +10,13 @@
 //! - `ws`: WebSocket framing, ordering, FQN and direct put.
 //! - `stress`: concurrency, a 1 GiB stream in bounded memory, health under load,
 //!   mid-body failures, graceful shutdown.
+//! - `native`: the `--native` baselines used by benchmarks.
 
 mod direct_put;
 mod fake_target;
 pub(crate) mod harness;
 mod http;
+mod native;
 mod pipeline;
 mod stress;
 mod ws;
