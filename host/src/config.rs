@@ -45,6 +45,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the ETL_WASM_PAYLOAD value for a component.
     Payload(PayloadArgs),
+    /// Print the AIStore ETL runtime spec (`ais etl init spec`) for a component.
+    Spec(crate::cmd::spec::SpecArgs),
     /// Measure the engine: instantiation, per-call overhead and throughput.
     Bench(crate::cmd::bench::BenchArgs),
 }

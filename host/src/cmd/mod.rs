@@ -4,6 +4,7 @@ pub mod bench;
 pub mod payload;
 pub mod run;
 pub mod serve;
+pub mod spec;
 
 use std::process::ExitCode;
 
@@ -14,6 +15,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::serve(*args).await,
         Command::Run(args) => run::run(*args).await,
         Command::Payload(args) => payload::payload(args),
+        Command::Spec(args) => spec::spec(args),
         Command::Bench(args) => bench::bench(args).await,
     }
 }

@@ -305,15 +305,7 @@ fn payload_too_large_for_an_env_var_points_to_path_and_url() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.wasm");
     // Incompressible, so its payload cannot fit.
-    let mut state = 0x9e3779b97f4a7c15u64;
-    let noise: Vec<u8> = (0..200_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let noise = incompressible(200_000);
     std::fs::write(&big, noise).unwrap();
     let output = ais_wasm(dir.path())
         .arg("payload")
@@ -331,4 +323,112 @@ fn payload_too_large_for_an_env_var_points_to_path_and_url() {
     ] {
         assert!(stderr.contains(needle), "{needle} missing in: {stderr}");
     }
+}
+
+fn spec(extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    ais_wasm(dir.path())
+        .args(["spec", "--name", "md5-wasm", "--format", "json"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Issue 7: the runtime spec has ETLSpecMsg's field names (ext/etl/api.go) and carries
+/// the component.
+#[test]
+fn spec_is_an_aistore_etl_spec_msg_carrying_the_component() {
+    let md5 = component("examples/md5");
+    let output = spec(&[
+        "--component",
+        md5.to_str().unwrap(),
+        "--comm",
+        "hpull",
+        "--obj-timeout",
+        "30s",
+        "--config",
+        "k=v",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let spec: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(spec["name"], "md5-wasm");
+    assert_eq!(spec["communication"], "hpull://");
+    assert_eq!(spec["obj_timeout"], "30s");
+    assert_eq!(spec["init_timeout"], "5m");
+    assert_eq!(spec["support_direct_put"], false);
+    assert_eq!(
+        spec["runtime"]["command"],
+        serde_json::json!(["ais-wasm", "serve"])
+    );
+    assert!(
+        spec["runtime"]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("ais-wasm:")
+    );
+    let env = spec["runtime"]["env"].as_array().unwrap();
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].as_str().unwrap().to_string())
+    };
+    let payload = var("ETL_WASM_PAYLOAD").expect("the component travels inline");
+    assert_eq!(
+        ais_wasm::delivery::decode_payload(&payload).unwrap(),
+        std::fs::read(&md5).unwrap()
+    );
+    assert_eq!(var("ETL_WASM_CONFIG").as_deref(), Some(r#"{"k":"v"}"#));
+}
+
+#[test]
+fn spec_refuses_what_aistore_refuses_and_pins_urls() {
+    let md5 = component("examples/md5");
+    let md5 = md5.to_str().unwrap();
+    let ws = spec(&["--component", md5, "--comm", "ws"]);
+    assert!(!ws.status.success());
+    assert!(String::from_utf8_lossy(&ws.stderr).contains("without direct put"));
+    let ws = spec(&["--component", md5, "--comm", "ws", "--direct-put"]);
+    assert!(ws.status.success());
+
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.wasm");
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&big, &noise).unwrap();
+    let too_large = spec(&["--component", big.to_str().unwrap()]);
+    assert!(!too_large.status.success());
+    assert!(String::from_utf8_lossy(&too_large.stderr).contains("pass --url"));
+    let by_url = spec(&[
+        "--component",
+        big.to_str().unwrap(),
+        "--url",
+        "http://proxy:8080/v1/objects/wasm/big.wasm",
+    ]);
+    assert!(by_url.status.success());
+    let spec: serde_json::Value = serde_json::from_slice(&by_url.stdout).unwrap();
+    let env = spec["runtime"]["env"].to_string();
+    assert!(
+        env.contains("ETL_WASM_URL")
+            && env.contains(&hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&noise))),
+        "{env}"
+    );
+    assert!(!env.contains("ETL_WASM_PAYLOAD"));
+}
+
+/// Bytes no compressor shrinks (xorshift64).
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
 }
