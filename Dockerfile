@@ -1,16 +1,21 @@
-# ais-wasm container: `ais-wasm serve` on port 8000, the compile cache on a volume.
+# ais-wasm: `ais-wasm serve` on port 8000, as an AIStore ETL runtime image.
+# Build from the repository root: docker build -t ais-wasm:0.1.0 .
+# The build steps are scripts/build-image.sh, which CI also runs outside Docker.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p ais-wasm && strip target/release/ais-wasm
+RUN rustup target add wasm32-wasip2 && scripts/build-image.sh /out
 
+# No compiler, no shell tools beyond Debian's base: the binary, CA certificates for
+# outbound TLS, a non-root user, and the compile cache on a volume.
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /nonexistent ais-wasm \
-    && mkdir -p /var/cache/ais-wasm && chown ais-wasm /var/cache/ais-wasm && chmod 700 /var/cache/ais-wasm
-COPY --from=build /src/target/release/ais-wasm /usr/local/bin/ais-wasm
-USER ais-wasm
+    && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin ais-wasm
+COPY --from=build /out/ /
+RUN chown ais-wasm /var/cache/ais-wasm
+USER 10001
 ENV ETL_WASM_CACHE_DIR=/var/cache/ais-wasm
 VOLUME /var/cache/ais-wasm
 EXPOSE 8000

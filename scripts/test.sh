@@ -13,4 +13,16 @@ cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 # The guest SDK as guests compile it.
 cargo clippy --quiet --manifest-path guest-sdk/Cargo.toml --target wasm32-wasip2 -- -D warnings
+# The container image's build steps, outside Docker (no engine runs here): the
+# binary they lay out must run.
+image=$(mktemp -d)
+trap 'rm -rf "$image"' EXIT
+binary=$(AIS_WASM_BUILD_PROFILE=dev scripts/build-image.sh "$image")
+"$binary" --version
+"$binary" spec --name image-check --format json \
+  --component "$(examples/hello/build.sh | tail -n 1)" >/dev/null
+echo "image build steps: ok"
+
+# Last, so its summary closes the output.
 cargo test --workspace
+
