@@ -11,8 +11,14 @@ rustup target add wasm32-wasip2 >/dev/null
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-# The guest SDK as guests compile it.
+# The guest SDK as guests compile it, and the Rust examples and fixtures.
 cargo clippy --quiet --manifest-path guest-sdk/Cargo.toml --target wasm32-wasip2 -- -D warnings
+export AIS_WASM_GUEST_TARGET_DIR=${AIS_WASM_GUEST_TARGET_DIR:-$repo/target/guests}
+for manifest in examples/*/Cargo.toml host/tests/components/*/Cargo.toml; do
+  (cd "$(dirname "$manifest")" && CARGO_TARGET_DIR=$AIS_WASM_GUEST_TARGET_DIR \
+    cargo clippy --quiet --release --target wasm32-wasip2 -- -D warnings)
+done
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --workspace
 # The container image's build steps, outside Docker (no engine runs here): the
 # binary they lay out must run.
 image=$(mktemp -d)
