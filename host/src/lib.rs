@@ -14,11 +14,14 @@
 //! - [`outbound`]: the HTTP client for calls to AIStore (auth, TLS).
 //! - [`config`]: command-line flags and environment variables, validated once.
 //! - [`cmd`]: one module per subcommand.
+//! - [`load`]: a load generator: an emulated target, a server under test as a
+//!   process tree, every transport driven and every byte verified (`bench serve`).
 
 pub mod cmd;
 pub mod config;
 pub mod delivery;
 pub mod etl;
+pub mod load;
 pub mod outbound;
 pub mod pipeline;
 pub mod protocol;

@@ -1,0 +1,444 @@
+//! The server under test as a process tree: started on a free loopback port, ready
+//! once `GET /health` answers 200, measured from /proc (CPU time and RSS summed over
+//! the tree, since a server may run several worker processes), killed at the end.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Which server to start.
+#[derive(Debug, Clone)]
+pub enum ServerCommand {
+    /// This executable's `serve --component <path>`.
+    Component(PathBuf),
+    /// A command line, split like a shell's, `{port}` replaced by the port.
+    Shell(String),
+}
+
+/// Everything needed to start a server.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    pub command: ServerCommand,
+    /// `AIS_TARGET_URL`.
+    pub target_url: String,
+    /// `NUM_WORKERS`, when given.
+    pub workers: Option<usize>,
+    /// How long the server may take to answer `/health`.
+    pub start_timeout: Duration,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
+}
+
+/// A running server; its process tree is killed when this is dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    /// The command line, as run.
+    pub argv: Vec<String>,
+    /// From spawning to the first 200 from `/health`.
+    pub ready_after: Duration,
+    log: PathBuf,
+    sampler: Sampler,
+}
+
+/// How often the RSS of the tree is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+/// How often `/health` is polled while the server starts.
+const HEALTH_POLL: Duration = Duration::from_millis(20);
+/// How long SIGTERM is given before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(3);
+
+impl ServerProcess {
+    pub async fn start(spec: &ServerSpec) -> anyhow::Result<ServerProcess> {
+        let port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let argv = match &spec.command {
+            ServerCommand::Component(component) => {
+                let exe = std::env::current_exe().context("finding this executable")?;
+                vec![
+                    exe.to_string_lossy().into_owned(),
+                    "serve".into(),
+                    "--component".into(),
+                    component.to_string_lossy().into_owned(),
+                ]
+            }
+            ServerCommand::Shell(line) => {
+                let words = shlex::split(line)
+                    .with_context(|| format!("cannot split the server command {line:?}"))?;
+                if words.is_empty() {
+                    bail!("the server command is empty");
+                }
+                words
+                    .into_iter()
+                    .map(|w| w.replace("{port}", &port.to_string()))
+                    .collect()
+            }
+        };
+        let log = File::create(&spec.log)
+            .with_context(|| format!("creating the server log {}", spec.log.display()))?;
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .env("ETL_WASM_LISTEN", addr.to_string())
+            .env("AIS_TARGET_URL", &spec.target_url)
+            // Loopback only: a proxy in the environment must not carry the
+            // server's calls to the emulated target.
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group, so the whole tree can be signalled.
+            .process_group(0);
+        if let ServerCommand::Component(_) = spec.command {
+            // The component is given; other sources in the environment would clash.
+            for var in [
+                "ETL_WASM_PAYLOAD",
+                "ETL_WASM_PATH",
+                "ETL_WASM_URL",
+                "ETL_WASM_SHA256",
+            ] {
+                command.env_remove(var);
+            }
+        }
+        if let Some(workers) = spec.workers {
+            command.env("NUM_WORKERS", workers.to_string());
+        }
+        let started = Instant::now();
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {:?}", argv[0]))?;
+        let sampler = Sampler::start(child.id());
+        let mut server = ServerProcess {
+            child,
+            addr,
+            argv,
+            ready_after: Duration::ZERO,
+            log: spec.log.clone(),
+            sampler,
+        };
+        server.wait_healthy(spec.start_timeout).await?;
+        server.ready_after = started.elapsed();
+        Ok(server)
+    }
+
+    /// Poll `GET /health` until it answers 200, the process exits, or `timeout`.
+    async fn wait_healthy(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let url = format!("http://{}/health", self.addr);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.check_running()?;
+            let last = match client.get(&url).send().await {
+                Ok(response) if response.status() == reqwest::StatusCode::OK => return Ok(()),
+                Ok(response) => format!("status {}", response.status()),
+                Err(error) => format!("{error}"),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "{:?} did not answer GET /health with 200 within {timeout:?} (last: {last})\n{}",
+                    self.argv.join(" "),
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+
+    /// An error, with the end of the server's log, if the server has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => bail!(
+                "the server {:?} exited ({status})\n{}",
+                self.argv.join(" "),
+                self.log_tail()
+            ),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time of the whole tree so far, reaped children included.
+    pub fn cpu(&self) -> Option<Duration> {
+        tree_usage(self.pid()).map(|u| u.cpu)
+    }
+
+    /// Start a new peak-RSS measurement.
+    pub fn reset_peak_rss(&self) {
+        self.sampler.reset();
+    }
+
+    /// The highest summed RSS of the tree since the last reset.
+    pub fn peak_rss(&self) -> Option<u64> {
+        self.sampler.peak()
+    }
+
+    /// The last lines of the server's stdout and stderr.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log, 30)
+    }
+
+    /// SIGTERM to the tree, SIGKILL after a grace period, then reap.
+    fn terminate(&mut self) {
+        self.sampler.stop();
+        let group = self.pid() as libc::pid_t;
+        let members = tree(self.pid());
+        signal(-group, libc::SIGTERM);
+        for member in &members {
+            signal(member.pid as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + TERM_GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal(-group, libc::SIGKILL);
+        // Members that left the group (setsid) but are still the same processes.
+        for member in members {
+            if start_time(member.pid) == Some(member.start_time) {
+                signal(member.pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+fn signal(pid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions; a stale pid only fails.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().collect();
+    let tail = all[all.len().saturating_sub(lines)..].join("\n");
+    format!("--- {} (last {lines} lines) ---\n{tail}", path.display())
+}
+
+/// One process of a tree.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    pid: u32,
+    /// Field 22 of /proc/PID/stat: tells a process from a later one with its pid.
+    start_time: u64,
+}
+
+/// The summed usage of a process tree.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TreeUsage {
+    /// utime + stime + cutime + cstime of every member. A reaped process's time
+    /// moves into its parent's cutime/cstime, so the sum keeps exited workers.
+    pub cpu: Duration,
+    /// Resident set sizes, summed (shared pages count once per process).
+    pub rss: u64,
+}
+
+/// The fields of /proc/PID/stat this module uses.
+struct Stat {
+    ticks: u64,
+    rss_pages: u64,
+    start_time: u64,
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain anything: split after it.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // fields[0] is field 3 of proc(5).
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some(Stat {
+        ticks: field(14)? + field(15)? + field(16)? + field(17)?,
+        start_time: field(22)?,
+        rss_pages: field(24)?,
+    })
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    read_stat(pid).map(|s| s.start_time)
+}
+
+/// `root` and its descendants, from the `children` files of their threads.
+fn tree(root: u32) -> Vec<Member> {
+    let mut members = Vec::new();
+    let mut pending = vec![root];
+    while let Some(pid) = pending.pop() {
+        let Some(stat) = read_stat(pid) else { continue };
+        members.push(Member {
+            pid,
+            start_time: stat.start_time,
+        });
+        pending.extend(children(pid));
+    }
+    members
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return children;
+    };
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                list.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    children
+}
+
+/// The usage of `root`'s tree now (`None` if `root` is gone).
+pub fn tree_usage(root: u32) -> Option<TreeUsage> {
+    read_stat(root)?;
+    let (ticks, pages) = tree(root)
+        .iter()
+        .filter_map(|m| read_stat(m.pid))
+        .fold((0, 0), |(t, p), s| (t + s.ticks, p + s.rss_pages));
+    let (tick, page) = units();
+    Some(TreeUsage {
+        cpu: Duration::from_secs_f64(ticks as f64 / tick as f64),
+        rss: pages * page,
+    })
+}
+
+/// Clock ticks per second and the page size.
+fn units() -> (u64, u64) {
+    static UNITS: OnceLock<(u64, u64)> = OnceLock::new();
+    *UNITS.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let (tick, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_CLK_TCK),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        (
+            u64::try_from(tick).unwrap_or(100).max(1),
+            u64::try_from(page).unwrap_or(4096).max(1),
+        )
+    })
+}
+
+/// CPU time this process has used (all threads: the client and the emulated target).
+pub fn self_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is valid for getrusage to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// A thread sampling a tree's summed RSS, keeping the peak.
+struct Sampler {
+    state: Arc<SamplerState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct SamplerState {
+    root: u32,
+    peak: AtomicU64,
+    seen: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl SamplerState {
+    fn sample(&self) {
+        if let Some(usage) = tree_usage(self.root) {
+            self.peak.fetch_max(usage.rss, Ordering::Relaxed);
+            self.seen.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Sampler {
+    fn start(root: u32) -> Sampler {
+        let state = Arc::new(SamplerState {
+            root,
+            peak: AtomicU64::new(0),
+            seen: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let thread_state = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("rss-sampler".into())
+            .spawn(move || {
+                while !thread_state.stop.load(Ordering::Relaxed) {
+                    thread_state.sample();
+                    std::thread::park_timeout(SAMPLE_EVERY);
+                }
+            })
+            .ok();
+        Sampler { state, thread }
+    }
+
+    fn reset(&self) {
+        self.state.peak.store(0, Ordering::Relaxed);
+        self.state.seen.store(false, Ordering::Relaxed);
+        self.state.sample();
+    }
+
+    fn peak(&self) -> Option<u64> {
+        self.state.sample();
+        self.state
+            .seen
+            .load(Ordering::Relaxed)
+            .then(|| self.state.peak.load(Ordering::Relaxed))
+    }
+
+    fn stop(&mut self) {
+        self.state.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_tree_is_measured() {
+        let usage = tree_usage(std::process::id()).expect("this process");
+        assert!(usage.rss > 0);
+        assert!(tree(std::process::id())[0].pid == std::process::id());
+    }
+}
