@@ -27,6 +27,10 @@ pub enum BenchWhat {
     /// What each component costs: size, compile and cached start, instantiation,
     /// per-object overhead and throughput (compare languages).
     Components(ComponentsArgs),
+    /// End to end: start a server (this executable's `serve`, or any command), play
+    /// the AIStore target, drive every transport at several sizes and concurrency
+    /// levels, verify every byte, measure throughput, latency, CPU and memory.
+    Serve(Box<crate::load::bench::ServeBenchArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,7 +63,13 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.what {
         BenchWhat::Engine(args) => engine(args).await,
         BenchWhat::Components(args) => components(args).await,
+        BenchWhat::Serve(args) => serve(*args).await,
     }
+}
+
+/// The logic lives in `crate::load`, which a soak test can reuse.
+async fn serve(args: crate::load::bench::ServeBenchArgs) -> anyhow::Result<ExitCode> {
+    crate::load::bench::run(args).await
 }
 
 const KIB: usize = 1024;
