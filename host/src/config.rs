@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::delivery::ComponentArgs;
 use crate::outbound::OutboundArgs;
 use crate::runtime::{InstanceMode, Limits, RuntimeConfig};
+use crate::source::fqn::FqnPolicy;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,6 +102,23 @@ pub struct ServeArgs {
     /// How long SIGTERM waits for in-flight requests before exiting.
     #[arg(long, env = "ETL_WASM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Accept etl_fqn only under these mountpath roots: absolute paths separated by
+    /// `:` or `,`, each a mountpath or a directory holding mountpaths [default: any
+    /// path shaped like an AIStore object's file].
+    #[arg(long, env = "ETL_FQN_ROOTS", value_name = "DIRS")]
+    pub fqn_roots: Option<String>,
+}
+
+impl ServeArgs {
+    /// Which files `etl_fqn` may name; the roots are resolved now, so a root that
+    /// does not exist stops the server from starting.
+    pub fn fqn_policy(&self) -> anyhow::Result<FqnPolicy> {
+        let roots = FqnPolicy::parse_roots(self.fqn_roots.as_deref().unwrap_or(""))?;
+        if roots.is_empty() {
+            return Ok(FqnPolicy::any_mountpath());
+        }
+        Ok(FqnPolicy::under(&roots)?)
+    }
 }
 
 #[derive(Debug, Args)]

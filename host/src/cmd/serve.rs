@@ -16,6 +16,14 @@ use crate::sink::DirectPut;
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let client = args.outbound.client()?;
     let config = args.runtime.runtime_config()?;
+    let fqn_policy = args.fqn_policy()?;
+    match fqn_policy.roots() {
+        [] => tracing::info!("etl_fqn: any AIStore object path (ETL_FQN_ROOTS is not set)"),
+        roots => tracing::info!(
+            ?roots,
+            "etl_fqn: AIStore object paths under these roots only"
+        ),
+    }
     // Kept alive while serving: it owns the engine and its epoch ticker.
     let runtime = Runtime::new(config.clone())?;
     let transform = match args.native {
@@ -66,6 +74,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         download_client: reqwest::Client::builder()
             .build()
             .context("building the download client")?,
+        fqn_policy: std::sync::Arc::new(fqn_policy),
     };
 
     let listener = TcpListener::bind(&args.listen)

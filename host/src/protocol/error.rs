@@ -67,6 +67,8 @@ fn status_of(error: &EtlError) -> StatusCode {
     match error {
         EtlError::Source(source) => match source {
             SourceError::FqnNotFound(_) => StatusCode::NOT_FOUND,
+            // §11: an FQN outside the object paths the policy allows; never opened.
+            SourceError::FqnRefused { .. } => StatusCode::FORBIDDEN,
             SourceError::FqnUnreadable { error, .. }
                 if error.kind() == std::io::ErrorKind::PermissionDenied =>
             {

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 
 use super::{AppState, HttpError};
-use crate::etl::{Job, Outcome, Output};
+use crate::etl::{EtlError, Job, Outcome, Output};
 use crate::pipeline;
 use crate::runtime::ObjectRequest;
-use crate::source::{HttpSource, Source, fqn, target};
+use crate::source::{self, HttpSource, Source, target};
 
 /// `Ais-Direct-Put-Length` on a 204: bytes delivered downstream.
 const DIRECT_PUT_LENGTH: &str = "ais-direct-put-length";
@@ -72,7 +72,14 @@ pub async fn object(
         Err(error) => return error.into_response(),
     };
     let source = match (&method, params.fqn) {
-        (&Method::PUT | &Method::GET, Some(fqn)) => Source::Fqn(fqn::decode(&fqn)),
+        (&Method::PUT | &Method::GET, Some(fqn)) => {
+            match source::resolve_fqn(&state.fqn_policy, &fqn).await {
+                Ok(path) => Source::Fqn(path),
+                Err(error) => {
+                    return HttpError::for_object(&path, EtlError::Source(error)).into_response();
+                }
+            }
+        }
         (&Method::PUT, None) => Source::Body {
             length: headers
                 .get(header::CONTENT_LENGTH)

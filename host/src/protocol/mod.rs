@@ -4,16 +4,21 @@
 //!
 //! API Boundary: every route and status here is what AIStore targets depend on.
 
+mod control;
 mod error;
 mod http;
 mod ws;
 
+pub use control::{Control, ControlError};
 pub use error::HttpError;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{any, get, post};
 
 use crate::etl::Etl;
+use crate::source::fqn::FqnPolicy;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -25,6 +30,8 @@ pub struct AppState {
     pub client: reqwest::Client,
     /// For `POST /download` sources, which may be anywhere: never sends the token.
     pub download_client: reqwest::Client,
+    /// Which files `etl_fqn` may name (§11).
+    pub fqn_policy: Arc<FqnPolicy>,
 }
 
 /// The router. Object paths are never normalised or redirected (§4.6): everything

@@ -14,14 +14,14 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::control::Control;
 use super::{AppState, http};
 use crate::etl::{EtlError, Job, Outcome, Output};
 use crate::pipeline;
 use crate::runtime::ObjectRequest;
-use crate::source::{Source, fqn};
+use crate::source::{self, Source};
 
 /// The target reads replies of up to 16 GiB, and sends objects as large (§4.4).
 const MAX_MESSAGE: usize = 16 << 30;
@@ -30,14 +30,12 @@ const MAX_MESSAGE: usize = 16 << 30;
 /// read, and TCP pushes back on the target.
 const IN_FLIGHT: usize = 256;
 
-/// The control message (`WebsocketCtrlMsg`); every key may be absent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Control {
-    pipeline: String,
-    etl_args: String,
-    fqn: String,
-    path: String,
+/// Where a WebSocket request's object is.
+enum Input {
+    /// In the data message that followed the control message.
+    Data(Bytes),
+    /// In the file named by the control message's `fqn`.
+    Fqn,
 }
 
 pub async fn upgrade(
@@ -77,18 +75,15 @@ async fn serve(state: AppState, socket: WebSocket) {
             Some(bytes) => bytes,
             None => break,
         };
-        let reply = match serde_json::from_slice::<Control>(&control) {
-            Ok(control) if control.fqn.is_empty() => match next_data(&mut stream).await {
-                Some(data) => tokio::spawn(process(state.clone(), control, Source::Bytes(data))),
+        let reply = match Control::parse(&control) {
+            Ok(control) if control.expects_data() => match next_data(&mut stream).await {
+                Some(data) => tokio::spawn(process(state.clone(), control, Input::Data(data))),
                 None => break,
             },
-            Ok(control) => {
-                let source = Source::Fqn(fqn::decode(&control.fqn));
-                tokio::spawn(process(state.clone(), control, source))
-            }
+            Ok(control) => tokio::spawn(process(state.clone(), control, Input::Fqn)),
             Err(error) => {
-                tracing::warn!("invalid WebSocket control message: {error}");
-                let text = format!("Invalid control message: {error}");
+                tracing::warn!("{error}");
+                let text = error.to_string();
                 tokio::spawn(async move { Message::Text(text.into()) })
             }
         };
@@ -120,11 +115,18 @@ async fn next_data(stream: &mut futures::stream::SplitStream<WebSocket>) -> Opti
     None
 }
 
-async fn process(state: AppState, control: Control, source: Source) -> Message {
+async fn process(state: AppState, control: Control, input: Input) -> Message {
     let path = control.path;
     let pipeline = match pipeline::parse(&control.pipeline) {
         Ok(pipeline) => pipeline,
         Err(error) => return Message::Text(error.to_string().into()),
+    };
+    let source = match input {
+        Input::Data(data) => Source::Bytes(data),
+        Input::Fqn => match source::resolve_fqn(&state.fqn_policy, &control.fqn).await {
+            Ok(resolved) => Source::Fqn(resolved),
+            Err(error) => return error_reply(&path, EtlError::Source(error)),
+        },
     };
     let job = Job {
         forward_path: pipeline::escape_path(&path),
@@ -137,11 +139,14 @@ async fn process(state: AppState, control: Control, source: Source) -> Message {
     };
     match reply(state.etl.process(job).await).await {
         Ok(message) => message,
-        Err(error) => {
-            let error = super::HttpError::for_object(&path, error);
-            Message::Text(format!("Transform error: {}", error.body).into())
-        }
+        Err(error) => error_reply(&path, error),
     }
+}
+
+/// A failed request's TEXT diagnostic: the body an HTTP request would get.
+fn error_reply(object: &str, error: EtlError) -> Message {
+    let error = super::HttpError::for_object(object, error);
+    Message::Text(format!("Transform error: {}", error.body).into())
 }
 
 /// §4.4 replies: the object as BINARY; after a direct put, the delivered byte count as

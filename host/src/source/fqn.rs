@@ -1,9 +1,22 @@
 //! `etl_fqn`: the path of the object's file on the target's mountpaths, which the
-//! pod sees read-only at the same paths (protocol document §5.3).
+//! pod sees read-only at the same paths (protocol document §5.3), and which files
+//! such a path may name (§11).
+//!
+//! Decoding follows the references (percent-decoding, lexical normalisation). The
+//! references stop there, so anyone who can reach the pod's port can read any file
+//! the pod can read; [`FqnPolicy`] confines FQNs to files shaped like AIStore
+//! objects (`fs/fs.go`, `MakePathFQN`), optionally under configured mountpath roots,
+//! after resolving symbolic links. Legitimate target traffic never notices.
+//!
+//! This file is self-contained on purpose (std, `percent-encoding` and `thiserror`,
+//! no `crate::` paths): the fuzz crate (`fuzz/`) compiles it on its own rather than
+//! building the whole host, wasmtime included, with coverage instrumentation. Keep
+//! it that way, or make the fuzz crate depend on the host.
 
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
-use std::path::{Component, PathBuf};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
 
 /// Decode an FQN as the references do: the value arrives query-decoded (HTTP) or as
 /// the JSON string (WebSocket); it is percent-decoded once more (plain RFC 3986: `+`
@@ -28,6 +41,222 @@ fn normalize(path: PathBuf) -> PathBuf {
         }
     }
     out
+}
+
+/// The content-type directory of objects (`fs.ObjCT`); work files, EC slices and
+/// chunks live beside it under other names and are never handed to an ETL.
+const OBJECT_CONTENT_TYPE: &[u8] = b"%ob";
+
+/// Which files an `etl_fqn` may name. Built once at start-up from `ETL_FQN_ROOTS`.
+///
+/// A path is accepted when it is an AIStore object FQN,
+/// `<mountpath>/@<provider>[/#<namespace> | /@<uuid>#<namespace>]/<bucket>/%ob/<object>`,
+/// both as written (after normalisation) and after symbolic links are resolved, and,
+/// when roots are configured, when `<mountpath>` is one of the roots or lies under
+/// one. Checking the path as written first means a refused path is never looked up
+/// on disk, so the answer says nothing about which files exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FqnPolicy {
+    /// Each configured root as written (normalised) and as resolved; empty: any
+    /// mountpath.
+    roots: Vec<PathBuf>,
+}
+
+/// Why an FQN was refused (the caller answers 403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FqnRefusal {
+    /// The path does not have the shape of an object's file on a mountpath.
+    #[error(
+        "is not an AIStore object path (<mountpath>/@<provider>[/#<namespace>]/<bucket>/%ob/<object>)"
+    )]
+    NotAnObjectPath,
+    /// The path is an object path, but not under any configured root.
+    #[error("is not under any mountpath root in ETL_FQN_ROOTS")]
+    OutsideRoots,
+    /// The path is acceptable as written, but a symbolic link takes it elsewhere.
+    #[error("leads through a symbolic link to a file that is not an allowed object path")]
+    LinkOutside,
+    /// The path names a directory, device, FIFO or socket rather than a file.
+    #[error("is not a regular file")]
+    NotAFile,
+}
+
+/// Why [`FqnPolicy::resolve`] did not produce a path to open.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The policy refuses the path.
+    #[error("{0}")]
+    Refused(FqnRefusal),
+    /// The filesystem failed (the file does not exist, permission denied).
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+/// Why `ETL_FQN_ROOTS` is not acceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum RootsError {
+    #[error("ETL_FQN_ROOTS entry {0:?} is not an absolute path")]
+    NotAbsolute(String),
+    #[error("ETL_FQN_ROOTS entry {} cannot be resolved: {error}", root.display())]
+    Unresolvable { root: PathBuf, error: io::Error },
+}
+
+impl FqnPolicy {
+    /// Any object path on any mountpath: the shape is checked, the location is not.
+    pub fn any_mountpath() -> Self {
+        FqnPolicy { roots: Vec::new() }
+    }
+
+    /// Object paths under these roots only (a mountpath, or a directory holding
+    /// mountpaths). Each root is resolved now, so that a root which is itself a
+    /// symbolic link still admits the files it leads to; a root that does not
+    /// exist is a configuration error.
+    pub fn under(roots: &[PathBuf]) -> Result<Self, RootsError> {
+        let mut all = Vec::new();
+        for root in roots {
+            let resolved =
+                std::fs::canonicalize(root).map_err(|error| RootsError::Unresolvable {
+                    root: root.clone(),
+                    error,
+                })?;
+            all.push(normalize(root.clone()));
+            all.push(resolved);
+        }
+        Ok(FqnPolicy::with_resolved_roots(all))
+    }
+
+    /// A policy from roots taken as they are, without looking at the filesystem (for
+    /// callers that resolved them already, and for fuzzing).
+    pub fn with_resolved_roots(mut roots: Vec<PathBuf>) -> Self {
+        roots.sort();
+        roots.dedup();
+        FqnPolicy { roots }
+    }
+
+    /// Split an `ETL_FQN_ROOTS` value: absolute paths separated by `:` or `,`;
+    /// blank entries are skipped.
+    pub fn parse_roots(list: &str) -> Result<Vec<PathBuf>, RootsError> {
+        list.split([':', ','])
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                if entry.starts_with('/') {
+                    Ok(normalize(PathBuf::from(entry)))
+                } else {
+                    Err(RootsError::NotAbsolute(entry.to_string()))
+                }
+            })
+            .collect()
+    }
+
+    /// The configured roots, as written and as resolved; empty when any mountpath
+    /// is accepted.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    /// Check a path as written, without touching the filesystem. The path must be
+    /// absolute and normalised ([`decode`] returns such paths).
+    pub fn check(&self, path: &Path) -> Result<(), FqnRefusal> {
+        let mut parts = Vec::new();
+        for component in path.components() {
+            match component {
+                Component::RootDir if parts.is_empty() => {}
+                Component::Normal(part) => parts.push(part.as_bytes()),
+                _ => return Err(FqnRefusal::NotAnObjectPath),
+            }
+        }
+        if !path.has_root() {
+            return Err(FqnRefusal::NotAnObjectPath);
+        }
+        if self.roots.is_empty() {
+            // The mountpath is at least one directory.
+            return match object_path_from(&parts, 1) {
+                true => Ok(()),
+                false => Err(FqnRefusal::NotAnObjectPath),
+            };
+        }
+        let mut shaped = false;
+        for root in &self.roots {
+            if !path.starts_with(root) {
+                continue;
+            }
+            let depth = root.components().count() - 1;
+            if object_path_from(&parts, depth.max(1)) {
+                return Ok(());
+            }
+            shaped = true;
+        }
+        // Tell "wrong place" from "not an object at all", for the error message.
+        if shaped || !object_path_from(&parts, 1) {
+            Err(FqnRefusal::NotAnObjectPath)
+        } else {
+            Err(FqnRefusal::OutsideRoots)
+        }
+    }
+
+    /// Check `path` as written, then resolve its symbolic links and check the result
+    /// again, and require a regular file. Returns the resolved path: the one to
+    /// open (with `O_NOFOLLOW`, so that a link swapped in afterwards is not
+    /// followed). Blocking: call it off the async executor.
+    pub fn resolve(&self, path: &Path) -> Result<PathBuf, ResolveError> {
+        self.check(path).map_err(ResolveError::Refused)?;
+        let resolved = std::fs::canonicalize(path).map_err(ResolveError::Io)?;
+        if resolved != path && self.check(&resolved).is_err() {
+            return Err(ResolveError::Refused(FqnRefusal::LinkOutside));
+        }
+        // `stat`, not `open`: opening a FIFO or a device can block or have effects.
+        let metadata = std::fs::metadata(&resolved).map_err(ResolveError::Io)?;
+        if !metadata.is_file() {
+            return Err(ResolveError::Refused(FqnRefusal::NotAFile));
+        }
+        Ok(resolved)
+    }
+}
+
+/// Whether `parts[start..]` is, from some index on, `@<provider>`, an optional
+/// namespace, `<bucket>`, `%ob` and at least one component of object name
+/// (`fs/fqn.go`, `ParsedFQN.Init`). What precedes the provider is the mountpath.
+/// Linear in the number of components: each candidate is checked in constant steps.
+fn object_path_from(parts: &[&[u8]], start: usize) -> bool {
+    (start..parts.len()).any(|k| object_path_at(&parts[k..]))
+}
+
+fn object_path_at(parts: &[&[u8]]) -> bool {
+    let Some((provider, rest)) = parts.split_first() else {
+        return false;
+    };
+    let is_provider = provider.len() > 1
+        && provider[0] == b'@'
+        && provider[1..]
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !is_provider {
+        return false;
+    }
+    let rest = match rest.split_first() {
+        // `#name`: a local namespace; `@uuid#name`: a remote cluster's namespace.
+        Some((namespace, rest)) if is_namespace(namespace) => rest,
+        _ => rest,
+    };
+    match rest {
+        [bucket, content_type, _object, ..] => {
+            !matches!(bucket.first(), None | Some(b'@' | b'#' | b'%'))
+                && *content_type == OBJECT_CONTENT_TYPE
+        }
+        _ => false,
+    }
+}
+
+fn is_namespace(part: &[u8]) -> bool {
+    match part.split_first() {
+        Some((b'#', name)) => !name.is_empty(),
+        Some((b'@', uuid_name)) => match uuid_name.iter().position(|&b| b == b'#') {
+            Some(hash) => hash > 0 && hash + 1 < uuid_name.len(),
+            None => false,
+        },
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -60,7 +289,89 @@ mod tests {
 
     #[test]
     fn non_utf8_bytes_survive() {
-        use std::os::unix::ffi::OsStrExt;
         assert_eq!(decode("%2Fx%FF").as_os_str().as_bytes(), b"/x\xff");
+    }
+
+    fn check(policy: &FqnPolicy, path: &str) -> Result<(), FqnRefusal> {
+        policy.check(Path::new(path))
+    }
+
+    #[test]
+    fn object_paths_have_the_shape_of_make_path_fqn() {
+        let any = FqnPolicy::any_mountpath();
+        for path in [
+            "/data/mp1/@ais/src/%ob/imgs/cat 1.jpg",
+            "/mp/@aws/b/%ob/o",
+            "/mp/@ais/#ns/b/%ob/o",
+            "/mp/@ais/@Zuuid#ns/b/%ob/a/b/c",
+            "/a/b/c/@gcp/b/%ob/%ob/x",
+            // A bucket named like a provider, an object named like a namespace.
+            "/mp/@ais/@ais/b/%ob/#x",
+        ] {
+            assert_eq!(check(&any, path), Ok(()), "{path}");
+        }
+        for path in [
+            "/etc/passwd",
+            "/",
+            "/@ais/b/%ob/o",           // no mountpath
+            "/mp/@ais/b/%ob",          // no object
+            "/mp/@ais/b/%ob/",         // no object either
+            "/mp/@ais/b/%wk/o",        // a work file
+            "/mp/@ais/%ob/o",          // no bucket
+            "/mp/@AIS/b/%ob/o",        // providers are lower case
+            "/mp/@/b/%ob/o",           // empty provider
+            "/mp/ais/b/%ob/o",         // no @
+            "/mp/@ais/#/b/%ob/o",      // empty namespace
+            "/mp/@ais/@U/b/%ob/o",     // neither a namespace nor a bucket
+            "/mp/@ais/#ns/#b/%ob/o",   // a bucket cannot start with #
+            "/mp/@ais/b/%ob/../../x",  // not normalised
+            "mp/@ais/b/%ob/o",         // relative
+            "/mp/@ais/b/c/%ob/o",      // two buckets
+            "/mp/@ais/b/%ob%ob/o/x",   // not the object content type
+            "/mp/@ais/#ns/@u#n/%ob/o", // two namespaces
+        ] {
+            assert_eq!(
+                check(&any, path),
+                Err(FqnRefusal::NotAnObjectPath),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn roots_confine_the_mountpath() {
+        let policy = FqnPolicy::with_resolved_roots(vec!["/ais".into(), "/data/mp1".into()]);
+        assert_eq!(check(&policy, "/ais/mp3/@ais/b/%ob/o"), Ok(()));
+        assert_eq!(check(&policy, "/ais/@ais/b/%ob/o"), Ok(()));
+        assert_eq!(check(&policy, "/data/mp1/@ais/b/%ob/o"), Ok(()));
+        for (path, refusal) in [
+            ("/data/mp10/@ais/b/%ob/o", FqnRefusal::OutsideRoots),
+            ("/data/@ais/b/%ob/o", FqnRefusal::OutsideRoots),
+            ("/tmp/x/@ais/b/%ob/o", FqnRefusal::OutsideRoots),
+            ("/data/mp1/x", FqnRefusal::NotAnObjectPath),
+            ("/etc/passwd", FqnRefusal::NotAnObjectPath),
+            // The shape must follow the root: a provider above it does not count.
+            ("/data/@ais/mp1/%ob/o", FqnRefusal::OutsideRoots),
+        ] {
+            assert_eq!(check(&policy, path), Err(refusal), "{path}");
+        }
+    }
+
+    #[test]
+    fn roots_are_split_on_colons_and_commas() {
+        let roots = FqnPolicy::parse_roots(" /ais/mp1:/ais/mp2, /x/../y ,,").unwrap();
+        assert_eq!(
+            roots,
+            [
+                PathBuf::from("/ais/mp1"),
+                PathBuf::from("/ais/mp2"),
+                PathBuf::from("/y")
+            ]
+        );
+        assert!(FqnPolicy::parse_roots("").unwrap().is_empty());
+        assert!(matches!(
+            FqnPolicy::parse_roots("/a:rel"),
+            Err(RootsError::NotAbsolute(entry)) if entry == "rel"
+        ));
     }
 }

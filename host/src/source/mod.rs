@@ -6,7 +6,8 @@ pub mod fqn;
 pub mod target;
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -23,7 +24,7 @@ pub enum Source {
     },
     /// Bytes already in memory (a WebSocket data message).
     Bytes(Bytes),
-    /// The object's file on a mountpath.
+    /// The object's file on a mountpath, as [`fqn::FqnPolicy::resolve`] returned it.
     Fqn(PathBuf),
     /// A GET, re-issued for every attempt.
     Http {
@@ -47,6 +48,12 @@ pub enum HttpSource {
 pub enum SourceError {
     #[error("the object's file {} does not exist", .0.display())]
     FqnNotFound(PathBuf),
+    /// The FQN names a file the policy does not allow; it was not opened.
+    #[error("etl_fqn {} {reason}", path.display())]
+    FqnRefused {
+        path: PathBuf,
+        reason: fqn::FqnRefusal,
+    },
     #[error("the object's file {} cannot be read: {error}", path.display())]
     FqnUnreadable { path: PathBuf, error: io::Error },
     #[error("reading the request body failed: {0}")]
@@ -101,13 +108,10 @@ impl Source {
                 reader: Box::new(io::Cursor::new(bytes.clone())),
             }),
             Source::Fqn(path) => {
-                let file = tokio::fs::File::open(&*path)
-                    .await
-                    .map_err(|e| fqn_error(path, e))?;
-                let size = file.metadata().await.ok().map(|m| m.len());
+                let (file, size) = open_fqn(path).await?;
                 Ok(Opened {
                     reader: Box::new(file),
-                    size,
+                    size: Some(size),
                 })
             }
             Source::Http { url, client, kind } => {
@@ -134,10 +138,15 @@ impl Source {
                 Ok(data.into())
             }
             Source::Bytes(bytes) => Ok(bytes.clone()),
-            Source::Fqn(path) => tokio::fs::read(&*path)
-                .await
-                .map(Bytes::from)
-                .map_err(|e| fqn_error(path, e)),
+            Source::Fqn(path) => {
+                use tokio::io::AsyncReadExt;
+                let (mut file, size) = open_fqn(path).await?;
+                let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
+                file.read_to_end(&mut data)
+                    .await
+                    .map_err(|e| fqn_error(path, e))?;
+                Ok(data.into())
+            }
             Source::Http { url, client, kind } => {
                 let response = get(client, url, *kind).await?;
                 response
@@ -149,7 +158,51 @@ impl Source {
     }
 }
 
-fn fqn_error(path: &std::path::Path, error: io::Error) -> SourceError {
+/// Decode an `etl_fqn` value and resolve it under `policy` (§5.3, §11): the path
+/// to hand to [`Source::Fqn`], or why there is none. A refused path is not opened.
+pub async fn resolve_fqn(
+    policy: &Arc<fqn::FqnPolicy>,
+    value: &str,
+) -> Result<PathBuf, SourceError> {
+    let path = fqn::decode(value);
+    let (policy, lookup) = (policy.clone(), path.clone());
+    // canonicalize and stat are blocking calls.
+    let resolved = tokio::task::spawn_blocking(move || policy.resolve(&lookup))
+        .await
+        .unwrap_or_else(|error| Err(fqn::ResolveError::Io(io::Error::other(error))));
+    resolved.map_err(|error| match error {
+        fqn::ResolveError::Refused(reason) => SourceError::FqnRefused { path, reason },
+        fqn::ResolveError::Io(error) => fqn_error(&path, error),
+    })
+}
+
+/// Open a resolved FQN for reading: never through a symbolic link (one swapped in
+/// since [`resolve_fqn`] checked the path) and never blocking on a FIFO; and only
+/// a regular file, checked on the open descriptor. Returns the file and its size.
+async fn open_fqn(path: &Path) -> Result<(tokio::fs::File, u64), SourceError> {
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .await
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => SourceError::FqnRefused {
+                path: path.to_path_buf(),
+                reason: fqn::FqnRefusal::LinkOutside,
+            },
+            _ => fqn_error(path, e),
+        })?;
+    let metadata = file.metadata().await.map_err(|e| fqn_error(path, e))?;
+    if !metadata.is_file() {
+        return Err(SourceError::FqnRefused {
+            path: path.to_path_buf(),
+            reason: fqn::FqnRefusal::NotAFile,
+        });
+    }
+    Ok((file, metadata.len()))
+}
+
+fn fqn_error(path: &Path, error: io::Error) -> SourceError {
     match error.kind() {
         io::ErrorKind::NotFound => SourceError::FqnNotFound(path.to_path_buf()),
         _ => SourceError::FqnUnreadable {

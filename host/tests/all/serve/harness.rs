@@ -77,6 +77,36 @@ impl ServerBuilder {
         self.env("AIS_TARGET_URL", url)
     }
 
+    /// Run a server that must refuse to start: its exit status and what it logged.
+    pub fn start_expecting_failure(mut self) -> (ExitStatus, String) {
+        let mut child = self
+            .command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning ais-wasm serve");
+        let mut stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let end = Instant::now() + START_DEADLINE;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ais-wasm serve is still running, but should have refused to start");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        (status, reader.join().unwrap())
+    }
+
     /// Start and wait for the `listening on` line (off the async runtime).
     pub async fn start(self) -> Server {
         tokio::task::spawn_blocking(move || self.start_blocking())

@@ -8,12 +8,14 @@
 //!   retries and the 503 contract.
 //! - `pipeline`: chains of servers (3-stage offline, 2-stage inline).
 //! - `ws`: WebSocket framing, ordering, FQN and direct put.
+//! - `fqn`: `etl_fqn` confinement: object shape, `ETL_FQN_ROOTS`, symbolic links.
 //! - `stress`: concurrency, a 1 GiB stream in bounded memory, health under load,
 //!   mid-body failures, graceful shutdown.
 //! - `native`: the `--native` baselines used by benchmarks.
 
 mod direct_put;
 mod fake_target;
+mod fqn;
 pub(crate) mod harness;
 mod http;
 mod native;

@@ -10,10 +10,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use super::fake_target::{FakeTarget, SECRET};
 use super::harness::{Mountpath, Server, ServerBuilder, path_escape};
 
-type Socket =
+pub(super) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(server: &Server) -> Socket {
+pub(super) async fn connect(server: &Server) -> Socket {
     let (socket, response) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr))
         .await
         .unwrap();
@@ -22,7 +22,7 @@ async fn connect(server: &Server) -> Socket {
 }
 
 /// The control message, compact and with empty keys omitted, as the target sends it.
-fn control(pipeline: &str, etl_args: &str, fqn: &str, path: &str) -> Message {
+pub(super) fn control(pipeline: &str, etl_args: &str, fqn: &str, path: &str) -> Message {
     let mut map = serde_json::Map::new();
     for (key, value) in [
         ("pipeline", pipeline),
@@ -37,7 +37,7 @@ fn control(pipeline: &str, etl_args: &str, fqn: &str, path: &str) -> Message {
     Message::Binary(serde_json::to_vec(&map).unwrap().into())
 }
 
-async fn next_reply(socket: &mut Socket) -> Message {
+pub(super) async fn next_reply(socket: &mut Socket) -> Message {
     let message = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next())
         .await
         .expect("a reply in time")
@@ -50,14 +50,14 @@ async fn next_reply(socket: &mut Socket) -> Message {
     message
 }
 
-fn binary(message: Message) -> Bytes {
+pub(super) fn binary(message: Message) -> Bytes {
     match message {
         Message::Binary(bytes) => bytes,
         other => panic!("expected a BINARY reply, got {other:?}"),
     }
 }
 
-fn text(message: Message) -> String {
+pub(super) fn text(message: Message) -> String {
     match message {
         Message::Text(text) => text.to_string(),
         other => panic!("expected a TEXT reply, got {other:?}"),
@@ -234,11 +234,18 @@ async fn failures_are_text_replies_and_the_connection_stays() {
     assert!(reply.contains("Invalid pipeline header"), "{reply}");
     // Missing FQN: a TEXT diagnostic, never a close (§13 Q1).
     socket
-        .send(control("", "", "%2Fno%2Fsuch%2Ffile", "o"))
+        .send(control("", "", "%2Fno%2F@ais%2Fb%2F%25ob%2Fsuch-file", "o"))
         .await
         .unwrap();
     let reply = text(next_reply(&mut socket).await);
-    assert!(!reply.is_empty());
+    assert!(reply.contains("does not exist"), "{reply}");
+    // An FQN that is not an object path: refused the same way (§11).
+    socket
+        .send(control("", "", "%2Fetc%2Fpasswd", "o"))
+        .await
+        .unwrap();
+    let reply = text(next_reply(&mut socket).await);
+    assert!(reply.contains("is not an AIStore object path"), "{reply}");
     // The connection still serves.
     socket.send(control("", "", "", "o")).await.unwrap();
     socket
