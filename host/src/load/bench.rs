@@ -242,8 +242,10 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
     };
     let started_cpu = self_cpu();
     let mut cells = Vec::new();
-    for &transport in &args.transports {
-        for (size, objects) in &by_size {
+    // Sizes outermost: memory a server keeps after large objects would otherwise
+    // count in the peak RSS of every later small-object cell.
+    for (size, objects) in &by_size {
+        for &transport in &args.transports {
             for &concurrency in &args.concurrency {
                 let workload = Workload {
                     transport,

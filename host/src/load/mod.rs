@@ -14,7 +14,7 @@
 //!   measured, killed at the end.
 //! - [`driver::Driver`]: one [`Workload`] (a transport, objects, concurrency, a stop
 //!   condition) run against the server, giving a [`stats::Cell`].
-//! - [`bench`]: the `ais-wasm bench serve` command over a matrix of cells.
+//! - [`bench`](mod@bench): the `ais-wasm bench serve` command over a matrix of cells.
 //!
 //! The wire forms (paths, `etl_fqn`, `Ais-Node-Url`, WebSocket control messages)
 //! follow the protocol document (../shared/protocol/ais-etl-protocol.md, §4-§6); they

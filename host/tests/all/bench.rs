@@ -53,3 +53,40 @@ fn bench_serve_verifies_every_transport_it_drives() {
     assert_eq!(report["server"]["label"], "ais-wasm");
     assert!(stdout.contains("| hpush-direct-put"), "{stdout}");
 }
+
+/// Wrong bytes are caught: echo's output checked as upper's fails every object,
+/// over HTTP and as direct puts, and the command says so.
+#[test]
+fn bench_serve_fails_on_wrong_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let output = ais_wasm(dir.path())
+        .args(["bench", "serve", "--component"])
+        .arg(component("examples/echo"))
+        .args([
+            "--verify",
+            "upper",
+            "--transports",
+            "hpull-fqn,ws-direct-put",
+            "--sizes",
+            "1KiB",
+            "--concurrency",
+            "1",
+            "--duration",
+            "100ms",
+            "--warmup",
+            "0s",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("differs at byte"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for cell in report["cells"].as_array().unwrap() {
+        assert_eq!(cell["objects"], 0, "{cell}");
+        assert!(cell["errors"].as_u64().unwrap() > 0, "{cell}");
+    }
+}
