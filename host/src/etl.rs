@@ -82,6 +82,12 @@ pub enum EtlError {
     /// Retries ran out.
     #[error("the direct put failed after {attempts} attempts: {last}")]
     DirectPutExhausted { attempts: u32, last: PutError },
+    /// A result that must be held whole (a WebSocket reply) outgrew `--max-output`.
+    #[error(
+        "the result is larger than {limit} bytes, the most a WebSocket reply may hold; raise \
+         --max-output"
+    )]
+    ReplyTooLarge { limit: u64 },
 }
 
 impl Etl {
@@ -245,11 +251,16 @@ impl OutputStream {
         join(self.take_handle()).await.map(|_| None)
     }
 
-    /// Read everything (a WebSocket reply is one message).
-    pub async fn collect(mut self) -> Result<Bytes, EtlError> {
+    /// Read everything (a WebSocket reply is one message), up to `limit` bytes: a
+    /// streaming guest's output has no end of its own. Past the limit, the stream is
+    /// dropped, which stops the guest at its next write.
+    pub async fn collect(mut self, limit: u64) -> Result<Bytes, EtlError> {
         let handle = self.take_handle();
         let mut data = Vec::new();
         while let Some(chunk) = self.receiver.recv().await {
+            if (data.len() + chunk.len()) as u64 > limit {
+                return Err(EtlError::ReplyTooLarge { limit });
+            }
             data.extend_from_slice(&chunk);
         }
         join(handle).await?;

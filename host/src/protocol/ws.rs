@@ -137,7 +137,8 @@ async fn process(state: AppState, control: Control, input: Input) -> Message {
         source,
         pipeline,
     };
-    match reply(state.etl.process(job).await).await {
+    let limit = state.etl.transform.limits().max_output;
+    match reply(state.etl.process(job).await, limit).await {
         Ok(message) => message,
         Err(error) => error_reply(&path, error),
     }
@@ -150,11 +151,12 @@ fn error_reply(object: &str, error: EtlError) -> Message {
 }
 
 /// §4.4 replies: the object as BINARY; after a direct put, the delivered byte count as
-/// TEXT, or the next hop's non-empty body as BINARY.
-async fn reply(outcome: Result<Outcome, EtlError>) -> Result<Message, EtlError> {
+/// TEXT, or the next hop's non-empty body as BINARY. A reply is held whole, so one
+/// assembled from a stream is capped at `limit` (`--max-output`).
+async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Message, EtlError> {
     Ok(match outcome? {
         Outcome::Output(Output::Full(bytes)) => Message::Binary(bytes),
-        Outcome::Output(Output::Stream(stream)) => Message::Binary(stream.collect().await?),
+        Outcome::Output(Output::Stream(stream)) => Message::Binary(stream.collect(limit).await?),
         Outcome::Delivered { length } => Message::Text(length.to_string().into()),
         Outcome::Returned { first, rest } => {
             let mut body = first.to_vec();
@@ -165,6 +167,9 @@ async fn reply(outcome: Result<Outcome, EtlError>) -> Result<Message, EtlError> 
                         e.without_url().to_string(),
                     ))
                 })?;
+                if (body.len() + chunk.len()) as u64 > limit {
+                    return Err(EtlError::ReplyTooLarge { limit });
+                }
                 body.extend_from_slice(&chunk);
             }
             if body.is_empty() {

@@ -16,6 +16,9 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// Bytes of guest output logged per object (stdout and stderr together); the rest
 /// is counted and dropped.
 pub const LOG_BUDGET_PER_OBJECT: usize = 64 * 1024;
+/// Lines logged per object: each is a log record, so short lines must not multiply
+/// records where the byte budget cannot see it (65,536 empty lines fit in it).
+pub const LOG_LINES_PER_OBJECT: usize = 1024;
 /// Longest line logged as is; longer ones are cut.
 const MAX_LINE: usize = 4 * 1024;
 /// How much of the guest's latest stderr is kept to explain a crash.
@@ -31,6 +34,7 @@ pub(crate) struct GuestLog {
 struct LogState {
     object: String,
     logged: usize,
+    lines: usize,
     dropped: usize,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -59,6 +63,7 @@ impl GuestLog {
         state.object.clear();
         state.object.push_str(object);
         state.logged = 0;
+        state.lines = 0;
         state.dropped = 0;
         state.stderr_tail.clear();
     }
@@ -133,6 +138,11 @@ impl LogState {
 
     fn emit(&mut self, stream: Stream, line: &[u8]) {
         self.logged += line.len() + 1;
+        if self.lines == LOG_LINES_PER_OBJECT {
+            self.dropped += line.len() + 1;
+            return;
+        }
+        self.lines += 1;
         let line = String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]);
         tracing::info!(target: "guest", object = %self.object, stream = stream.name(), "{line}");
     }
@@ -217,8 +227,16 @@ mod tests {
 
         log.begin("big");
         log.write(Stream::Stdout, &vec![b'a'; LOG_BUDGET_PER_OBJECT * 2]);
+        {
+            let state = log.state.lock().unwrap();
+            assert_eq!(state.dropped, LOG_BUDGET_PER_OBJECT);
+            assert!(state.stdout.len() <= LOG_BUDGET_PER_OBJECT);
+        }
+
+        log.begin("empty lines");
+        log.write(Stream::Stderr, &vec![b'\n'; 10_000]);
         let state = log.state.lock().unwrap();
-        assert_eq!(state.dropped, LOG_BUDGET_PER_OBJECT);
-        assert!(state.stdout.len() <= LOG_BUDGET_PER_OBJECT);
+        assert_eq!(state.lines, LOG_LINES_PER_OBJECT);
+        assert_eq!(state.dropped, 10_000 - LOG_LINES_PER_OBJECT);
     }
 }

@@ -32,7 +32,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationCo
 
 pub use cache::CacheStatus;
 pub use error::{Abort, Fault, LoadError, ObjectError};
-pub use guest_log::LOG_BUDGET_PER_OBJECT;
+pub use guest_log::{LOG_BUDGET_PER_OBJECT, LOG_LINES_PER_OBJECT};
 pub use host_io::{InputStream, MAX_READ};
 pub use native::NativeTransform;
 pub use pool::PoolStats;

@@ -9,6 +9,8 @@
 //! - `pipeline`: chains of servers (3-stage offline, 2-stage inline).
 //! - `ws`: WebSocket framing, ordering, FQN and direct put.
 //! - `fqn`: `etl_fqn` confinement: object shape, `ETL_FQN_ROOTS`, symbolic links.
+//! - `sandbox`: hostile guests (sandbox, limits, output floods, ignored input,
+//!   writing after the receiver went away): per-object errors, a healthy server.
 //! - `stress`: concurrency, a 1 GiB stream in bounded memory, health under load,
 //!   mid-body failures, graceful shutdown.
 //! - `native`: the `--native` baselines used by benchmarks.
@@ -20,5 +22,6 @@ pub(crate) mod harness;
 mod http;
 mod native;
 mod pipeline;
+mod sandbox;
 mod stress;
 mod ws;

@@ -50,11 +50,39 @@ impl Buffered for Hostile {
                 }
                 Ok(data)
             }
+            "newlines" => {
+                let newlines = vec![b'\n'; arg.parse().unwrap()];
+                std::io::stderr().write_all(&newlines).unwrap();
+                Ok(data)
+            }
+            "chatter" => {
+                let line = [b'z'; 99];
+                loop {
+                    let _ = std::io::stdout().write_all(&line);
+                    let _ = std::io::stdout().write_all(b"\n");
+                    let _ = std::io::stderr().write_all(&line);
+                    let _ = std::io::stderr().write_all(b"\n");
+                }
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap()));
+                Ok(data)
+            }
             "env" => Ok(std::env::vars()
                 .map(|(k, v)| format!("{k}={v}\n"))
                 .collect::<String>()
                 .into_bytes()),
             "fs" => Ok(std::fs::read(arg).unwrap_or_else(|e| e.to_string().into_bytes())),
+            "ls" => Ok(match std::fs::read_dir(arg) {
+                Ok(entries) => entries
+                    .map(|e| match e {
+                        Ok(entry) => format!("{}\n", entry.file_name().to_string_lossy()),
+                        Err(error) => format!("error: {error}\n"),
+                    })
+                    .collect::<String>()
+                    .into_bytes(),
+                Err(e) => e.to_string().into_bytes(),
+            }),
             "net" => Ok(match std::net::TcpStream::connect(arg) {
                 Ok(_) => b"connected".to_vec(),
                 Err(e) => e.to_string().into_bytes(),
@@ -76,6 +104,13 @@ impl Streaming for Hostile {
     ) -> Result<(), Error> {
         match object.args() {
             "never-read" => Ok(()),
+            "spew" => {
+                // Writes whatever becomes of its output: only the host can stop it.
+                let chunk = vec![b's'; 64 * 1024];
+                loop {
+                    output.write(&chunk);
+                }
+            }
             "loop" => {
                 let first = input.next_chunk();
                 loop {

@@ -1,0 +1,382 @@
+//! Hostile guests through the server (tests/components/hostile): the sandbox (no
+//! network, no files, no environment), every limit (memory, deadline, stack,
+//! buffered output), floods of guest output, and guests that ignore their input or
+//! keep writing after their receiver went away. Each gives a clear error for its
+//! object only: the status and a body naming the object and the cause; `/health`
+//! stays 200 and the next object is transformed correctly. One worker only, so an
+//! instance or a permit that leaked would stall the next object.
+//!
+//! `engine.rs` proves the same behaviours against the runtime library; these prove
+//! that the server reports them as such.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+
+use ais_wasm::runtime::{LOG_BUDGET_PER_OBJECT, LOG_LINES_PER_OBJECT};
+
+use super::fake_target::{FakeTarget, Put, SECRET};
+use super::harness::{
+    Mountpath, RawResponse, Server, ServerBuilder, client, etl_fqn_param, raw, request,
+};
+use super::ws;
+
+const HOSTILE: &str = "host/tests/components/hostile";
+
+fn hostile() -> ServerBuilder {
+    ServerBuilder::new(HOSTILE)
+        .env("NUM_WORKERS", "1")
+        .env("ETL_WASM_MAX_MEMORY", "48MiB")
+        .env("ETL_WASM_MAX_OUTPUT", "1MiB")
+        .env("ETL_WASM_TIMEOUT", "2s")
+}
+
+/// `PUT /src/<name>?etl_args=<args>` with `body`.
+async fn put(server: &Server, name: &str, args: &str, body: &[u8]) -> RawResponse {
+    let target = format!(
+        "/src/{name}?etl_args={}",
+        super::harness::query_escape(args)
+    );
+    request(server.addr, "PUT", &target, &[], body).await
+}
+
+/// `/health` is 200 within a second, and the next object is echoed byte for byte.
+async fn assert_healthy_and_serving(server: &Server) {
+    let started = Instant::now();
+    let response = client().get(server.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let response = tokio::time::timeout(Duration::from_secs(20), put(server, "next", "", &data))
+        .await
+        .expect("the next object was not served: did an instance or a permit leak?");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(response.body == data, "the next object came back wrong");
+}
+
+fn body(response: &RawResponse) -> String {
+    String::from_utf8_lossy(&response.body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guest_has_no_network_no_files_and_no_environment() {
+    let target = FakeTarget::start().await;
+    let mountpath = Mountpath::new();
+    let fqn = mountpath.store("src", "secret", b"root:x:0:0 the object's file");
+    let server = hostile()
+        .target(&target, "h")
+        .env("AIS_WASM_TEST_SECRET", "hunter2")
+        .env("ETL_WASM_CONFIG", r#"{"token":"hunter3"}"#)
+        .start()
+        .await;
+
+    // None of the server's variables: AIS_TARGET_URL carries the ETL's secret.
+    let response = put(&server, "env", "env", b"x").await;
+    assert_eq!((response.status, body(&response)), (200, String::new()));
+
+    // No TCP, by address or by name, to a listener that would accept.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    for address in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let response = put(&server, "net", &format!("net:{address}"), b"x").await;
+        assert_eq!(response.status, 200, "{response:?}");
+        assert_ne!(body(&response), "connected", "{address}");
+        assert!(!body(&response).is_empty(), "{address}");
+    }
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the guest reached the listener"
+    );
+    // The fake target saw nothing from the guest either.
+    assert!(target.requests().is_empty());
+
+    // No files: not the object's own file (it gets the bytes, not the path), not
+    // the host's, and no directory to list.
+    let own = format!("fs:{}", fqn.display());
+    let response = request(
+        server.addr,
+        "PUT",
+        &format!(
+            "/src/secret?etl_args={}&{}",
+            super::harness::query_escape(&own),
+            etl_fqn_param(&fqn)
+        ),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(!body(&response).contains("root:x"), "{}", body(&response));
+    for args in [
+        "fs:/etc/passwd",
+        "fs:/proc/self/environ",
+        "ls:/",
+        "ls:.",
+        "ls:/tmp",
+    ] {
+        let response = put(&server, "fs", args, b"x").await;
+        assert_eq!(response.status, 200, "{args}: {response:?}");
+        let text = body(&response);
+        assert!(
+            !text.contains("root:") && !text.contains("hunter") && !text.contains(SECRET),
+            "{args}: {text}"
+        );
+        assert!(
+            !text.lines().any(|l| l == "etc" || l == "tmp"),
+            "{args}: {text}"
+        );
+    }
+    assert_healthy_and_serving(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_limit_is_a_clear_error_for_its_object_only() {
+    let server = hostile().start().await;
+    for (args, status, cause) in [
+        ("alloc", 500, "exceeded its memory limit of 50331648 bytes"),
+        ("loop", 504, "exceeded its deadline of 2s"),
+        ("stack", 500, "call stack exhausted"),
+        ("big:2000000", 500, "returned more than 1048576 bytes"),
+        ("panic", 500, "boom"),
+        ("abort", 500, "the transform crashed"),
+        ("bad-input", 422, "rejected the object: nope"),
+        ("failed", 500, "the transform failed: nope"),
+    ] {
+        let started = Instant::now();
+        let response = put(&server, args, args, b"x").await;
+        assert_eq!(response.status, status, "{args}: {response:?}");
+        let text = body(&response);
+        assert!(text.starts_with(&format!("src/{args}: ")), "{args}: {text}");
+        assert!(text.contains(cause), "{args}: {cause:?} not in {text:?}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{args}");
+        assert_healthy_and_serving(&server).await;
+    }
+    // Over WebSocket, the same causes as TEXT, and the connection keeps serving.
+    let mut socket = ws::connect(&server).await;
+    for (args, cause) in [("loop", "exceeded its deadline"), ("alloc", "memory limit")] {
+        socket.send(ws::control("", args, "", "w")).await.unwrap();
+        socket
+            .send(Message::Binary(Bytes::from_static(b"x")))
+            .await
+            .unwrap();
+        let reply = ws::text(ws::next_reply(&mut socket).await);
+        assert!(reply.contains("w: ") && reply.contains(cause), "{reply}");
+    }
+    socket.send(ws::control("", "", "", "w")).await.unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(b"fine")))
+        .await
+        .unwrap();
+    assert_eq!(ws::binary(ws::next_reply(&mut socket).await), "fine");
+}
+
+/// Lines the server logged for `object` (guest output and the notice of what was
+/// dropped).
+fn lines_for(log: &str, object: &str) -> usize {
+    let tag = format!("object={object} ");
+    log.lines().filter(|l| l.contains(&tag)).count()
+}
+
+/// Guest output is logged line by line, tagged with its object, up to
+/// `LOG_BUDGET_PER_OBJECT` bytes and `LOG_LINES_PER_OBJECT` lines per object; the
+/// rest is counted and dropped, and a guest that never stops writing neither blocks
+/// the server nor grows its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_guest_output_is_bounded_attributed_and_never_blocks() {
+    let server = hostile().env("RUST_LOG", "warn,guest=info").start().await;
+    // 2 × 20,000 lines of 100 bytes: 60 times the budget each.
+    for name in ["flood-1", "flood-2"] {
+        let response = put(&server, name, "flood:20000", b"payload").await;
+        assert_eq!((response.status, body(&response)), (200, "payload".into()));
+    }
+    // Empty lines: cheap for the byte budget, so the line count is capped too.
+    let response = put(&server, "newlines", "newlines:60000", b"payload").await;
+    assert_eq!((response.status, body(&response)), (200, "payload".into()));
+    // Writing until the deadline stops it; /health answers meanwhile.
+    let chatter = {
+        let addr = server.addr;
+        tokio::spawn(async move {
+            request(addr, "PUT", "/src/chatter?etl_args=chatter", &[], b"x").await
+        })
+    };
+    while !chatter.is_finished() {
+        let started = Instant::now();
+        let response = client().get(server.url("/health")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    let response = chatter.await.unwrap();
+    assert_eq!(response.status, 504, "{response:?}");
+    assert_healthy_and_serving(&server).await;
+
+    let log = server.stderr();
+    // 100-byte lines: the whole ones that fit the budget, a partial one per stream,
+    // and the notice of what was dropped.
+    let lines_of_100 = LOG_BUDGET_PER_OBJECT / 100 + 2 + 1;
+    for (object, most) in [
+        ("src/flood-1", lines_of_100),
+        ("src/flood-2", lines_of_100),
+        ("src/chatter", lines_of_100),
+        ("src/newlines", LOG_LINES_PER_OBJECT + 1),
+    ] {
+        let lines = lines_for(&log, object);
+        eprintln!("{object}: {lines} log lines");
+        assert!(
+            lines >= 100 && lines <= most,
+            "{object}: {lines} lines logged, at most {most} expected"
+        );
+        assert!(
+            log.lines().any(|l| l.contains(&format!("object={object} "))
+                && l.contains("was dropped")
+                && l.contains("dropped_bytes=")),
+            "{object}: no notice of the dropped output"
+        );
+    }
+    assert!(log.len() < 1 << 20, "the server logged {} bytes", log.len());
+}
+
+/// A streaming guest that returns without reading: its object is empty (what it
+/// produced), whether the input was a large body or a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_never_reads_its_input() {
+    let server = hostile().start().await;
+    // Large enough (over 1 MiB) for the streaming export.
+    let response = put(&server, "never-read", "never-read", &vec![b'n'; 8 << 20]).await;
+    assert_eq!(
+        (response.status, response.body.len()),
+        (200, 0),
+        "{response:?}"
+    );
+    assert_healthy_and_serving(&server).await;
+    // A chunked body (unknown size also streams), left unread.
+    let mut chunked = format!(
+        "PUT /src/chunked?etl_args=never-read HTTP/1.1\r\nHost: {}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        server.addr
+    )
+    .into_bytes();
+    for _ in 0..4 {
+        chunked.extend_from_slice(format!("{:x}\r\n", 64 << 10).as_bytes());
+        chunked.extend_from_slice(&vec![b'c'; 64 << 10]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let response = raw(server.addr, &chunked).await;
+    assert_eq!(
+        (response.status, response.body.len()),
+        (200, 0),
+        "{response:?}"
+    );
+    assert_healthy_and_serving(&server).await;
+    // A file, opened and never read.
+    let mountpath = Mountpath::new();
+    let fqn = mountpath.store("src", "big", &vec![b'f'; 4 << 20]);
+    let response = request(
+        server.addr,
+        "PUT",
+        &format!("/src/big?etl_args=never-read&{}", etl_fqn_param(&fqn)),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (response.status, response.body.len()),
+        (200, 0),
+        "{response:?}"
+    );
+    assert_healthy_and_serving(&server).await;
+}
+
+/// A streaming guest that writes forever, whatever becomes of its output: the host
+/// stops it at its first write after the receiver went away (a client that
+/// disconnected, a next hop that reset, a WebSocket reply at its size limit), long
+/// before its deadline, and its instance is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_keeps_writing_after_its_receiver_went_away() {
+    let target = FakeTarget::start().await;
+    let server = hostile()
+        .target(&target, "h")
+        .env("ETL_WASM_TIMEOUT", "120s")
+        .start()
+        .await;
+
+    // The client reads 1 MiB of an endless response, then disconnects.
+    let started = Instant::now();
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let request = format!(
+            "PUT /src/spew?etl_args=spew HTTP/1.1\r\nHost: {}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            server.addr
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut received = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        while received.len() < 1 << 20 {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the response ended");
+            received.extend_from_slice(&buf[..n]);
+        }
+        assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        // Dropped here: the connection closes with the response unfinished.
+    }
+    // The only worker is free again well before the 120 s deadline.
+    assert_healthy_and_serving(&server).await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let log = wait_for_log(&server, "writing the result failed").await;
+    assert!(log.contains("object=src/spew"), "{log}");
+
+    // The next hop resets mid-body: the streamed one-shot body gets the 503
+    // contract (§7.3), and the guest is stopped.
+    target.always(Put::Reset);
+    let started = Instant::now();
+    let response = request(
+        server.addr,
+        "PUT",
+        "/src/spew-put?etl_args=spew",
+        &[
+            (
+                "Ais-Node-Url",
+                &format!("{}/ais%2F@%23%2Fdst%2Fo", target.url()),
+            ),
+            ("Transfer-Encoding", "chunked"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(response.status, 503, "{response:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_healthy_and_serving(&server).await;
+
+    // Over WebSocket a reply is held whole: it stops at --max-output.
+    let mut socket = ws::connect(&server).await;
+    socket.send(ws::control("", "spew", "", "w")).await.unwrap();
+    socket
+        .send(Message::Binary(Bytes::from(vec![b'x'; 2 << 20])))
+        .await
+        .unwrap();
+    let reply = ws::text(ws::next_reply(&mut socket).await);
+    assert!(
+        reply.contains("w: the result is larger than 1048576 bytes"),
+        "{reply}"
+    );
+    assert_healthy_and_serving(&server).await;
+}
+
+/// Poll the server's log for `needle` (up to 20 s); returns the log.
+async fn wait_for_log(server: &Server, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = server.stderr();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "{needle:?} never logged:\n{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
