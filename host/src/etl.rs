@@ -2,8 +2,10 @@
 //! streaming), and either hand the result back or deliver it to the next hop with
 //! retries. Transport-neutral: HTTP and WebSocket both come through here.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -82,6 +84,16 @@ pub enum EtlError {
     /// Retries ran out.
     #[error("the direct put failed after {attempts} attempts: {last}")]
     DirectPutExhausted { attempts: u32, last: PutError },
+    /// I/O outside the guest (opening the source, the next hop's answer) outlasted
+    /// the per-object deadline; the guest's own time is bounded by the runtime.
+    #[error(
+        "{during} did not finish within the per-object deadline of {limit:?}; raise --timeout \
+         if objects need longer"
+    )]
+    Timeout {
+        during: &'static str,
+        limit: Duration,
+    },
     /// A result that must be held whole (a WebSocket reply) outgrew `--max-output`.
     #[error(
         "the result is larger than {limit} bytes, the most a WebSocket reply may hold; raise \
@@ -126,10 +138,8 @@ impl Etl {
                     (reqwest::Body::wrap_stream(stream), None, Some(done), None)
                 }
             };
-            let answer = self
-                .direct_put
-                .put(&url, rest, body, length, to_target)
-                .await;
+            let put = self.direct_put.put(&url, rest, body, length, to_target);
+            let answer = self.in_time("the direct put to the next hop", put).await?;
             // A failed transform breaks the upload too: report the transform's error.
             // The reverse also happens: a refused or reset upload drops the output
             // under a streaming transform, which then fails writing. The upload's
@@ -187,7 +197,9 @@ impl Etl {
         let transform = self.transform.clone();
         let object = job.object.clone();
         if direct_fqn || self.transform.prefers_streaming(size) {
-            let opened = job.source.open().await?;
+            let opened = self
+                .in_time("opening the object", job.source.open())
+                .await??;
             let (sender, receiver) = mpsc::channel(OUTPUT_QUEUE);
             let (finished, outcome) = oneshot::channel();
             // The guest runs in its own task so that a dropped connection never
@@ -207,12 +219,29 @@ impl Etl {
                 handle: Some(handle),
             }))
         } else {
-            let data = job.source.read_all().await?;
+            let data = self
+                .in_time("reading the object", job.source.read_all())
+                .await??;
             let handle = self
                 .guests
                 .spawn(async move { transform.buffered(&data, &object).await });
             Ok(Output::Full(join(handle).await?.into()))
         }
+    }
+}
+
+impl Etl {
+    /// Bound host I/O by the per-object deadline: without it, a next hop or target
+    /// that accepts a connection and never answers would hold the request forever.
+    async fn in_time<T>(
+        &self,
+        during: &'static str,
+        io: impl Future<Output = T>,
+    ) -> Result<T, EtlError> {
+        let limit = self.transform.limits().timeout;
+        tokio::time::timeout(limit, io)
+            .await
+            .map_err(|_| EtlError::Timeout { during, limit })
     }
 }
 

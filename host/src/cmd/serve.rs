@@ -77,6 +77,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         fqn_policy: std::sync::Arc::new(fqn_policy),
     };
 
+    // Installed before the port opens: SIGUSR1 would otherwise end the process.
+    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("installing the SIGUSR1 handler")?;
+    let transform = state.etl.transform.clone();
+    let _stats = AbortOnDrop(tokio::spawn(log_pool_stats_on_signal(
+        usr1,
+        transform.clone(),
+    )));
+
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -107,7 +116,40 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "in-flight requests did not finish in time; exiting anyway"
         ),
     }
+    log_pool_stats(&transform);
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line with the instance pool's counters. `live` (created and not yet
+/// discarded: idle plus in use) stays at most `NUM_WORKERS` once requests are
+/// done; more means instances leak.
+fn log_pool_stats(transform: &Transform) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = transform.pool_stats();
+    let (created, discarded) = (stats.created.load(Relaxed), stats.discarded.load(Relaxed));
+    tracing::info!(
+        created,
+        discarded,
+        live = created.saturating_sub(discarded),
+        "instance pool"
+    );
+}
+
+/// `kill -USR1 <pid>` logs the pool's counters. A log line rather than an endpoint:
+/// every path is an object name (§4.6), so any endpoint would shadow one.
+async fn log_pool_stats_on_signal(mut signal: tokio::signal::unix::Signal, transform: Transform) {
+    while signal.recv().await.is_some() {
+        log_pool_stats(&transform);
+    }
+}
+
+/// Aborts the task when dropped, so that it does not outlive `serve`.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The runtime guests run on, apart from the one serving HTTP.

@@ -98,6 +98,7 @@ fn status_of(error: &EtlError) -> StatusCode {
         }
         EtlError::DirectPut(_) | EtlError::DirectPutExhausted { .. } => StatusCode::BAD_GATEWAY,
         EtlError::DirectPutOneShot(_) => StatusCode::SERVICE_UNAVAILABLE,
+        EtlError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         EtlError::ReplyTooLarge { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

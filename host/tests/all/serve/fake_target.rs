@@ -2,8 +2,9 @@
 //! (method, raw path and query, headers, body), serves objects on
 //! `GET /v1/etl/_object/<etl>/<secret>/<uname>` (and plain files on other paths, for
 //! downloads), and answers direct puts (`PUT`) as scripted: 200 empty, 200 with a
-//! body, 204 with `Ais-Direct-Put-Length`, any status, or a connection reset in the
-//! middle of the body.
+//! body, 204 with `Ais-Direct-Put-Length`, any status, a connection reset in the
+//! middle of the body, or no answer at all. GETs of an object can be made to fail
+//! the same ways.
 //!
 //! Built on hyper directly rather than axum: resetting one connection needs the
 //! socket.
@@ -56,6 +57,19 @@ pub enum Put {
     Status(u16, Bytes),
     /// Read the first piece of the body, then reset the connection (RST).
     Reset,
+    /// Read the whole body, then never answer (a hop slower than any deadline).
+    Hang,
+}
+
+/// How the target fails a `GET` of an object (see [`FakeTarget::fail_object`]).
+#[derive(Debug, Clone)]
+pub enum Get {
+    /// This status and body.
+    Status(u16, Bytes),
+    /// Reset the connection (RST) instead of answering.
+    Reset,
+    /// Never answer.
+    Hang,
 }
 
 /// An object served on GET.
@@ -65,6 +79,8 @@ struct Object {
     /// Announce the full length but stop after this many bytes and drop the
     /// connection, as a target failing mid-object.
     cut_at: Option<usize>,
+    /// Fail the GET instead of serving `data`.
+    failure: Option<Get>,
 }
 
 #[derive(Default)]
@@ -93,6 +109,16 @@ pub const OBJECT_ENDPOINT: &str = "/v1/etl/_object/";
 impl FakeTarget {
     /// Start on 127.0.0.1:0; puts are answered 200 (empty) until scripted otherwise.
     pub async fn start() -> FakeTarget {
+        FakeTarget::start_with(true).await
+    }
+
+    /// Like [`start`](Self::start), but every connection is closed after one
+    /// response, so that none stays open in the server's client pool.
+    pub async fn start_closing_connections() -> FakeTarget {
+        FakeTarget::start_with(false).await
+    }
+
+    async fn start_with(keep_alive: bool) -> FakeTarget {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
@@ -102,7 +128,7 @@ impl FakeTarget {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                tokio::spawn(connection(stream, accept_shared.clone()));
+                tokio::spawn(connection(stream, accept_shared.clone(), keep_alive));
             }
         });
         FakeTarget { addr, shared, task }
@@ -134,12 +160,27 @@ impl FakeTarget {
         self.insert(raw_path, data.into(), None);
     }
 
+    /// Answer GETs of the object with this uname (decoded form) by failing.
+    pub fn fail_object(&self, uname: &str, failure: Get) {
+        self.shared.objects.lock().unwrap().insert(
+            uname.to_string(),
+            Object {
+                data: Bytes::new(),
+                cut_at: None,
+                failure: Some(failure),
+            },
+        );
+    }
+
     fn insert(&self, key: &str, data: Bytes, cut_at: Option<usize>) {
-        self.shared
-            .objects
-            .lock()
-            .unwrap()
-            .insert(key.to_string(), Object { data, cut_at });
+        self.shared.objects.lock().unwrap().insert(
+            key.to_string(),
+            Object {
+                data,
+                cut_at,
+                failure: None,
+            },
+        );
     }
 
     /// Answer the next puts with these, in order; then with the fallback.
@@ -169,15 +210,16 @@ impl FakeTarget {
 /// The ETLs' secret in `AIS_TARGET_URL` (10 letters, like AIStore's).
 pub const SECRET: &str = "QzXvKpLmNt";
 
-async fn connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
+async fn connection(stream: tokio::net::TcpStream, shared: Arc<Shared>, keep_alive: bool) {
     let fd = stream.as_raw_fd();
     let reset = Arc::new(Notify::new());
     let service_reset = reset.clone();
     let service = hyper::service::service_fn(move |request| {
         handle(request, shared.clone(), service_reset.clone())
     });
-    let served =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let served = hyper::server::conn::http1::Builder::new()
+        .keep_alive(keep_alive)
+        .serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         _ = served => {}
         _ = reset.notified() => {
@@ -235,6 +277,9 @@ async fn handle(
             Err(_) => Bytes::new(),
         };
         shared.requests.lock().unwrap().push(record);
+        if let Put::Hang = put {
+            return std::future::pending().await;
+        }
         return Ok(match put {
             Put::Ok => respond(StatusCode::OK, Bytes::new()),
             Put::OkBody(body) => respond(StatusCode::OK, body),
@@ -248,7 +293,7 @@ async fn handle(
                 response
             }
             Put::Status(status, body) => respond(StatusCode::from_u16(status).unwrap(), body),
-            Put::Reset => unreachable!(),
+            Put::Reset | Put::Hang => unreachable!(),
         });
     }
 
@@ -280,6 +325,17 @@ async fn handle(
             Bytes::from(format!("object {key:?} not found")),
         ));
     };
+    match object.failure {
+        Some(Get::Status(status, body)) => {
+            return Ok(respond(StatusCode::from_u16(status).unwrap(), body));
+        }
+        Some(Get::Reset) => {
+            reset.notify_one();
+            return std::future::pending().await;
+        }
+        Some(Get::Hang) => return std::future::pending().await,
+        None => {}
+    }
     let Some(cut_at) = object.cut_at else {
         return Ok(respond(StatusCode::OK, object.data));
     };

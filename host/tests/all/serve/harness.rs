@@ -192,19 +192,77 @@ impl Server {
 
     /// Peak resident set size (`VmHWM`) of the server process, in bytes.
     pub fn peak_rss(&self) -> u64 {
+        self.status_kib("VmHWM:") * 1024
+    }
+
+    /// Resident set size (`VmRSS`) of the server process now, in bytes.
+    pub fn rss(&self) -> u64 {
+        self.status_kib("VmRSS:") * 1024
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         let line = status
             .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .expect("VmHWM in /proc/PID/status");
-        let kib: u64 = line
-            .trim_start_matches("VmHWM:")
+            .find(|l| l.starts_with(field))
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"));
+        line.trim_start_matches(field)
             .trim()
             .trim_end_matches("kB")
             .trim()
             .parse()
-            .unwrap();
-        kib * 1024
+            .unwrap()
+    }
+
+    /// The server's open file descriptors: (all, sockets).
+    pub fn open_fds(&self) -> (usize, usize) {
+        let (mut all, mut sockets) = (0, 0);
+        for entry in std::fs::read_dir(format!("/proc/{}/fd", self.pid())).unwrap() {
+            let Ok(entry) = entry else { continue };
+            // A descriptor closed between listing and reading is simply gone.
+            let Ok(target) = std::fs::read_link(entry.path()) else {
+                continue;
+            };
+            all += 1;
+            if target.to_string_lossy().starts_with("socket:") {
+                sockets += 1;
+            }
+        }
+        (all, sockets)
+    }
+
+    /// The instance pool's counters, `(created, discarded, live)`, from the line the
+    /// server logs on SIGUSR1 (needs `ais_wasm::cmd::serve=info` in `RUST_LOG`).
+    pub async fn pool_stats(&self) -> (u64, u64, u64) {
+        const LINE: &str = "instance pool created=";
+        let before = self.stderr().matches(LINE).count();
+        // SAFETY: signalling our own child, which has not been reaped.
+        assert_eq!(
+            unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGUSR1) },
+            0
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let line = loop {
+            let log = self.stderr();
+            if let Some(line) = log.lines().filter(|l| l.contains(LINE)).nth(before) {
+                break line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no pool statistics logged:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let field = |name: &str| -> u64 {
+            let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+            line[start..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (field("created"), field("discarded"), field("live"))
     }
 
     pub fn sigterm(&self) {

@@ -1,0 +1,230 @@
+//! Faults around the server, with the fake target: a next hop that is down, resets,
+//! answers 5xx or never answers; a target GET (hpull) that fails the same ways; and
+//! clients that disconnect mid-upload or mid-download. Each gives a clear error for
+//! its object, the server stays healthy, and nothing leaks: one worker only, so a
+//! lost permit would stall the next object, and the pool's counters are checked.
+//! `direct_put.rs` covers the protocol details of these answers; this covers what
+//! they leave behind.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::fake_target::{FakeTarget, Get, Put};
+use super::harness::{Mountpath, RawResponse, Server, ServerBuilder, closed_port, request};
+
+/// `ETL_WASM_TIMEOUT` of these servers.
+const DEADLINE: Duration = Duration::from_secs(2);
+
+fn server(component: &str, target: &FakeTarget) -> ServerBuilder {
+    ServerBuilder::new(component)
+        .target(target, "f")
+        .env("NUM_WORKERS", "1")
+        .env("ETL_WASM_TIMEOUT", format!("{}ms", DEADLINE.as_millis()))
+        .env("AIS_DIRECT_PUT_RETRIES", "1")
+        .env("RUST_LOG", "warn,ais_wasm::cmd::serve=info")
+}
+
+/// `/health` answers, the next object is transformed correctly, and no instance is
+/// held beyond the one worker's.
+async fn assert_healthy(server: &Server, component: &str) {
+    let response = super::harness::client()
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let data = b"next object ".repeat(10_000);
+    let response = tokio::time::timeout(
+        Duration::from_secs(20),
+        request(server.addr, "PUT", "/src/next", &[], &data),
+    )
+    .await
+    .expect("the next object was not served: did a permit leak?");
+    let expected = match component {
+        "examples/upper" => data.to_ascii_uppercase(),
+        _ => data,
+    };
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(response.body == expected, "the next object came back wrong");
+    let (created, discarded, live) = server.pool_stats().await;
+    assert!(live <= 1, "created {created}, discarded {discarded}");
+}
+
+fn assert_error(response: &RawResponse, status: u16, object: &str, cause: &str, case: &str) {
+    assert_eq!(response.status, status, "{case}: {response:?}");
+    let body = String::from_utf8_lossy(&response.body);
+    assert!(body.starts_with(&format!("{object}: ")), "{case}: {body}");
+    assert!(body.contains(cause), "{case}: {cause:?} not in {body:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_hop_down_resetting_failing_or_too_slow() {
+    let target = FakeTarget::start().await;
+    let down = format!("http://{}/ais%2F@%23%2Fdst%2Fo", closed_port());
+    let hop = format!("{}/ais%2F@%23%2Fdst%2Fo", target.url());
+    // Buffered (echo) and streaming (upper, a one-shot request body).
+    for component in ["examples/echo", "examples/upper"] {
+        let server = server(component, &target).start().await;
+        let reset_answer = match component {
+            "examples/echo" => (502, "the direct put failed after 2 attempts"),
+            _ => (503, "the request body cannot be replayed"),
+        };
+        let cases = [
+            ("down", None, &down, (502, "refused the connection")),
+            ("reset", Some(Put::Reset), &hop, reset_answer),
+            // The hop's body passes verbatim (§7.1): a next stage names the object.
+            (
+                "5xx",
+                Some(Put::Status(
+                    500,
+                    Bytes::from_static(b"src/o: downstream broke"),
+                )),
+                &hop,
+                (500, "downstream broke"),
+            ),
+            (
+                "slow",
+                Some(Put::Hang),
+                &hop,
+                (
+                    504,
+                    "the direct put to the next hop did not finish within the per-object \
+                     deadline of 2s",
+                ),
+            ),
+        ];
+        for (case, put, entry, (status, cause)) in cases {
+            let case = format!("{component}, hop {case}");
+            if let Some(put) = put {
+                target.always(put);
+            }
+            let started = Instant::now();
+            let response = request(
+                server.addr,
+                "PUT",
+                "/src/o",
+                &[("Ais-Node-Url", entry)],
+                &vec![b'd'; 100_000],
+            )
+            .await;
+            assert_error(&response, status, "src/o", cause, &case);
+            let elapsed = started.elapsed();
+            assert!(elapsed < DEADLINE * 5, "{case}: answered after {elapsed:?}");
+            assert_healthy(&server, component).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_get_failing_for_hpull() {
+    let target = FakeTarget::start().await;
+    target.fail_object(
+        "ais/@#/src/500",
+        Get::Status(500, Bytes::from_static(b"disk broke")),
+    );
+    target.fail_object(
+        "ais/@#/src/503",
+        Get::Status(503, Bytes::from_static(b"busy")),
+    );
+    target.fail_object("ais/@#/src/reset", Get::Reset);
+    target.fail_object("ais/@#/src/slow", Get::Hang);
+    // The references' whole-object read (echo) and a streaming read (upper).
+    for (component, slow) in [
+        ("examples/echo", "reading the object did not finish"),
+        ("examples/upper", "opening the object did not finish"),
+    ] {
+        let server = server(component, &target).start().await;
+        for (name, status, cause) in [
+            (
+                "500",
+                500,
+                "the target answered 500 for the object: disk broke",
+            ),
+            ("503", 503, "the target answered 503 for the object: busy"),
+            ("reset", 502, "the target cannot be reached"),
+            ("slow", 504, slow),
+        ] {
+            let case = format!("{component}, target GET {name}");
+            let uname = format!("ais/@#/src/{name}");
+            let started = Instant::now();
+            let path = format!("/{}", super::harness::path_escape(&uname));
+            let response = request(server.addr, "GET", &path, &[], b"").await;
+            assert_error(&response, status, &uname, cause, &case);
+            assert!(started.elapsed() < DEADLINE * 5, "{case}");
+            // Never the 503 contract: the target cannot replay an hpull (§7.3).
+            assert_eq!(response.header("ais-etl-retry-reason"), None, "{case}");
+            assert_healthy(&server, component).await;
+        }
+    }
+    // Refused: `http.rs`, hpull_from_an_unreachable_target_is_502.
+}
+
+/// Send `head` and `sent` bytes of a body announced longer, then close.
+async fn upload_and_vanish(server: &Server, head: &str, sent: usize) {
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b'u'; sent]).await.unwrap();
+    stream.flush().await.unwrap();
+}
+
+/// Read the response head and `bytes` of the body, then close.
+async fn download_and_vanish(server: &Server, request: &str, bytes: usize) {
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    while received.len() < bytes {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the response ended early");
+        received.extend_from_slice(&buf[..n]);
+    }
+    assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_disconnecting_mid_upload_or_mid_download() {
+    let target = FakeTarget::start().await;
+    let mountpath = Mountpath::new();
+    let fqn = mountpath.store("src", "big", &vec![b'b'; 64 << 20]);
+    for component in ["examples/echo", "examples/upper"] {
+        let server = server(component, &target)
+            .env("ETL_WASM_TIMEOUT", "120s")
+            .start()
+            .await;
+        let addr = server.addr;
+        // Mid-upload: 1 MiB of an announced 16 MiB, or of a chunked body.
+        upload_and_vanish(
+            &server,
+            &format!("PUT /src/up HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 16777216\r\n\r\n"),
+            1 << 20,
+        )
+        .await;
+        assert_healthy(&server, component).await;
+        upload_and_vanish(
+            &server,
+            &format!(
+                "PUT /src/up HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 100000\r\n"
+            ),
+            1 << 20,
+        )
+        .await;
+        assert_healthy(&server, component).await;
+        // Mid-download: 1 MiB of the transformed 64 MiB file, then gone; the
+        // transform is stopped long before its 120 s deadline.
+        let started = Instant::now();
+        download_and_vanish(
+            &server,
+            &format!(
+                "PUT /src/big?{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n",
+                super::harness::etl_fqn_param(&fqn)
+            ),
+            1 << 20,
+        )
+        .await;
+        assert_healthy(&server, component).await;
+        assert!(started.elapsed() < Duration::from_secs(60), "{component}");
+    }
+}
