@@ -2,11 +2,10 @@
 //! mapping its answer (§6.4), local retries and the 503 contract (§7.3, §7.4).
 
 use bytes::Bytes;
-use reqwest::StatusCode;
 
 use super::fake_target::{FakeTarget, Put, SECRET};
 use super::harness::{
-    Mountpath, ServerBuilder, client, closed_port, etl_fqn_param, path_escape, request,
+    Mountpath, ServerBuilder, closed_port, etl_fqn_param, path_escape, raw, request,
 };
 
 /// The destination entry a target appends for an offline job (§6.1).
@@ -387,21 +386,27 @@ async fn reset_mid_body_with_a_one_shot_streaming_body_is_503() {
         );
         assert_eq!(target.puts().len(), before + 1, "{size}: no local retry");
     }
-    // The same through a chunked body (a streaming upstream stage).
-    let chunks = futures::stream::iter(
-        (0..8).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'c'; 512 << 10]))),
-    );
-    let response = client()
-        .put(server.url("/src/o"))
-        .header("Ais-Node-Url", destination(&target, "ais/@#/dst/o"))
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The same through a chunked body (a streaming upstream stage). Sent raw: the
+    // answer comes before the body is read to its end, and then the connection
+    // closes; an HTTP client that stops at its failed write never sees it.
+    let mut chunked = format!(
+        "PUT /src/o HTTP/1.1\r\nHost: {}\r\nAis-Node-Url: {}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        server.addr,
+        destination(&target, "ais/@#/dst/o")
+    )
+    .into_bytes();
+    for _ in 0..8 {
+        chunked.extend_from_slice(format!("{:x}\r\n", 512 << 10).as_bytes());
+        chunked.extend_from_slice(&vec![b'c'; 512 << 10]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let response = raw(server.addr, &chunked).await;
+    assert_eq!(response.status, 503, "{response:?}");
     assert_eq!(
-        response.headers()["ais-etl-retry-reason"],
-        "direct-put-transient"
+        response.header("ais-etl-retry-reason"),
+        Some("direct-put-transient")
     );
 }
 
