@@ -139,13 +139,21 @@ impl Source {
             }
             Source::Bytes(bytes) => Ok(bytes.clone()),
             Source::Fqn(path) => {
-                use tokio::io::AsyncReadExt;
-                let (mut file, size) = open_fqn(path).await?;
-                let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
-                file.read_to_end(&mut data)
-                    .await
-                    .map_err(|e| fqn_error(path, e))?;
-                Ok(data.into())
+                // One trip to the blocking pool for open, fstat and the whole read:
+                // tokio's File would make one per step and per 2 MiB read, which cost
+                // more than the read itself for small objects.
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    use std::io::Read;
+                    let (file, size) = open_fqn_blocking(&path)?;
+                    let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
+                    (&file)
+                        .read_to_end(&mut data)
+                        .map_err(|e| fqn_error(&path, e))?;
+                    Ok(Bytes::from(data))
+                })
+                .await
+                .unwrap_or_else(|error| Err(SourceError::Body(io::Error::other(error))))
             }
             Source::Http { url, client, kind } => {
                 let response = get(client, url, *kind).await?;
@@ -180,11 +188,19 @@ pub async fn resolve_fqn(
 /// since [`resolve_fqn`] checked the path) and never blocking on a FIFO; and only
 /// a regular file, checked on the open descriptor. Returns the file and its size.
 async fn open_fqn(path: &Path) -> Result<(tokio::fs::File, u64), SourceError> {
-    let file = tokio::fs::OpenOptions::new()
+    let path = path.to_path_buf();
+    let (file, size) = tokio::task::spawn_blocking(move || open_fqn_blocking(&path))
+        .await
+        .unwrap_or_else(|error| Err(SourceError::Body(io::Error::other(error))))?;
+    Ok((tokio::fs::File::from_std(file), size))
+}
+
+fn open_fqn_blocking(path: &Path) -> Result<(std::fs::File, u64), SourceError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .await
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => SourceError::FqnRefused {
                 path: path.to_path_buf(),
@@ -192,7 +208,7 @@ async fn open_fqn(path: &Path) -> Result<(tokio::fs::File, u64), SourceError> {
             },
             _ => fqn_error(path, e),
         })?;
-    let metadata = file.metadata().await.map_err(|e| fqn_error(path, e))?;
+    let metadata = file.metadata().map_err(|e| fqn_error(path, e))?;
     if !metadata.is_file() {
         return Err(SourceError::FqnRefused {
             path: path.to_path_buf(),
