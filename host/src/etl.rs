@@ -12,7 +12,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::pipeline::{MissingTargetUrl, Pipeline};
+use crate::pipeline::{Pipeline, PutUrlError};
 use crate::runtime::{InputStream, ObjectError, ObjectRequest, Transform};
 use crate::sink::{Answer, DirectPut, PutError};
 use crate::source::{Source, SourceError};
@@ -74,7 +74,7 @@ pub enum EtlError {
     #[error(transparent)]
     Transform(#[from] ObjectError),
     #[error(transparent)]
-    NoTargetUrl(#[from] MissingTargetUrl),
+    PutUrl(#[from] PutUrlError),
     #[error(transparent)]
     DirectPut(PutError),
     /// A transient direct-put failure whose input was a one-shot request body: the

@@ -1,5 +1,8 @@
 //! `Ais-Node-Url` (and the WebSocket `pipeline` field): parsing the list of next hops,
 //! and composing the direct-put request to the first of them (protocol document §6).
+//!
+//! Self-contained on purpose (`percent-encoding`, `url` and `thiserror`, no `crate::`
+//! paths): the fuzz crate (`fuzz/`) compiles this file on its own.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -75,10 +78,18 @@ impl NextHop {
             Some(slash) => before_query.split_at(slash),
             None => (before_query, ""),
         };
-        if authority.is_empty() || authority.contains(char::is_whitespace) {
+        // `host[:port]` only, the host a name or an IP address (IPv6 in brackets).
+        // The URL parser alone would accept more and read it differently: `\` as a
+        // path separator, `user@` as credentials, percent-escapes and non-ASCII
+        // names decoded; the direct put would then go elsewhere than the entry says.
+        let authority_char = |c: char| c.is_ascii_alphanumeric() || "-._~:[]".contains(c);
+        if authority.is_empty() || !authority.chars().all(authority_char) {
             return Err(bad());
         }
-        url::Url::parse(&format!("{scheme}://{authority}/")).map_err(|_| bad())?;
+        let url = url::Url::parse(&format!("{scheme}://{authority}/")).map_err(|_| bad())?;
+        if url.path() != "/" || url.host().is_none() {
+            return Err(bad());
+        }
         Ok(NextHop {
             scheme,
             authority: authority.to_string(),
@@ -112,12 +123,14 @@ impl NextHop {
         target_path: Option<&str>,
         object_path_escaped: &str,
         etl_args: &str,
-    ) -> Result<String, MissingTargetUrl> {
+    ) -> Result<String, PutUrlError> {
         let path = if self.is_target() {
-            let prefix = target_path.ok_or(MissingTargetUrl)?.trim_end_matches('/');
-            format!("{prefix}{}", keep_dot_segments(&self.path))
+            let prefix = target_path
+                .ok_or(PutUrlError::MissingTargetUrl)?
+                .trim_end_matches('/');
+            format!("{prefix}{}", keep_dot_segments(&self.path)?)
         } else {
-            keep_dot_segments(object_path_escaped)
+            keep_dot_segments(object_path_escaped)?
         };
         let mut params: Vec<String> = self
             .query
@@ -148,23 +161,38 @@ impl NextHop {
 /// sent as `%2F` instead: the next stage percent-decodes the path once (§5.2) and a
 /// target decodes everything after the secret as one item (§10), so both still
 /// read the same name. Other paths are sent exactly as received (§6.3).
-fn keep_dot_segments(path: &str) -> String {
+///
+/// A name that is a dot segment as a whole (`.`, `..`, also spelled `%2e`) has no
+/// such form: it is refused. AIStore refuses such names too (`cos.ValidateOname`).
+fn keep_dot_segments(path: &str) -> Result<String, PutUrlError> {
     let object = path.strip_prefix('/').unwrap_or(path);
     let dot_segment = |segment: &str| {
         let segment = segment.to_ascii_lowercase().replace("%2e", ".");
         segment == "." || segment == ".."
     };
-    if object.split('/').any(dot_segment) {
+    if dot_segment(object) {
+        return Err(PutUrlError::DotSegmentName(object.to_string()));
+    }
+    Ok(if object.split('/').any(dot_segment) {
         format!("/{}", object.replace('/', "%2F"))
     } else {
         path.to_string()
-    }
+    })
 }
 
-/// A target hop needs `AIS_TARGET_URL` for its path prefix and secret.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the next hop is an AIStore target, but AIS_TARGET_URL is not set")]
-pub struct MissingTargetUrl;
+/// Why no direct-put URL could be composed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PutUrlError {
+    /// A target hop needs `AIS_TARGET_URL` for its path prefix and secret.
+    #[error("the next hop is an AIStore target, but AIS_TARGET_URL is not set")]
+    MissingTargetUrl,
+    /// The object's name (or a target entry's path) is `.` or `..`.
+    #[error(
+        "the name {0:?} cannot travel to the next hop: URL paths drop `.` and `..` segments \
+         (and AIStore never names an object so)"
+    )]
+    DotSegmentName(String),
+}
 
 /// Characters escaped in an object path placed in a URL path: everything but
 /// unreserved characters, `/` (kept as a separator) and `@` (kept literal, as
@@ -244,6 +272,35 @@ mod tests {
         assert!(parse("http://[::1]:8000").is_ok());
     }
 
+    /// Found by fuzz/fuzz_targets/put_url.rs: `https://ԣ\` was accepted, and the URL
+    /// parser read its authority as a host and a path (`\` separates path segments in
+    /// WHATWG URLs). So `http://a.example\@b.example:1` sent the direct put to
+    /// `a.example`, where Python's parser, like a reader, sees `b.example`.
+    #[test]
+    fn fuzz_found_a_backslash_in_the_authority_read_as_a_path() {
+        for value in [
+            "https://\u{523}\\",
+            "http://a\\b:1",
+            "http://evil.example\\@h:1",
+            "http://user@h:1",
+            "http://user:pass@h:1",
+            "http://h%2Fx:1",
+            "http://ü.example:1",
+        ] {
+            assert!(
+                matches!(parse(value), Err(PipelineError::BadUrl { .. })),
+                "{value:?}"
+            );
+        }
+        for value in [
+            "http://10.0.0.7:31402",
+            "http://h-1.example_x:1",
+            "http://[fe80::1]:8000",
+        ] {
+            assert!(parse(value).is_ok(), "{value:?}");
+        }
+    }
+
     #[test]
     fn stage_hop_puts_to_the_current_object_path() {
         let p = parse("http://h:31000").unwrap().unwrap();
@@ -282,7 +339,38 @@ mod tests {
             "http://t:1/p/o?etl_args=old&owt=3"
         );
         assert!(parse("http://t:1/").unwrap().unwrap().next.is_target());
-        assert!(p.next.put_url(None, "", "").is_err());
+        assert_eq!(
+            p.next.put_url(None, "", ""),
+            Err(PutUrlError::MissingTargetUrl)
+        );
+    }
+
+    /// Found by fuzz/fuzz_targets/put_url.rs: an object named `.` (a WebSocket
+    /// `path`, or `PUT /.`) went to a stage as `/.`, which the URL parser turned into
+    /// `/`: the stage saw an object with an empty name.
+    #[test]
+    fn fuzz_found_a_name_that_is_one_dot_segment() {
+        let stage = parse("http://h:1").unwrap().unwrap().next;
+        for path in ["/.", "/..", "/%2E", "/.%2e", "."] {
+            assert!(
+                matches!(
+                    stage.put_url(None, path, ""),
+                    Err(PutUrlError::DotSegmentName(_))
+                ),
+                "{path:?}"
+            );
+        }
+        let target = parse("http://t:1/..").unwrap().unwrap().next;
+        assert!(matches!(
+            target.put_url(Some("/v1/etl/_object/e/s"), "/o", ""),
+            Err(PutUrlError::DotSegmentName(_))
+        ));
+        // Longer names keep working.
+        assert_eq!(stage.put_url(None, "/..a", "").unwrap(), "http://h:1/..a");
+        assert_eq!(
+            stage.put_url(None, "/a/..", "").unwrap(),
+            "http://h:1/a%2F.."
+        );
     }
 
     #[test]

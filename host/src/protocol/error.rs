@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::etl::EtlError;
-use crate::pipeline::PipelineError;
+use crate::pipeline::{PipelineError, PutUrlError};
 use crate::runtime::{Abort, Fault, ObjectError};
 use crate::sink::PutError;
 use crate::source::SourceError;
@@ -92,7 +92,9 @@ fn status_of(error: &EtlError) -> StatusCode {
             (_, ObjectError::Input(_)) => StatusCode::BAD_REQUEST,
             (Fault::Guest | Fault::Host, _) => StatusCode::INTERNAL_SERVER_ERROR,
         },
-        EtlError::NoTargetUrl(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        EtlError::PutUrl(PutUrlError::MissingTargetUrl) => StatusCode::INTERNAL_SERVER_ERROR,
+        // A name no URL path carries; AIStore never sends one.
+        EtlError::PutUrl(PutUrlError::DotSegmentName(_)) => StatusCode::BAD_REQUEST,
         EtlError::DirectPut(PutError::Status { status, .. }) => {
             StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
         }

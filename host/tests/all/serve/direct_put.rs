@@ -35,6 +35,9 @@ async fn malformed_ais_node_url_is_400() {
         "ftp://127.0.0.1:1/x".to_string(),
         "http://".to_string(),
         "http://fe80::1:8000".to_string(),
+        // More than host:port (found by fuzz/fuzz_targets/put_url.rs).
+        format!("{good}\\@evil.example:1"),
+        format!("http://user@{}", target.addr),
     ] {
         let response = request(
             server.addr,
