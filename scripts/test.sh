@@ -10,6 +10,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-wasip2 >/dev/null
 
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --all-targets -- -D warnings
 # The guest SDK as guests compile it, and the Rust examples and fixtures.
 cargo clippy --quiet --manifest-path guest-sdk/Cargo.toml --target wasm32-wasip2 -- -D warnings
@@ -28,6 +29,13 @@ binary=$(AIS_WASM_BUILD_PROFILE=dev scripts/build-image.sh "$image")
 "$binary" spec --name image-check --format json \
   --component "$(examples/hello/build.sh | tail -n 1)" >/dev/null
 echo "image build steps: ok"
+
+# Short bounded fuzzing of the parsers of untrusted input (fuzz/README.md); about
+# two minutes, the build included. AIS_WASM_FUZZ_SECONDS=0 skips it.
+fuzz_seconds=${AIS_WASM_FUZZ_SECONDS:-20}
+if [[ $fuzz_seconds != 0 ]]; then
+  fuzz/run.sh "$fuzz_seconds"
+fi
 
 # Last, so its summary closes the output.
 cargo test --workspace

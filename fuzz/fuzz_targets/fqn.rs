@@ -1,0 +1,49 @@
+//! `etl_fqn` decoding and confinement (`fqn::decode`, `FqnPolicy::check`): never
+//! panics; a decoded path is absolute and normalised; what a policy with roots
+//! accepts lies under a root and is accepted without roots too; and a legitimate
+//! object FQN, however odd its name, is never refused.
+#![no_main]
+
+use std::path::{Component, Path, PathBuf};
+
+use ais_wasm_fuzz::fqn::{self, FqnPolicy};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let any = FqnPolicy::any_mountpath();
+    let roots = [PathBuf::from("/data/mp1"), PathBuf::from("/ais")];
+    let under = FqnPolicy::with_resolved_roots(roots.to_vec());
+
+    // Whatever arrives on the wire.
+    let value = String::from_utf8_lossy(data);
+    let path = fqn::decode(&value);
+    assert!(path.has_root(), "{path:?}");
+    assert!(
+        path.components()
+            .skip(1)
+            .all(|c| matches!(c, Component::Normal(_))),
+        "{path:?}"
+    );
+    let accepted_any = any.check(&path).is_ok();
+    if under.check(&path).is_ok() {
+        assert!(roots.iter().any(|root| path.starts_with(root)), "{path:?}");
+        assert!(accepted_any, "{path:?}");
+    }
+
+    // The FQN of an object with these bytes as its name, as a target sends it.
+    use std::os::unix::ffi::OsStrExt;
+    let fqn = [b"/data/mp1/@ais/#ns/bucket/%ob/", data].concat();
+    let lexical = Path::new(std::ffi::OsStr::from_bytes(&fqn));
+    let wire = ais_wasm_fuzz::go_path_escape(&fqn);
+    let decoded = fqn::decode(&wire);
+    // Root, data, mp1, @ais, #ns, bucket, %ob: then at least one component of name.
+    let plain_name = lexical.components().count() > 7
+        && !lexical
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        && !data.starts_with(b"/");
+    if plain_name {
+        assert_eq!(decoded, lexical, "{wire:?}");
+        assert_eq!(under.check(&decoded), Ok(()), "{decoded:?}");
+    }
+});
