@@ -99,6 +99,12 @@ pub struct ServeArgs {
     /// benchmarks compare WebAssembly against, behind the same server code.
     #[arg(long, value_name = "NAME")]
     pub native: Option<crate::runtime::NativeTransform>,
+    /// The ETL's name in logs [default: from AIS_TARGET_URL].
+    #[arg(long, env = "ETL_NAME")]
+    pub name: Option<String>,
+    /// Enables `POST /admin/reload` (hot swap), authorised by this bearer token.
+    #[arg(long, env = "ETL_WASM_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// How long SIGTERM waits for in-flight requests before exiting.
     #[arg(long, env = "ETL_WASM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

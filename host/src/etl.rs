@@ -43,6 +43,8 @@ pub struct Job {
     pub pipeline: Option<Pipeline>,
     /// The object path as it goes into a stage hop's URL (escaped, leading `/`).
     pub forward_path: String,
+    /// Bytes of input, when known before reading; set while processing (metrics).
+    pub bytes_in: u64,
 }
 
 /// What became of an object.
@@ -103,9 +105,9 @@ pub enum EtlError {
 }
 
 impl Etl {
-    pub async fn process(&self, mut job: Job) -> Result<Outcome, EtlError> {
+    pub async fn process(&self, job: &mut Job) -> Result<Outcome, EtlError> {
         let Some(pipeline) = job.pipeline.take() else {
-            return Ok(Outcome::Output(self.run(&mut job).await?));
+            return Ok(Outcome::Output(self.run(job).await?));
         };
         let url = pipeline.next.put_url(
             self.target_path.as_deref(),
@@ -115,13 +117,13 @@ impl Etl {
         let to_target = pipeline.next.is_target();
         let rest = pipeline.rest.as_deref();
         let mut attempt = 0;
-        let mut output = Some(self.run(&mut job).await?);
+        let mut output = Some(self.run(job).await?);
         loop {
             // A streamed result is consumed by an attempt: a retry runs the transform
             // again from a freshly opened source.
             let current = match output.take() {
                 Some(output) => output,
-                None => self.run(&mut job).await?,
+                None => self.run(job).await?,
             };
             let (body, length, transformed, retained) = match current {
                 Output::Full(bytes) => {
@@ -191,6 +193,7 @@ impl Etl {
     /// Run the transform once on a freshly opened source.
     async fn run(&self, job: &mut Job) -> Result<Output, EtlError> {
         let size = job.source.size().await;
+        job.bytes_in = size.unwrap_or(0);
         let shapes = self.transform.shapes();
         let direct_fqn =
             self.direct_fqn && shapes.streaming && matches!(job.source, Source::Fqn(_));
@@ -204,7 +207,8 @@ impl Etl {
             let (finished, outcome) = oneshot::channel();
             // The guest runs in its own task so that a dropped connection never
             // cancels it mid-call (which would cost the instance).
-            let handle = self.guests.spawn(async move {
+            // In the request's span, so the guest's output is attributed to it.
+            let handle = self.guests.spawn(tracing::Instrument::in_current_span(async move {
                 let input = InputStream::new(opened.reader, opened.size);
                 let result = transform.streaming(input, sender, &object).await;
                 if let Err(error) = &result {
@@ -212,7 +216,7 @@ impl Etl {
                 }
                 let _ = finished.send(result.is_ok());
                 result
-            });
+            }));
             Ok(Output::Stream(OutputStream {
                 receiver,
                 outcome: Some(outcome),
@@ -224,7 +228,9 @@ impl Etl {
                 .await??;
             let handle = self
                 .guests
-                .spawn(async move { transform.buffered(&data, &object).await });
+                .spawn(tracing::Instrument::in_current_span(async move {
+                    transform.buffered(&data, &object).await
+                }));
             Ok(Output::Full(join(handle).await?.into()))
         }
     }

@@ -7,6 +7,7 @@
 //! - [`etl`]: one object end to end: source, transform, result or direct put.
 //! - [`source`]: where objects come from (body, FQN file, target GET, download).
 //! - [`sink`]: direct puts to the next hop and what its answer means.
+//! - [`metrics`]: Prometheus metrics served at `/metrics`.
 //! - [`pipeline`]: `Ais-Node-Url` parsing and next-hop URLs.
 //! - [`runtime`]: wasmtime engine, compile cache, instances and their limits. Knows
 //!   nothing of HTTP.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod delivery;
 pub mod etl;
 pub mod load;
+pub mod metrics;
 pub mod outbound;
 pub mod pipeline;
 pub mod protocol;

@@ -1,15 +1,20 @@
-//! `ais-wasm serve`: the ETL container. Loads the component (compiled, linked and
-//! initialised before the port opens, so a listening server is a ready one), then
-//! serves the AIStore ETL protocol until SIGTERM.
+//! `ais-wasm serve`: the ETL container. Opens the port, loads the component (while
+//! `/health` answers 503), then serves the AIStore ETL protocol until SIGTERM.
+//! SIGHUP (or `POST /admin/reload`) swaps in the component its source now holds,
+//! after validating it fully; in-flight objects finish on the old one.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
+use arc_swap::ArcSwapOption;
 use tokio::net::TcpListener;
 
 use crate::config::ServeArgs;
+use crate::delivery::ComponentArgs;
 use crate::etl::Etl;
-use crate::protocol::{AppState, app};
+use crate::metrics::Metrics;
+use crate::protocol::{Admin, AppState, app};
 use crate::runtime::{Runtime, Transform};
 use crate::sink::DirectPut;
 
@@ -25,21 +30,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     // Kept alive while serving: it owns the engine and its epoch ticker.
-    let runtime = Runtime::new(config.clone())?;
-    let transform = match args.native {
-        Some(native) => Transform::native(native, config.limits, config.concurrency),
-        None => {
-            let wasm = args.component.fetch(&client).await?;
-            let (transform, _report) = runtime
-                .load(wasm, args.runtime.init_config()?)
-                .await
-                .with_context(|| args.component.describe())?;
-            transform
-        }
-    };
-
+    let runtime = Arc::new(Runtime::new(config.clone())?);
     let guests = GuestRuntime::new()?;
-
     let target_path = match &args.target_url {
         Some(target) => Some(
             url::Url::parse(target)
@@ -54,23 +46,34 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             None
         }
     };
+    let slot: Arc<ArcSwapOption<Etl>> = Arc::new(ArcSwapOption::empty());
+    let metrics = Arc::new(Metrics::default());
+    let reloader = Arc::new(Reloader {
+        runtime: runtime.clone(),
+        component: args.component.clone(),
+        init_config: args.runtime.init_config()?,
+        client: client.clone(),
+        slot: slot.clone(),
+        metrics: metrics.clone(),
+        one_at_a_time: tokio::sync::Mutex::new(()),
+    });
+    let admin = args.admin_token.clone().map(|token| {
+        let reloader = reloader.clone();
+        Arc::new(Admin {
+            token,
+            reload: Box::new(move || {
+                let reloader = reloader.clone();
+                Box::pin(async move { reloader.reload().await.map_err(|e| format!("{e:#}")) })
+            }),
+        })
+    });
     let state = AppState {
-        etl: Etl {
-            transform,
-            direct_put: DirectPut {
-                client: client.clone(),
-                retries: args.direct_put_retries,
-                backoff: args.direct_put_backoff,
-            },
-            target_path,
-            direct_fqn: args
-                .direct_fqn
-                .as_deref()
-                .is_some_and(crate::outbound::truthy),
-            guests: guests.handle(),
-        },
+        etl: slot.clone(),
+        name: etl_name(&args).into(),
+        metrics: metrics.clone(),
+        admin,
         target_url: args.target_url.clone(),
-        client,
+        client: client.clone(),
         download_client: reqwest::Client::builder()
             .build()
             .context("building the download client")?,
@@ -80,20 +83,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Installed before the port opens: SIGUSR1 would otherwise end the process.
     let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
         .context("installing the SIGUSR1 handler")?;
-    let transform = state.etl.transform.clone();
-    let _stats = AbortOnDrop(tokio::spawn(log_pool_stats_on_signal(
-        usr1,
-        transform.clone(),
-    )));
+    let _stats = AbortOnDrop(tokio::spawn(log_pool_stats_on_signal(usr1, slot.clone())));
 
+    // The port opens first, so readiness probes see 503 while a large component
+    // compiles instead of a refused connection.
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, "listening");
-    // A plain line on stdout: scripts and tests wait for it.
-    println!("listening on http://{address}");
-
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
@@ -101,6 +98,40 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         })
         .into_future();
     let mut server = tokio::spawn(server);
+
+    let transform = match args.native {
+        Some(native) => Transform::native(native, config.limits, config.concurrency),
+        None => {
+            let wasm = args.component.fetch(&client).await?;
+            let (transform, report) = runtime
+                .load(wasm, reloader.init_config.clone())
+                .await
+                .with_context(|| args.component.describe())?;
+            metrics.loaded(report.cache);
+            transform
+        }
+    };
+    slot.store(Some(Arc::new(Etl {
+        transform,
+        direct_put: DirectPut {
+            client: client.clone(),
+            retries: args.direct_put_retries,
+            backoff: args.direct_put_backoff,
+        },
+        target_path,
+        direct_fqn: args
+            .direct_fqn
+            .as_deref()
+            .is_some_and(crate::outbound::truthy),
+        guests: guests.handle(),
+    })));
+    tracing::info!(%address, "ready");
+    // A plain line on stdout once ready: scripts and tests wait for it.
+    println!("listening on http://{address}");
+
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let _reloads = AbortOnDrop(tokio::spawn(reload_on_signal(hangup, reloader.clone())));
     tokio::select! {
         result = &mut server => {
             result.context("the server task failed")?.context("the server failed")?;
@@ -116,8 +147,79 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "in-flight requests did not finish in time; exiting anyway"
         ),
     }
-    log_pool_stats(&transform);
+    if let Some(etl) = slot.load_full() {
+        log_pool_stats(&etl.transform);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The ETL's name for logs: `--name`, else the one in `AIS_TARGET_URL`
+/// (`/v1/etl/_object/<name>/<secret>`).
+fn etl_name(args: &ServeArgs) -> String {
+    args.name.clone().unwrap_or_else(|| {
+        args.target_url
+            .as_deref()
+            .and_then(|url| url.split("/v1/etl/_object/").nth(1))
+            .and_then(|rest| rest.split('/').next())
+            .filter(|name| !name.is_empty())
+            .unwrap_or("ais-wasm")
+            .to_string()
+    })
+}
+
+/// Hot swap: fetch the component from its source again, load it fully (compile,
+/// link, instantiate, init), then switch. A failure leaves the current one serving.
+struct Reloader {
+    runtime: Arc<Runtime>,
+    component: ComponentArgs,
+    init_config: Vec<(String, String)>,
+    client: reqwest::Client,
+    slot: Arc<ArcSwapOption<Etl>>,
+    metrics: Arc<Metrics>,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    async fn reload(&self) -> anyhow::Result<String> {
+        let _turn = self.one_at_a_time.lock().await;
+        let swapped = async {
+            let current = self
+                .slot
+                .load_full()
+                .context("the first component is still loading")?;
+            let wasm = self.component.fetch(&self.client).await?;
+            let (transform, report) = self
+                .runtime
+                .load(wasm, self.init_config.clone())
+                .await
+                .with_context(|| self.component.describe())?;
+            self.metrics.loaded(report.cache);
+            self.slot.store(Some(Arc::new(Etl {
+                transform,
+                ..Etl::clone(&current)
+            })));
+            anyhow::Ok(report.sha256)
+        }
+        .await;
+        self.metrics.reload(swapped.is_ok());
+        match swapped {
+            Ok(sha256) => {
+                tracing::info!(%sha256, "hot swap: now serving the new component");
+                Ok(format!("now serving the component with sha256 {sha256}\n"))
+            }
+            Err(error) => {
+                tracing::warn!("hot swap failed, the current component keeps serving: {error:#}");
+                Err(error)
+            }
+        }
+    }
+}
+
+async fn reload_on_signal(mut signal: tokio::signal::unix::Signal, reloader: Arc<Reloader>) {
+    while signal.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the component");
+        let _ = reloader.reload().await;
+    }
 }
 
 /// One line with the instance pool's counters. `live` (created and not yet
@@ -137,9 +239,14 @@ fn log_pool_stats(transform: &Transform) {
 
 /// `kill -USR1 <pid>` logs the pool's counters. A log line rather than an endpoint:
 /// every path is an object name (§4.6), so any endpoint would shadow one.
-async fn log_pool_stats_on_signal(mut signal: tokio::signal::unix::Signal, transform: Transform) {
+async fn log_pool_stats_on_signal(
+    mut signal: tokio::signal::unix::Signal,
+    slot: Arc<ArcSwapOption<Etl>>,
+) {
     while signal.recv().await.is_some() {
-        log_pool_stats(&transform);
+        if let Some(etl) = slot.load_full() {
+            log_pool_stats(&etl.transform);
+        }
     }
 }
 

@@ -9,8 +9,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 
+use tracing::Instrument;
+
 use super::{AppState, HttpError};
 use crate::etl::{EtlError, Job, Outcome, Output};
+use crate::metrics::Transport;
 use crate::pipeline;
 use crate::runtime::ObjectRequest;
 use crate::source::{self, HttpSource, Source, target};
@@ -18,9 +21,45 @@ use crate::source::{self, HttpSource, Source, target};
 /// `Ais-Direct-Put-Length` on a 204: bytes delivered downstream.
 const DIRECT_PUT_LENGTH: &str = "ais-direct-put-length";
 
-/// §4.1: answered without touching the transform, so it stays fast under any load.
-pub async fn health() -> &'static str {
-    "Running"
+/// §4.1: answered without touching the transform, so it stays fast under any load;
+/// 503 until the component is compiled, instantiated and initialised.
+pub async fn health(State(state): State<AppState>) -> Response {
+    match state.etl.load().is_some() {
+        true => "Running".into_response(),
+        false => (StatusCode::SERVICE_UNAVAILABLE, "Loading").into_response(),
+    }
+}
+
+/// Prometheus metrics (text exposition format).
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let etl = state.etl.load_full();
+    let text = state.metrics.render(etl.as_ref().map(|etl| &etl.transform));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// `POST /admin/reload` with the admin token: hot-swap the component.
+pub async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(admin) = &state.admin else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented != Some(admin.token.as_str()) {
+        return (StatusCode::UNAUTHORIZED, "a valid admin token is required").into_response();
+    }
+    match (admin.reload)().await {
+        Ok(message) => message.into_response(),
+        Err(message) => (StatusCode::UNPROCESSABLE_ENTITY, message).into_response(),
+    }
 }
 
 /// The query parameters of an object request. First value wins, as in Go (§5.1).
@@ -113,8 +152,14 @@ pub async fn object(
         source,
         pipeline,
         forward_path: raw_path.to_string(),
+        bytes_in: 0,
     };
-    process(&state, job).await
+    let transport = if method == Method::PUT {
+        Transport::Hpush
+    } else {
+        Transport::Hpull
+    };
+    process(&state, transport, job).await
 }
 
 /// `POST /download?original_url=&object_to=[&etl_args=]` (§4.5).
@@ -151,8 +196,9 @@ pub async fn download(State(state): State<AppState>, uri: Uri) -> Response {
             kind: HttpSource::Download,
         },
         pipeline: None,
+        bytes_in: 0,
     };
-    process(&state, job).await
+    process(&state, Transport::Download, job).await
 }
 
 fn pipeline_header(headers: &HeaderMap) -> Result<Option<pipeline::Pipeline>, HttpError> {
@@ -168,17 +214,50 @@ fn pipeline_header(headers: &HeaderMap) -> Result<Option<pipeline::Pipeline>, Ht
     Ok(pipeline::parse(value)?)
 }
 
-async fn process(state: &AppState, job: Job) -> Response {
+async fn process(state: &AppState, transport: Transport, mut job: Job) -> Response {
+    let Some(etl) = state.etl.load_full() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the component is still loading",
+        )
+            .into_response();
+    };
     let object = job.object.path.clone();
-    match state.etl.process(job).await {
-        Ok(outcome) => respond(&object, outcome).await,
-        Err(error) => HttpError::for_object(&object, error).into_response(),
+    let span = tracing::info_span!("object", etl = %state.name, transport = transport.as_str(), object = %object);
+    async {
+        let started = std::time::Instant::now();
+        let result = etl.process(&mut job).await;
+        state.metrics.object(
+            transport,
+            result.as_ref().map(drop),
+            job.bytes_in,
+            started.elapsed(),
+        );
+        match result {
+            Ok(outcome) => respond(state, transport, &object, outcome).await,
+            Err(error) => HttpError::for_object(&object, error).into_response(),
+        }
     }
+    .instrument(span)
+    .await
 }
 
-async fn respond(object: &str, outcome: Outcome) -> Response {
+async fn respond(
+    state: &AppState,
+    transport: Transport,
+    object: &str,
+    outcome: Outcome,
+) -> Response {
+    let metrics = state.metrics.clone();
+    // Streamed bodies are counted as they go out.
+    let counted = move |chunk: &io::Result<bytes::Bytes>| {
+        if let Ok(chunk) = chunk {
+            metrics.bytes_out(transport, chunk.len() as u64);
+        }
+    };
     match outcome {
         Outcome::Output(Output::Full(bytes)) => {
+            state.metrics.bytes_out(transport, bytes.len() as u64);
             ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
         }
         Outcome::Output(Output::Stream(mut stream)) => match stream.first().await {
@@ -186,7 +265,9 @@ async fn respond(object: &str, outcome: Outcome) -> Response {
             // before producing anything still gets a proper error status. After
             // that, a failure aborts the body (§9.2).
             Ok(first) => {
-                let body = futures::stream::iter(first.map(Ok)).chain(stream);
+                let body = futures::stream::iter(first.map(Ok))
+                    .chain(stream)
+                    .inspect(counted);
                 (
                     [(header::CONTENT_TYPE, "application/octet-stream")],
                     Body::from_stream(body),
@@ -196,6 +277,7 @@ async fn respond(object: &str, outcome: Outcome) -> Response {
             Err(error) => HttpError::for_object(object, error).into_response(),
         },
         Outcome::Delivered { length } => {
+            state.metrics.bytes_out(transport, length);
             let mut response = StatusCode::NO_CONTENT.into_response();
             if length > 0 {
                 response
@@ -206,7 +288,8 @@ async fn respond(object: &str, outcome: Outcome) -> Response {
         }
         Outcome::Returned { first, rest } => {
             let body = futures::stream::once(async { Ok(first) })
-                .chain(rest.bytes_stream().map_err(io::Error::other));
+                .chain(rest.bytes_stream().map_err(io::Error::other))
+                .inspect(counted);
             Body::from_stream(body).into_response()
         }
     }

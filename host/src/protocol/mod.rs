@@ -14,16 +14,26 @@ pub use error::HttpError;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use axum::Router;
 use axum::routing::{any, get, post};
+use futures::future::BoxFuture;
 
 use crate::etl::Etl;
+use crate::metrics::Metrics;
 use crate::source::fqn::FqnPolicy;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    pub etl: Etl,
+    /// The ETL in service: `None` while the component loads (`/health` answers 503),
+    /// replaced whole by a hot swap. A request keeps the one it started with.
+    pub etl: Arc<ArcSwapOption<Etl>>,
+    /// The ETL's name, on every log line of a request.
+    pub name: Arc<str>,
+    pub metrics: Arc<Metrics>,
+    /// `POST /admin/reload`, when an admin token is configured.
+    pub admin: Option<Arc<Admin>>,
     /// `AIS_TARGET_URL`: `<scheme>://<target>/v1/etl/_object/<etl>/<secret>`.
     pub target_url: Option<String>,
     /// For calls to AIStore (hpull GETs, direct puts): carries the AuthN token.
@@ -34,11 +44,24 @@ pub struct AppState {
     pub fqn_policy: Arc<FqnPolicy>,
 }
 
+/// The hot-swap endpoint: off unless a token is configured.
+pub struct Admin {
+    /// Required as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Re-read the component source, validate it fully and switch to it; the
+    /// message says what happened.
+    pub reload: Box<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>,
+}
+
 /// The router. Object paths are never normalised or redirected (§4.6): everything
-/// that is not one of the fixed routes is an object, `PUT /health` included.
+/// that is not one of the fixed routes is an object, `PUT /health` included. The
+/// fixed routes shadow no object: `GET /metrics` is no uname (those hold `%2F`,
+/// §4.3), and AIStore sends no `POST` but `/download`.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(http::health).fallback(http::object))
+        .route("/metrics", get(http::metrics).fallback(http::object))
+        .route("/admin/reload", post(http::reload).fallback(http::object))
         .route("/ws", get(ws::upgrade).fallback(http::object))
         .route("/download", post(http::download).fallback(http::object))
         .route("/", any(http::object))

@@ -17,8 +17,11 @@ use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use super::control::Control;
+use tracing::Instrument;
+
 use super::{AppState, http};
 use crate::etl::{EtlError, Job, Outcome, Output};
+use crate::metrics::Transport;
 use crate::pipeline;
 use crate::runtime::ObjectRequest;
 use crate::source::{self, Source};
@@ -136,12 +139,39 @@ async fn process(state: AppState, control: Control, input: Input) -> Message {
         },
         source,
         pipeline,
+        bytes_in: 0,
     };
-    let limit = state.etl.transform.limits().max_output;
-    match reply(state.etl.process(job).await, limit).await {
-        Ok(message) => message,
-        Err(error) => error_reply(&path, error),
+    let Some(etl) = state.etl.load_full() else {
+        return Message::Text("Transform error: the component is still loading".into());
+    };
+    let span = tracing::info_span!("object", etl = %state.name, transport = "ws", object = %path);
+    async {
+        let started = std::time::Instant::now();
+        let limit = etl.transform.limits().max_output;
+        let mut job = job;
+        let result = reply(etl.process(&mut job).await, limit).await;
+        state.metrics.object(
+            Transport::Ws,
+            result.as_ref().map(drop),
+            job.bytes_in,
+            started.elapsed(),
+        );
+        match result {
+            Ok(message) => {
+                let sent = match &message {
+                    Message::Binary(bytes) => bytes.len() as u64,
+                    // A direct put's delivered byte count.
+                    Message::Text(count) => count.as_str().parse().unwrap_or(0),
+                    _ => 0,
+                };
+                state.metrics.bytes_out(Transport::Ws, sent);
+                message
+            }
+            Err(error) => error_reply(&path, error),
+        }
     }
+    .instrument(span)
+    .await
 }
 
 /// A failed request's TEXT diagnostic: the body an HTTP request would get.

@@ -233,10 +233,11 @@ fn check_component(wasm: &[u8]) -> Result<(), LoadError> {
     }
 }
 
-/// Size the pooling allocator: every live instance takes a slot, and a pool holds at
-/// most `concurrency` idle instances beside `concurrency` busy ones.
+/// Size the pooling allocator: every live instance takes a slot. A pool holds at most
+/// `concurrency` idle instances beside `concurrency` busy ones, and during a hot swap
+/// the old pool's instances live on beside the new one's.
 fn pooling(config: &RuntimeConfig) -> PoolingAllocationConfig {
-    let instances = u32::try_from(config.concurrency * 2 + 2).unwrap_or(u32::MAX);
+    let instances = u32::try_from(config.concurrency * 3 + 2).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(instances)
         // Python and JavaScript components hold dozens of core instances and tables.

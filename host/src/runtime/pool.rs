@@ -14,6 +14,7 @@ use super::instance::Instance;
 pub(crate) struct InstancePool {
     idle: Mutex<Vec<Instance>>,
     permits: std::sync::Arc<Semaphore>,
+    concurrency: usize,
     mode: InstanceMode,
     stats: PoolStats,
 }
@@ -42,6 +43,7 @@ impl InstancePool {
                 InstanceMode::Fresh => Vec::new(),
             }),
             permits: std::sync::Arc::new(Semaphore::new(concurrency)),
+            concurrency,
             mode,
             stats: PoolStats {
                 created: AtomicU64::new(1),
@@ -52,6 +54,13 @@ impl InstancePool {
 
     pub(crate) fn stats(&self) -> &PoolStats {
         &self.stats
+    }
+
+    /// Instances idle in the pool, and objects holding a turn (in a guest, or waiting
+    /// for their instance to be created).
+    pub(crate) fn gauges(&self) -> (usize, usize) {
+        let idle = self.idle.lock().unwrap().len();
+        (idle, self.concurrency - self.permits.available_permits())
     }
 
     /// Wait for a turn, then lend an idle instance or create one with `create`.

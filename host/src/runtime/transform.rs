@@ -51,6 +51,7 @@ enum Backend {
         transform: NativeTransform,
         /// The same concurrency bound a pool applies.
         permits: tokio::sync::Semaphore,
+        concurrency: usize,
         stats: PoolStats,
     },
 }
@@ -90,6 +91,7 @@ impl Transform {
                 backend: Backend::Native {
                     transform,
                     permits: tokio::sync::Semaphore::new(concurrency),
+                    concurrency,
                     stats: PoolStats::default(),
                 },
             }),
@@ -108,6 +110,19 @@ impl Transform {
         match &self.inner.backend {
             Backend::Wasm { pool, .. } => pool.stats(),
             Backend::Native { stats, .. } => stats,
+        }
+    }
+
+    /// Instances idle in the pool, and objects being transformed (or waiting for their
+    /// instance to be created).
+    pub fn pool_gauges(&self) -> (usize, usize) {
+        match &self.inner.backend {
+            Backend::Wasm { pool, .. } => pool.gauges(),
+            Backend::Native {
+                permits,
+                concurrency,
+                ..
+            } => (0, concurrency - permits.available_permits()),
         }
     }
 

@@ -37,6 +37,11 @@ impl ServerBuilder {
     /// A server for the component built from `dir` (e.g. `examples/echo`), with a
     /// private compile cache, a clean environment and a 10 ms direct-put backoff.
     pub fn new(dir: &str) -> Self {
+        Self::with_component(&component(dir))
+    }
+
+    /// The same, for the component file at `wasm`.
+    pub fn with_component(wasm: &Path) -> Self {
         let cache = tempfile::tempdir().unwrap();
         let mut command = ais_wasm(cache.path());
         for (key, _) in std::env::vars_os() {
@@ -57,7 +62,7 @@ impl ServerBuilder {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--component")
-            .arg(component(dir));
+            .arg(wasm);
         ServerBuilder { command, cache }
     }
 
@@ -266,9 +271,13 @@ impl Server {
     }
 
     pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: signalling our own child, which has not been reaped.
-        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
     }
 
     /// Wait for the process to exit, polling until `deadline` passes.

@@ -18,6 +18,7 @@
 //! - `stress`: concurrency, a 1 GiB stream in bounded memory, health under load,
 //!   mid-body failures, graceful shutdown.
 //! - `native`: the `--native` baselines used by benchmarks.
+//! - `operate`: readiness, metrics, hot swap.
 
 mod direct_put;
 mod endurance;
@@ -27,6 +28,7 @@ mod fqn;
 pub(crate) mod harness;
 mod http;
 mod native;
+mod operate;
 mod pipeline;
 mod sandbox;
 mod stress;

@@ -1,0 +1,238 @@
+//! Prometheus metrics at `GET /metrics`: objects by transport and outcome, bytes in
+//! and out, latency per transport, the instance pool, compile-cache hits and hot
+//! swaps. Recorded by the protocol layer, which knows the transport; the pool's
+//! figures are read from the runtime when scraped.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::etl::EtlError;
+use crate::runtime::{Abort, CacheStatus, Fault, ObjectError, Transform};
+
+/// How a request reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// `PUT /<path>`.
+    Hpush,
+    /// `GET /<path>`.
+    Hpull,
+    /// A `/ws` message.
+    Ws,
+    /// `POST /download`.
+    Download,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Hpush => "hpush",
+            Transport::Hpull => "hpull",
+            Transport::Ws => "ws",
+            Transport::Download => "download",
+        }
+    }
+}
+
+impl EncodeLabelValue for Transport {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ObjectLabels {
+    transport: Transport,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TransportLabels {
+    transport: Transport,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    objects: Family<ObjectLabels, Counter>,
+    bytes_in: Family<TransportLabels, Counter>,
+    bytes_out: Family<TransportLabels, Counter>,
+    latency: Family<TransportLabels, Histogram>,
+    instances: Family<StateLabels, Gauge>,
+    instances_created: Counter,
+    instances_discarded: Counter,
+    cache: Family<ResultLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ais_wasm");
+        let objects = Family::<ObjectLabels, Counter>::default();
+        registry.register(
+            "objects",
+            "Objects handled, by transport and outcome (ok, bad_input, failed, trap, timeout, memory, output_limit, source, direct_put, host)",
+            objects.clone(),
+        );
+        let bytes_in = Family::<TransportLabels, Counter>::default();
+        registry.register("bytes_in", "Bytes of objects read", bytes_in.clone());
+        let bytes_out = Family::<TransportLabels, Counter>::default();
+        registry.register("bytes_out", "Bytes of results delivered", bytes_out.clone());
+        let latency = Family::<TransportLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
+        });
+        registry.register(
+            "object_duration_seconds",
+            "Time from request to outcome",
+            latency.clone(),
+        );
+        let instances = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "instances",
+            "Instances by state (idle in the pool, busy with an object)",
+            instances.clone(),
+        );
+        let instances_created = Counter::default();
+        registry.register(
+            "instances_created",
+            "Instances created (instantiated and initialised)",
+            instances_created.clone(),
+        );
+        let instances_discarded = Counter::default();
+        registry.register(
+            "instances_discarded",
+            "Instances discarded (trap, timeout, limit, memory growth, fresh mode)",
+            instances_discarded.clone(),
+        );
+        let cache = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "compile_cache",
+            "Component loads by compile-cache result (hit, miss)",
+            cache.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Hot swaps of the component (ok, failed)",
+            reloads.clone(),
+        );
+        Metrics {
+            registry,
+            objects,
+            bytes_in,
+            bytes_out,
+            latency,
+            instances,
+            instances_created,
+            instances_discarded,
+            cache,
+            reloads,
+        }
+    }
+}
+
+impl Metrics {
+    /// One object's outcome.
+    pub fn object(
+        &self,
+        transport: Transport,
+        result: Result<(), &EtlError>,
+        bytes_in: u64,
+        elapsed: Duration,
+    ) {
+        let outcome = match result {
+            Ok(()) => "ok",
+            Err(error) => outcome(error),
+        };
+        self.objects
+            .get_or_create(&ObjectLabels { transport, outcome })
+            .inc();
+        let labels = TransportLabels { transport };
+        self.bytes_in.get_or_create(&labels).inc_by(bytes_in);
+        self.latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Bytes of a result as they are delivered (streamed results count chunk by chunk).
+    pub fn bytes_out(&self, transport: Transport, bytes: u64) {
+        self.bytes_out
+            .get_or_create(&TransportLabels { transport })
+            .inc_by(bytes);
+    }
+
+    /// A component was loaded (at start-up or by a hot swap).
+    pub fn loaded(&self, cache: CacheStatus) {
+        let result = if cache == CacheStatus::Hit {
+            "hit"
+        } else {
+            "miss"
+        };
+        self.cache.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// A hot swap was attempted.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// The text exposition, with the pool's current figures.
+    pub fn render(&self, transform: Option<&Transform>) -> String {
+        if let Some(transform) = transform {
+            let (idle, busy) = transform.pool_gauges();
+            self.instances
+                .get_or_create(&StateLabels { state: "idle" })
+                .set(idle as i64);
+            self.instances
+                .get_or_create(&StateLabels { state: "busy" })
+                .set(busy as i64);
+            let stats = transform.pool_stats();
+            self.instances_created
+                .inner()
+                .store(stats.created.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.instances_discarded
+                .inner()
+                .store(stats.discarded.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String does not fail");
+        text
+    }
+}
+
+/// The `outcome` label of a failure: which of the three parties failed, and how.
+fn outcome(error: &EtlError) -> &'static str {
+    match error {
+        EtlError::Transform(object) => match (object.fault(), object) {
+            (_, ObjectError::Aborted(Abort::Timeout(_))) => "timeout",
+            (_, ObjectError::Aborted(Abort::MemoryLimit { .. })) => "memory",
+            (_, ObjectError::Aborted(Abort::OutputLimit { .. })) => "output_limit",
+            (_, ObjectError::Aborted(Abort::Trap { .. })) => "trap",
+            (Fault::BadInput, _) => "bad_input",
+            (Fault::Guest, _) => "failed",
+            (Fault::Host, _) => "host",
+        },
+        EtlError::Source(_) => "source",
+        EtlError::DirectPut(_)
+        | EtlError::DirectPutOneShot(_)
+        | EtlError::DirectPutExhausted { .. } => "direct_put",
+        _ => "host",
+    }
+}

@@ -1,0 +1,271 @@
+//! Issue 7, operating the server: readiness while the component loads, Prometheus
+//! metrics, and hot swap (SIGHUP and the admin endpoint).
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use super::harness::{ServerBuilder, client};
+use crate::support::{ais_wasm, component};
+
+/// Poll `check` until it holds, or fail after `deadline`.
+async fn eventually(what: &str, deadline: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !check().await {
+        assert!(
+            Instant::now() < end,
+            "{what} did not happen within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn put(url: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let response = client().put(url).body(body.to_vec()).send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.bytes().await.unwrap().to_vec(),
+    )
+}
+
+/// `/health` answers 503 until the component is loaded, then 200 `Running`.
+#[tokio::test]
+async fn health_is_503_until_the_component_is_ready() {
+    // The component comes from a URL that answers only when the test allows it.
+    let wasm = std::fs::read(component("examples/echo")).unwrap();
+    let origin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/echo.wasm", origin.local_addr().unwrap());
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let origin = std::thread::spawn(move || {
+        let (mut stream, _) = origin.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request).unwrap();
+        released.recv().unwrap();
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            wasm.len()
+        )
+        .unwrap();
+        stream.write_all(&wasm).unwrap();
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cache = tempfile::tempdir().unwrap();
+    let mut child = ais_wasm(cache.path())
+        .env("ETL_WASM_URL", &url)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{port}/health");
+    let status = || async {
+        client()
+            .get(&health)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .ok()
+    };
+    eventually("the port opening", Duration::from_secs(20), async || {
+        status().await.is_some()
+    })
+    .await;
+    assert_eq!(
+        status().await,
+        Some(503),
+        "not ready while the component downloads"
+    );
+    let (code, _) = put(&format!("http://127.0.0.1:{port}/b/o"), b"early").await;
+    assert_eq!(code, 503, "objects wait for readiness too");
+    release.send(()).unwrap();
+    eventually("readiness", Duration::from_secs(30), async || {
+        status().await == Some(200)
+    })
+    .await;
+    assert_eq!(
+        put(&format!("http://127.0.0.1:{port}/b/o"), b"now").await,
+        (200, b"now".to_vec())
+    );
+    origin.join().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn metrics_count_objects_bytes_errors_and_the_pool() {
+    let server = ServerBuilder::new("host/tests/components/hostile")
+        .start()
+        .await;
+    for _ in 0..3 {
+        assert_eq!(put(&server.url("/b/o"), b"12345").await.0, 200);
+    }
+    assert_eq!(
+        put(&server.url("/b/o?etl_args=bad-input"), b"x").await.0,
+        422
+    );
+    assert_eq!(put(&server.url("/b/o?etl_args=panic"), b"x").await.0, 500);
+    let text = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"ais_wasm_objects_total{transport="hpush",outcome="ok"} 3"#,
+        r#"ais_wasm_objects_total{transport="hpush",outcome="bad_input"} 1"#,
+        r#"ais_wasm_objects_total{transport="hpush",outcome="trap"} 1"#,
+        r#"ais_wasm_bytes_in_total{transport="hpush"} 17"#,
+        r#"ais_wasm_bytes_out_total{transport="hpush"} 15"#,
+        r#"ais_wasm_object_duration_seconds_count{transport="hpush"} 5"#,
+        r#"ais_wasm_instances_discarded_total 1"#,
+        r#"ais_wasm_compile_cache_total{result="miss"} 1"#,
+        r#"ais_wasm_instances{state="busy"} 0"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+}
+
+/// SIGHUP swaps in the component the source now holds; an object in flight finishes
+/// on the old one; a component that fails validation is refused and the current one
+/// keeps serving.
+#[tokio::test]
+async fn sighup_swaps_the_component_and_keeps_the_old_one_when_the_new_one_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("transform.wasm");
+    std::fs::copy(component("examples/upper"), &path).unwrap();
+    let server = ServerBuilder::with_component(&path)
+        .env("RUST_LOG", "info")
+        .start()
+        .await;
+    assert_eq!(
+        put(&server.url("/b/o"), b"abc").await,
+        (200, b"ABC".to_vec())
+    );
+
+    // An upload in flight on the old component: its body is still arriving.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let in_flight = tokio::spawn(
+        client()
+            .put(server.url("/b/slow"))
+            .body(reqwest::Body::wrap_stream(tokio_stream(receiver)))
+            .send(),
+    );
+    sender.send(Ok(b"first half, ".to_vec())).await.unwrap();
+
+    std::fs::copy(component("examples/hello"), &path).unwrap();
+    server.signal(libc::SIGHUP);
+    let url = server.url("/b/o");
+    eventually("the swap", Duration::from_secs(30), async || {
+        put(&url, b"abc").await.1 == b"Hello World!"
+    })
+    .await;
+
+    sender.send(Ok(b"second half".to_vec())).await.unwrap();
+    drop(sender);
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(
+        response.bytes().await.unwrap(),
+        "FIRST HALF, SECOND HALF".as_bytes()
+    );
+
+    std::fs::write(&path, b"not a component").unwrap();
+    server.signal(libc::SIGHUP);
+    eventually("the refusal", Duration::from_secs(30), async || {
+        server.stderr().contains("hot swap failed")
+    })
+    .await;
+    assert_eq!(put(&url, b"abc").await.1, b"Hello World!");
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"ais_wasm_reloads_total{result="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"ais_wasm_reloads_total{result="failed"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_admin_endpoint_is_off_by_default_and_needs_its_token() {
+    let server = ServerBuilder::new("examples/echo").start().await;
+    let response = client()
+        .post(server.url("/admin/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405, "off without a token");
+
+    let server = ServerBuilder::new("examples/echo")
+        .env("ETL_WASM_ADMIN_TOKEN", "s3cret")
+        .start()
+        .await;
+    let reload = |token: &'static str| {
+        client()
+            .post(server.url("/admin/reload"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(reload("wrong").await.unwrap().status(), 401);
+    let response = reload("s3cret").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("now serving the component with sha256")
+    );
+}
+
+fn tokio_stream(
+    mut receiver: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+/// Structured logs: every line of a request, the guest's own output included, names
+/// the ETL, the transport and the object.
+#[tokio::test]
+async fn json_logs_attribute_guest_output_to_etl_transport_and_object() {
+    let server = ServerBuilder::new("host/tests/components/hostile")
+        .env("RUST_LOG", "info")
+        .env("ETL_WASM_LOG_FORMAT", "json")
+        .env("ETL_NAME", "hostile-etl")
+        .start()
+        .await;
+    assert_eq!(
+        put(&server.url("/bucket/obj%201?etl_args=flood:1"), b"x")
+            .await
+            .0,
+        200
+    );
+    eventually("the guest's line", Duration::from_secs(10), async || {
+        server.stderr().contains("yyyy")
+    })
+    .await;
+    let stderr = server.stderr();
+    let line = stderr.lines().find(|l| l.contains("yyyy")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    let span = &json["span"];
+    assert_eq!(span["etl"], "hostile-etl", "{line}");
+    assert_eq!(span["transport"], "hpush", "{line}");
+    assert_eq!(span["object"], "bucket/obj 1", "{line}");
+    assert_eq!(json["target"], "guest", "{line}");
+}
