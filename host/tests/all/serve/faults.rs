@@ -1,8 +1,9 @@
 //! Faults around the server, with the fake target: a next hop that is down, resets,
-//! answers 5xx or never answers; a target GET (hpull) that fails the same ways; and
-//! clients that disconnect mid-upload or mid-download. Each gives a clear error for
-//! its object, the server stays healthy, and nothing leaks: one worker only, so a
-//! lost permit would stall the next object, and the pool's counters are checked.
+//! answers 5xx or never answers; a target GET (hpull) that fails the same ways or is
+//! refused; and clients that disconnect mid-upload or mid-download. Each gives a
+//! clear error for its object, the server stays healthy, and nothing leaks: one
+//! worker only, so a lost permit would stall the next object, and the pool's
+//! counters are checked.
 //! `direct_put.rs` covers the protocol details of these answers; this covers what
 //! they leave behind.
 
@@ -158,7 +159,23 @@ async fn target_get_failing_for_hpull() {
             assert_healthy(&server, component).await;
         }
     }
-    // Refused: `http.rs`, hpull_from_an_unreachable_target_is_502.
+    // Refused: nothing listens at AIS_TARGET_URL.
+    let server = server("examples/upper", &target)
+        .env(
+            "AIS_TARGET_URL",
+            format!("http://{}/v1/etl/_object/f/s", closed_port()),
+        )
+        .start()
+        .await;
+    let response = request(server.addr, "GET", "/ais%2F@%23%2Fsrc%2Fo", &[], b"").await;
+    assert_error(
+        &response,
+        502,
+        "ais/@#/src/o",
+        "the target cannot be reached",
+        "target GET refused",
+    );
+    assert_healthy(&server, "examples/upper").await;
 }
 
 /// Send `head` and `sent` bytes of a body announced longer, then close.
