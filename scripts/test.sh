@@ -37,6 +37,13 @@ if [[ $fuzz_seconds != 0 ]]; then
   fuzz/run.sh "$fuzz_seconds"
 fi
 
+# A short soak (the long one: `ais-wasm bench soak --component ECHO.wasm`, 100,000
+# objects): every transport, mixed sizes, every byte verified, flat memory and files.
+cargo build --quiet -p ais-wasm
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+"$target_dir/debug/ais-wasm" bench soak --component "$(examples/echo/build.sh | tail -n 1)" \
+  --objects 8000 --warmup-objects 2000 --sizes 1KiB,64KiB,256KiB --concurrency 32
+
 # Last, so its summary closes the output.
 cargo test --workspace
 

@@ -31,6 +31,9 @@ pub enum BenchWhat {
     /// the AIStore target, drive every transport at several sizes and concurrency
     /// levels, verify every byte, measure throughput, latency, CPU and memory.
     Serve(Box<crate::load::bench::ServeBenchArgs>),
+    /// Soak a server: many objects of mixed sizes over every transport, every byte
+    /// verified; fails on any error or when memory or descriptors grow.
+    Soak(Box<crate::load::soak::SoakArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +67,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchWhat::Engine(args) => engine(args).await,
         BenchWhat::Components(args) => components(args).await,
         BenchWhat::Serve(args) => serve(*args).await,
+        BenchWhat::Soak(args) => crate::load::soak::run(*args).await,
     }
 }
 

@@ -23,6 +23,7 @@
 pub mod bench;
 pub mod driver;
 pub mod process;
+pub mod soak;
 pub mod stats;
 pub mod target;
 pub mod wire;
