@@ -237,8 +237,8 @@ fn log_pool_stats(transform: &Transform) {
     );
 }
 
-/// `kill -USR1 <pid>` logs the pool's counters. A log line rather than an endpoint:
-/// every path is an object name (§4.6), so any endpoint would shadow one.
+/// `kill -USR1 <pid>` logs the pool's counters at a moment of the caller's choosing
+/// (the leak tests read them between phases), with no scraper needed.
 async fn log_pool_stats_on_signal(
     mut signal: tokio::signal::unix::Signal,
     slot: Arc<ArcSwapOption<Etl>>,
