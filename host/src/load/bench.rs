@@ -38,7 +38,7 @@ pub struct ServeBenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "hpush-body,hpush-fqn,hpull-target,hpull-fqn,ws,ws-fqn,hpush-direct-put,ws-direct-put"
+        default_value = super::ALL_TRANSPORTS
     )]
     pub transports: Vec<Transport>,
     /// Object sizes.

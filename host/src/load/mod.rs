@@ -39,6 +39,10 @@ use md5::Digest;
 /// The bucket every source object lives in.
 pub const BUCKET: &str = "src";
 
+/// Every transport, as the command line spells the list.
+pub const ALL_TRANSPORTS: &str =
+    "hpush-body,hpush-fqn,hpull-target,hpull-fqn,ws,ws-fqn,hpush-direct-put,ws-direct-put";
+
 /// How a request reaches the server (§3, §4 of the protocol document).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Transport {

@@ -36,7 +36,7 @@ pub struct SoakArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "hpush-body,hpush-fqn,hpull-target,hpull-fqn,ws,ws-fqn,hpush-direct-put,ws-direct-put"
+        default_value = super::ALL_TRANSPORTS
     )]
     pub transports: Vec<Transport>,
     /// The transform the component implements, to check every output against.
