@@ -10,7 +10,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::fake_target::FakeTarget;
@@ -311,36 +310,9 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Go's `url.PathEscape`: keeps letters, digits, `-._~` and `$&+:=@`.
-const GO_PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'$')
-    .remove(b'&')
-    .remove(b'+')
-    .remove(b':')
-    .remove(b'=')
-    .remove(b'@');
-
-pub fn path_escape(s: &str) -> String {
-    utf8_percent_encode(s, GO_PATH_SEGMENT).to_string()
-}
-
-/// Go's `url.QueryEscape` (what `url.Values.Encode` applies to values).
-pub fn query_escape(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// `etl_fqn=<value>` exactly as the target puts it on the wire (§5.3): PathEscape,
-/// then query-encoded again.
-pub fn etl_fqn_param(fqn: &Path) -> String {
-    format!(
-        "etl_fqn={}",
-        query_escape(&path_escape(fqn.to_str().unwrap()))
-    )
-}
+// The target's wire encodings (§5), shared with the load generator: both are written
+// from the protocol document, not borrowed from the server under test.
+pub use ais_wasm::load::wire::{etl_fqn_query as etl_fqn_param, path_escape, query_escape};
 
 /// A target's mountpath laid out as `<mountpath>/@ais/<bucket>/%ob/<object>`.
 pub struct Mountpath {
