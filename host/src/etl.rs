@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::pipeline::{Pipeline, PutUrlError};
 use crate::runtime::{InputStream, ObjectError, ObjectRequest, Transform};
 use crate::sink::{Answer, DirectPut, PutError};
-use crate::source::{Source, SourceError};
+use crate::source::{Loaded, Source, SourceError};
 
 /// Output chunks in flight between a streaming guest and its receiver: the bound
 /// that makes streaming constant-memory.
@@ -192,46 +192,46 @@ impl Etl {
 
     /// Run the transform once on a freshly opened source.
     async fn run(&self, job: &mut Job) -> Result<Output, EtlError> {
-        let size = job.source.size().await;
-        job.bytes_in = size.unwrap_or(0);
         let shapes = self.transform.shapes();
         let direct_fqn =
-            self.direct_fqn && shapes.streaming && matches!(job.source, Source::Fqn(_));
+            self.direct_fqn && shapes.streaming && matches!(job.source, Source::Fqn { .. });
+        let transform = self.transform.clone();
+        let whole = move |size| !direct_fqn && !transform.prefers_streaming(size);
+        let loaded = self
+            .in_time("reading the object", job.source.load(whole))
+            .await??;
         let transform = self.transform.clone();
         let object = job.object.clone();
-        if direct_fqn || self.transform.prefers_streaming(size) {
-            let opened = self
-                .in_time("opening the object", job.source.open())
-                .await??;
-            let (sender, receiver) = mpsc::channel(OUTPUT_QUEUE);
-            let (finished, outcome) = oneshot::channel();
-            // The guest runs in its own task so that a dropped connection never
-            // cancels it mid-call (which would cost the instance).
-            // In the request's span, so the guest's output is attributed to it.
-            let handle = self.guests.spawn(tracing::Instrument::in_current_span(async move {
-                let input = InputStream::new(opened.reader, opened.size);
-                let result = transform.streaming(input, sender, &object).await;
-                if let Err(error) = &result {
-                    tracing::warn!(object = %object.path, "streaming transform failed: {error}");
-                }
-                let _ = finished.send(result.is_ok());
-                result
-            }));
-            Ok(Output::Stream(OutputStream {
-                receiver,
-                outcome: Some(outcome),
-                handle: Some(handle),
-            }))
-        } else {
-            let data = self
-                .in_time("reading the object", job.source.read_all())
-                .await??;
-            let handle = self
-                .guests
-                .spawn(tracing::Instrument::in_current_span(async move {
+        match loaded {
+            Loaded::Whole(data) => {
+                job.bytes_in = data.len() as u64;
+                let call = tracing::Instrument::in_current_span(async move {
                     transform.buffered(&data, &object).await
+                });
+                Ok(Output::Full(self.on_guests(call).await?.into()))
+            }
+            Loaded::Stream(opened) => {
+                job.bytes_in = opened.size.unwrap_or(0);
+                let (sender, receiver) = mpsc::channel(OUTPUT_QUEUE);
+                let (finished, outcome) = oneshot::channel();
+                // The guest runs in its own task so that a dropped connection never
+                // cancels it mid-call (which would cost the instance).
+                // In the request's span, so the guest's output is attributed to it.
+                let handle = self.guests.spawn(tracing::Instrument::in_current_span(async move {
+                    let input = InputStream::new(opened.reader, opened.size);
+                    let result = transform.streaming(input, sender, &object).await;
+                    if let Err(error) = &result {
+                        tracing::warn!(object = %object.path, "streaming transform failed: {error}");
+                    }
+                    let _ = finished.send(result.is_ok());
+                    result
                 }));
-            Ok(Output::Full(join(handle).await?.into()))
+                Ok(Output::Stream(OutputStream {
+                    receiver,
+                    outcome: Some(outcome),
+                    handle: Some(handle),
+                }))
+            }
         }
     }
 }
@@ -248,6 +248,30 @@ impl Etl {
         tokio::time::timeout(limit, io)
             .await
             .map_err(|_| EtlError::Timeout { during, limit })
+    }
+}
+
+impl Etl {
+    /// Run a buffered guest call here until it first gives its thread back (an epoch
+    /// tick, at most 10 ms in), then move it to the guests' runtime to finish.
+    /// Most calls end before that, and save the two cross-thread wake-ups of a
+    /// hand-off. The move happens within the poll that saw it yield, so a dropped
+    /// connection can't cancel the call between the two (which would cost the
+    /// instance).
+    async fn on_guests<T: Send + 'static>(
+        &self,
+        call: impl Future<Output = Result<T, ObjectError>> + Send + 'static,
+    ) -> Result<T, EtlError> {
+        let mut call = Box::pin(call);
+        let first = std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        match first {
+            Some(result) => Ok(result?),
+            None => join(self.guests.spawn(call)).await,
+        }
     }
 }
 

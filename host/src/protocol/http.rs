@@ -12,11 +12,11 @@ use futures::{StreamExt, TryStreamExt};
 use tracing::Instrument;
 
 use super::{AppState, HttpError};
-use crate::etl::{EtlError, Job, Outcome, Output};
+use crate::etl::{Job, Outcome, Output};
 use crate::metrics::Transport;
 use crate::pipeline;
 use crate::runtime::ObjectRequest;
-use crate::source::{self, HttpSource, Source, target};
+use crate::source::{HttpSource, Source, target};
 
 /// `Ais-Direct-Put-Length` on a 204: bytes delivered downstream.
 const DIRECT_PUT_LENGTH: &str = "ais-direct-put-length";
@@ -111,14 +111,7 @@ pub async fn object(
         Err(error) => return error.into_response(),
     };
     let source = match (&method, params.fqn) {
-        (&Method::PUT | &Method::GET, Some(fqn)) => {
-            match source::resolve_fqn(&state.fqn_policy, &fqn).await {
-                Ok(path) => Source::Fqn(path),
-                Err(error) => {
-                    return HttpError::for_object(&path, EtlError::Source(error)).into_response();
-                }
-            }
-        }
+        (&Method::PUT | &Method::GET, Some(fqn)) => Source::fqn(&state.fqn_policy, &fqn),
         (&Method::PUT, None) => Source::Body {
             length: headers
                 .get(header::CONTENT_LENGTH)

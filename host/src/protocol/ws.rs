@@ -24,7 +24,7 @@ use crate::etl::{EtlError, Job, Outcome, Output};
 use crate::metrics::Transport;
 use crate::pipeline;
 use crate::runtime::ObjectRequest;
-use crate::source::{self, Source};
+use crate::source::Source;
 
 /// The target reads replies of up to 16 GiB, and sends objects as large (§4.4).
 const MAX_MESSAGE: usize = 16 << 30;
@@ -126,10 +126,7 @@ async fn process(state: AppState, control: Control, input: Input) -> Message {
     };
     let source = match input {
         Input::Data(data) => Source::Bytes(data),
-        Input::Fqn => match source::resolve_fqn(&state.fqn_policy, &control.fqn).await {
-            Ok(resolved) => Source::Fqn(resolved),
-            Err(error) => return error_reply(&path, EtlError::Source(error)),
-        },
+        Input::Fqn => Source::fqn(&state.fqn_policy, &control.fqn),
     };
     let job = Job {
         forward_path: pipeline::escape_path(&path),

@@ -24,8 +24,12 @@ pub enum Source {
     },
     /// Bytes already in memory (a WebSocket data message).
     Bytes(Bytes),
-    /// The object's file on a mountpath, as [`fqn::FqnPolicy::resolve`] returned it.
-    Fqn(PathBuf),
+    /// The object's file on a mountpath: `etl_fqn` decoded, checked against the
+    /// policy and resolved when the source is loaded.
+    Fqn {
+        path: PathBuf,
+        policy: Arc<fqn::FqnPolicy>,
+    },
     /// A GET, re-issued for every attempt.
     Http {
         url: String,
@@ -70,137 +74,111 @@ pub enum SourceError {
     NoTargetUrl,
 }
 
-/// A source opened for one attempt.
+/// A source opened for one attempt, to be streamed.
 pub struct Opened {
     pub reader: Box<dyn AsyncRead + Send + Unpin>,
     pub size: Option<u64>,
 }
 
+/// A source loaded for one attempt: read whole, or opened to be streamed.
+pub enum Loaded {
+    Whole(Bytes),
+    Stream(Opened),
+}
+
 impl Source {
+    /// `etl_fqn` as it arrived (§5.3), to be confined by `policy` (§11).
+    pub fn fqn(policy: &Arc<fqn::FqnPolicy>, value: &str) -> Self {
+        Source::Fqn {
+            path: fqn::decode(value),
+            policy: policy.clone(),
+        }
+    }
+
     /// Whether the source can be opened again for another attempt (a direct-put
     /// retry re-runs the transform from a fresh source).
     pub fn replayable(&self) -> bool {
         !matches!(self, Source::Body { .. })
     }
 
-    /// The object's size, when known before reading.
-    pub async fn size(&mut self) -> Option<u64> {
-        match self {
-            Source::Body { length, .. } => *length,
-            Source::Bytes(bytes) => Some(bytes.len() as u64),
-            Source::Fqn(path) => tokio::fs::metadata(path).await.ok().map(|m| m.len()),
-            Source::Http { .. } => None,
-        }
-    }
-
-    /// Open the source for streaming.
-    pub async fn open(&mut self) -> Result<Opened, SourceError> {
-        match self {
-            Source::Body { body, length } => {
-                let body = body.take().ok_or(SourceError::Consumed)?;
-                Ok(Opened {
-                    reader: Box::new(StreamReader::new(body)),
-                    size: *length,
-                })
-            }
-            Source::Bytes(bytes) => Ok(Opened {
-                size: Some(bytes.len() as u64),
-                reader: Box::new(io::Cursor::new(bytes.clone())),
-            }),
-            Source::Fqn(path) => {
-                let (file, size) = open_fqn(path).await?;
-                Ok(Opened {
-                    reader: Box::new(file),
-                    size: Some(size),
-                })
-            }
-            Source::Http { url, client, kind } => {
-                let response = get(client, url, *kind).await?;
-                let size = response.content_length();
-                let stream = response.bytes_stream().map_err(io::Error::other);
-                Ok(Opened {
-                    reader: Box::new(StreamReader::new(stream)),
-                    size,
-                })
-            }
-        }
-    }
-
-    /// Read the whole object (for buffered transforms).
-    pub async fn read_all(&mut self) -> Result<Bytes, SourceError> {
+    /// Open the source and read it whole if `whole(size)` says so, the size being
+    /// known once the source is open (`None`: it has no length). A file takes one
+    /// trip to the blocking pool for all of it (resolve, open, stat, read): a trip
+    /// per step costs more than the reading itself for small objects.
+    pub async fn load(
+        &mut self,
+        whole: impl FnOnce(Option<u64>) -> bool + Send + 'static,
+    ) -> Result<Loaded, SourceError> {
         match self {
             Source::Body { body, length } => {
                 let mut body = body.take().ok_or(SourceError::Consumed)?;
+                if !whole(*length) {
+                    return Ok(Loaded::Stream(Opened {
+                        reader: Box::new(StreamReader::new(body)),
+                        size: *length,
+                    }));
+                }
                 let mut data = Vec::with_capacity(length.unwrap_or(0).min(64 << 20) as usize);
                 while let Some(chunk) = body.next().await {
                     data.extend_from_slice(&chunk.map_err(SourceError::Body)?);
                 }
-                Ok(data.into())
+                Ok(Loaded::Whole(data.into()))
             }
-            Source::Bytes(bytes) => Ok(bytes.clone()),
-            Source::Fqn(path) => {
-                // One trip to the blocking pool for open, fstat and the whole read:
-                // tokio's File would make one per step and per 2 MiB read, which cost
-                // more than the read itself for small objects.
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || {
-                    use std::io::Read;
-                    let (file, size) = open_fqn_blocking(&path)?;
-                    let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
-                    (&file)
-                        .read_to_end(&mut data)
-                        .map_err(|e| fqn_error(&path, e))?;
-                    Ok(Bytes::from(data))
-                })
-                .await
-                .unwrap_or_else(|error| Err(SourceError::Body(io::Error::other(error))))
+            Source::Bytes(bytes) => Ok(match whole(Some(bytes.len() as u64)) {
+                true => Loaded::Whole(bytes.clone()),
+                false => Loaded::Stream(Opened {
+                    size: Some(bytes.len() as u64),
+                    reader: Box::new(io::Cursor::new(bytes.clone())),
+                }),
+            }),
+            Source::Fqn { path, policy } => {
+                let (path, policy) = (path.clone(), policy.clone());
+                tokio::task::spawn_blocking(move || load_fqn(&policy, &path, whole))
+                    .await
+                    .unwrap_or_else(|error| Err(SourceError::Body(io::Error::other(error))))
             }
             Source::Http { url, client, kind } => {
                 let response = get(client, url, *kind).await?;
-                response
-                    .bytes()
-                    .await
-                    .map_err(|e| transport_error(url, *kind, e))
+                let size = response.content_length();
+                if whole(size) {
+                    let data = response
+                        .bytes()
+                        .await
+                        .map_err(|e| transport_error(url, *kind, e))?;
+                    return Ok(Loaded::Whole(data));
+                }
+                let stream = response.bytes_stream().map_err(io::Error::other);
+                Ok(Loaded::Stream(Opened {
+                    reader: Box::new(StreamReader::new(stream)),
+                    size,
+                }))
             }
         }
     }
 }
 
-/// Decode an `etl_fqn` value and resolve it under `policy` (§5.3, §11): the path
-/// to hand to [`Source::Fqn`], or why there is none. A refused path is not opened.
-pub async fn resolve_fqn(
-    policy: &Arc<fqn::FqnPolicy>,
-    value: &str,
-) -> Result<PathBuf, SourceError> {
-    let path = fqn::decode(value);
-    let (policy, lookup) = (policy.clone(), path.clone());
-    // canonicalize and stat are blocking calls.
-    let resolved = tokio::task::spawn_blocking(move || policy.resolve(&lookup))
-        .await
-        .unwrap_or_else(|error| Err(fqn::ResolveError::Io(io::Error::other(error))));
-    resolved.map_err(|error| match error {
-        fqn::ResolveError::Refused(reason) => SourceError::FqnRefused { path, reason },
-        fqn::ResolveError::Io(error) => fqn_error(&path, error),
-    })
-}
-
-/// Open a resolved FQN for reading: never through a symbolic link (one swapped in
-/// since [`resolve_fqn`] checked the path) and never blocking on a FIFO; and only
-/// a regular file, checked on the open descriptor. Returns the file and its size.
-async fn open_fqn(path: &Path) -> Result<(tokio::fs::File, u64), SourceError> {
-    let path = path.to_path_buf();
-    let (file, size) = tokio::task::spawn_blocking(move || open_fqn_blocking(&path))
-        .await
-        .unwrap_or_else(|error| Err(SourceError::Body(io::Error::other(error))))?;
-    Ok((tokio::fs::File::from_std(file), size))
-}
-
-fn open_fqn_blocking(path: &Path) -> Result<(std::fs::File, u64), SourceError> {
+/// Resolve an FQN under `policy` and open it: a refused path is never opened;
+/// the resolved path is opened without following a symbolic link (one swapped in
+/// since it was resolved) and without blocking on a FIFO, and must be a regular
+/// file, checked again on the open descriptor. Blocking.
+fn load_fqn(
+    policy: &fqn::FqnPolicy,
+    path: &Path,
+    whole: impl FnOnce(Option<u64>) -> bool,
+) -> Result<Loaded, SourceError> {
+    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
+    let resolved = policy.resolve(path).map_err(|error| match error {
+        fqn::ResolveError::Refused(reason) => SourceError::FqnRefused {
+            path: path.to_path_buf(),
+            reason,
+        },
+        fqn::ResolveError::Io(error) => fqn_error(path, error),
+    })?;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
+        .open(&resolved)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => SourceError::FqnRefused {
                 path: path.to_path_buf(),
@@ -215,7 +193,18 @@ fn open_fqn_blocking(path: &Path) -> Result<(std::fs::File, u64), SourceError> {
             reason: fqn::FqnRefusal::NotAFile,
         });
     }
-    Ok((file, metadata.len()))
+    let size = metadata.len();
+    if !whole(Some(size)) {
+        return Ok(Loaded::Stream(Opened {
+            reader: Box::new(tokio::fs::File::from_std(file)),
+            size: Some(size),
+        }));
+    }
+    let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
+    (&file)
+        .read_to_end(&mut data)
+        .map_err(|e| fqn_error(path, e))?;
+    Ok(Loaded::Whole(data.into()))
 }
 
 fn fqn_error(path: &Path, error: io::Error) -> SourceError {
