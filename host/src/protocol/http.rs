@@ -2,6 +2,7 @@
 //! (hpull) and `POST /download`.
 
 use std::io;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -23,7 +24,7 @@ const DIRECT_PUT_LENGTH: &str = "ais-direct-put-length";
 
 /// §4.1: answered without touching the transform, so it stays fast under any load;
 /// 503 until the component is compiled, instantiated and initialised.
-pub async fn health(State(state): State<AppState>) -> Response {
+pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     match state.etl.load().is_some() {
         true => "Running".into_response(),
         false => (StatusCode::SERVICE_UNAVAILABLE, "Loading").into_response(),
@@ -31,7 +32,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics (text exposition format).
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let etl = state.etl.load_full();
     let text = state.metrics.render(etl.as_ref().map(|etl| &etl.transform));
     (
@@ -45,7 +46,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// `POST /admin/reload` with the admin token: hot-swap the component.
-pub async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let Some(admin) = &state.admin else {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     };
@@ -93,7 +94,7 @@ impl Params {
 
 /// `PUT /<path>` and `GET /<path>`; anything else is 405 (§4.6).
 pub async fn object(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -156,7 +157,7 @@ pub async fn object(
 }
 
 /// `POST /download?original_url=&object_to=[&etl_args=]` (§4.5).
-pub async fn download(State(state): State<AppState>, uri: Uri) -> Response {
+pub async fn download(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
     let (mut url, mut object_to, mut args) = (None, None, None);
     for (key, value) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
         let slot = match &*key {

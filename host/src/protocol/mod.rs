@@ -23,8 +23,7 @@ use crate::etl::Etl;
 use crate::metrics::Metrics;
 use crate::source::fqn::FqnPolicy;
 
-/// What every handler shares.
-#[derive(Clone)]
+/// What every handler shares (behind one `Arc`: axum clones the state per request).
 pub struct AppState {
     /// The ETL in service: `None` while the component loads (`/health` answers 503),
     /// replaced whole by a hot swap. A request keeps the one it started with.
@@ -66,5 +65,5 @@ pub fn app(state: AppState) -> Router {
         .route("/download", post(http::download).fallback(http::object))
         .route("/", any(http::object))
         .fallback(http::object)
-        .with_state(state)
+        .with_state(Arc::new(state))
 }

@@ -7,6 +7,8 @@
 //! one request failed (that would strand every request queued behind it); a failure
 //! is answered with a TEXT diagnostic and logged (§13 Q1).
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -42,7 +44,7 @@ enum Input {
 }
 
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     method: axum::http::Method,
     uri: axum::http::Uri,
@@ -59,7 +61,7 @@ pub async fn upgrade(
     }
 }
 
-async fn serve(state: AppState, socket: WebSocket) {
+async fn serve(state: Arc<AppState>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let (replies, mut pending) = mpsc::channel::<tokio::task::JoinHandle<Message>>(IN_FLIGHT);
     let writer = tokio::spawn(async move {
@@ -118,7 +120,7 @@ async fn next_data(stream: &mut futures::stream::SplitStream<WebSocket>) -> Opti
     None
 }
 
-async fn process(state: AppState, control: Control, input: Input) -> Message {
+async fn process(state: Arc<AppState>, control: Control, input: Input) -> Message {
     let path = control.path;
     let pipeline = match pipeline::parse(&control.pipeline) {
         Ok(pipeline) => pipeline,
