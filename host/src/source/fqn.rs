@@ -6,7 +6,7 @@
 //! references stop there, so anyone who can reach the pod's port can read any file
 //! the pod can read; [`FqnPolicy`] confines FQNs to files shaped like AIStore
 //! objects (`fs/fs.go`, `MakePathFQN`), optionally under configured mountpath roots,
-//! after resolving symbolic links. Legitimate target traffic never notices.
+//! as written and as opened (`super::file`). Legitimate target traffic never notices.
 //!
 //! This file is self-contained on purpose (std, `percent-encoding` and `thiserror`,
 //! no `crate::` paths): the fuzz crate (`fuzz/`) compiles it on its own rather than
@@ -51,7 +51,7 @@ const OBJECT_CONTENT_TYPE: &[u8] = b"%ob";
 ///
 /// A path is accepted when it is an AIStore object FQN,
 /// `<mountpath>/@<provider>[/#<namespace> | /@<uuid>#<namespace>]/<bucket>/%ob/<object>`,
-/// both as written (after normalisation) and after symbolic links are resolved, and,
+/// both as written (after normalisation) and as the file actually opened resolves, and,
 /// when roots are configured, when `<mountpath>` is one of the roots or lies under
 /// one. Checking the path as written first means a refused path is never looked up
 /// on disk, so the answer says nothing about which files exist.
@@ -79,17 +79,6 @@ pub enum FqnRefusal {
     /// The path names a directory, device, FIFO or socket rather than a file.
     #[error("is not a regular file")]
     NotAFile,
-}
-
-/// Why [`FqnPolicy::resolve`] did not produce a path to open.
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    /// The policy refuses the path.
-    #[error("{0}")]
-    Refused(FqnRefusal),
-    /// The filesystem failed (the file does not exist, permission denied).
-    #[error(transparent)]
-    Io(io::Error),
 }
 
 /// Why `ETL_FQN_ROOTS` is not acceptable.
@@ -193,24 +182,6 @@ impl FqnPolicy {
         } else {
             Err(FqnRefusal::OutsideRoots)
         }
-    }
-
-    /// Check `path` as written, then resolve its symbolic links and check the result
-    /// again, and require a regular file. Returns the resolved path: the one to
-    /// open (with `O_NOFOLLOW`, so that a link swapped in afterwards is not
-    /// followed). Blocking: call it off the async executor.
-    pub fn resolve(&self, path: &Path) -> Result<PathBuf, ResolveError> {
-        self.check(path).map_err(ResolveError::Refused)?;
-        let resolved = std::fs::canonicalize(path).map_err(ResolveError::Io)?;
-        if resolved != path && self.check(&resolved).is_err() {
-            return Err(ResolveError::Refused(FqnRefusal::LinkOutside));
-        }
-        // `stat`, not `open`: opening a FIFO or a device can block or have effects.
-        let metadata = std::fs::metadata(&resolved).map_err(ResolveError::Io)?;
-        if !metadata.is_file() {
-            return Err(ResolveError::Refused(FqnRefusal::NotAFile));
-        }
-        Ok(resolved)
     }
 }
 

@@ -2,6 +2,7 @@
 //! named by `etl_fqn`, or an HTTP GET (the target for hpull, any URL for download).
 //! Sources stream; only buffered transforms read them whole.
 
+mod file;
 pub mod fqn;
 pub mod target;
 
@@ -102,12 +103,13 @@ impl Source {
     }
 
     /// Open the source and read it whole if `whole(size)` says so, the size being
-    /// known once the source is open (`None`: it has no length). A file takes one
-    /// trip to the blocking pool for all of it (resolve, open, stat, read): a trip
-    /// per step costs more than the reading itself for small objects.
+    /// known once the source is open (`None`: it has no length). A file is loaded
+    /// on this thread when the kernel has it cached, else in one trip to the
+    /// blocking pool for all of it: a trip per step (resolve, open, stat, read)
+    /// costs more than the reading itself for small objects.
     pub async fn load(
         &mut self,
-        whole: impl FnOnce(Option<u64>) -> bool + Send + 'static,
+        whole: impl Fn(Option<u64>) -> bool + Send + 'static,
     ) -> Result<Loaded, SourceError> {
         match self {
             Source::Body { body, length } => {
@@ -132,10 +134,16 @@ impl Source {
                 }),
             }),
             Source::Fqn { path, policy } => {
+                if let Some(loaded) = file::load(policy, path, &whole, file::Wait::Never)? {
+                    return Ok(loaded);
+                }
                 let (path, policy) = (path.clone(), policy.clone());
-                tokio::task::spawn_blocking(move || load_fqn(&policy, &path, whole))
-                    .await
-                    .unwrap_or_else(|error| Err(SourceError::Body(io::Error::other(error))))
+                tokio::task::spawn_blocking(move || {
+                    file::load(&policy, &path, &whole, file::Wait::Allowed)
+                        .map(|loaded| loaded.expect("a load that may wait always finishes"))
+                })
+                .await
+                .unwrap_or_else(|error| Err(SourceError::Body(io::Error::other(error))))
             }
             Source::Http { url, client, kind } => {
                 let response = get(client, url, *kind).await?;
@@ -155,56 +163,6 @@ impl Source {
             }
         }
     }
-}
-
-/// Resolve an FQN under `policy` and open it: a refused path is never opened;
-/// the resolved path is opened without following a symbolic link (one swapped in
-/// since it was resolved) and without blocking on a FIFO, and must be a regular
-/// file, checked again on the open descriptor. Blocking.
-fn load_fqn(
-    policy: &fqn::FqnPolicy,
-    path: &Path,
-    whole: impl FnOnce(Option<u64>) -> bool,
-) -> Result<Loaded, SourceError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let resolved = policy.resolve(path).map_err(|error| match error {
-        fqn::ResolveError::Refused(reason) => SourceError::FqnRefused {
-            path: path.to_path_buf(),
-            reason,
-        },
-        fqn::ResolveError::Io(error) => fqn_error(path, error),
-    })?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&resolved)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => SourceError::FqnRefused {
-                path: path.to_path_buf(),
-                reason: fqn::FqnRefusal::LinkOutside,
-            },
-            _ => fqn_error(path, e),
-        })?;
-    let metadata = file.metadata().map_err(|e| fqn_error(path, e))?;
-    if !metadata.is_file() {
-        return Err(SourceError::FqnRefused {
-            path: path.to_path_buf(),
-            reason: fqn::FqnRefusal::NotAFile,
-        });
-    }
-    let size = metadata.len();
-    if !whole(Some(size)) {
-        return Ok(Loaded::Stream(Opened {
-            reader: Box::new(tokio::fs::File::from_std(file)),
-            size: Some(size),
-        }));
-    }
-    let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
-    (&file)
-        .read_to_end(&mut data)
-        .map_err(|e| fqn_error(path, e))?;
-    Ok(Loaded::Whole(data.into()))
 }
 
 fn fqn_error(path: &Path, error: io::Error) -> SourceError {

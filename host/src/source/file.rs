@@ -1,0 +1,229 @@
+//! The file an FQN names, opened under the policy (§11) and loaded for one attempt.
+//!
+//! The policy is checked on the path as written and on the path the kernel actually
+//! opened, read back from `/proc/self/fd`: a symbolic link anywhere along the way,
+//! even one swapped in while the path was being resolved, cannot lead outside. The
+//! file is first opened `O_PATH`, which has no effect on a device or a FIFO, and
+//! reopened for reading only once it is known to be a regular file.
+//!
+//! A load is first tried on the caller's thread without waiting for the disk
+//! (`openat2` with `RESOLVE_CACHED`, `preadv2` with `RWF_NOWAIT`): an object in the
+//! page cache costs a few system calls and no thread hop. When the kernel would have
+//! to wait, the caller repeats the load on the blocking pool with [`Wait::Allowed`].
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::fqn::{FqnPolicy, FqnRefusal};
+use super::{Loaded, Opened, SourceError};
+
+/// Whether a load may wait for the disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wait {
+    /// Give up (`Ok(None)`) rather than wait: for async threads.
+    Never,
+    /// Block as long as it takes: for the blocking pool.
+    Allowed,
+}
+
+/// Open the FQN's file and read it whole when `whole(size)` says so, else hand it
+/// over to be streamed. `Ok(None)` only with [`Wait::Never`]: the kernel would have
+/// had to wait; nothing is lost by repeating the load with [`Wait::Allowed`].
+pub(super) fn load(
+    policy: &FqnPolicy,
+    path: &Path,
+    whole: &dyn Fn(Option<u64>) -> bool,
+    wait: Wait,
+) -> Result<Option<Loaded>, SourceError> {
+    let refused = |reason| SourceError::FqnRefused {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let failed = |error| super::fqn_error(path, error);
+    policy.check(path).map_err(refused)?;
+    let Some(handle) = open_path(path, wait).map_err(failed)? else {
+        return Ok(None);
+    };
+    let opened =
+        std::fs::read_link(format!("/proc/self/fd/{}", handle.as_raw_fd())).map_err(|error| {
+            failed(io::Error::new(
+                error.kind(),
+                format!("cannot tell where the path leads (is /proc mounted?): {error}"),
+            ))
+        })?;
+    // Where it leads first: what lies outside is nobody's business, its type included.
+    if opened != path && policy.check(&opened).is_err() {
+        return Err(refused(FqnRefusal::LinkOutside));
+    }
+    let metadata = handle.metadata().map_err(failed)?;
+    if !metadata.is_file() {
+        return Err(refused(FqnRefusal::NotAFile));
+    }
+    // The same inode, now for reading: the descriptor pins it, so nothing swapped in
+    // since can be opened instead.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+        .map_err(failed)?;
+    let size = metadata.len();
+    if !whole(Some(size)) {
+        return Ok(Some(Loaded::Stream(Opened {
+            reader: Box::new(tokio::fs::File::from_std(file)),
+            size: Some(size),
+        })));
+    }
+    let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
+    let complete = match wait {
+        Wait::Never => read_cached(&file, &mut data).map_err(failed)?,
+        Wait::Allowed => {
+            (&file).read_to_end(&mut data).map_err(failed)?;
+            true
+        }
+    };
+    Ok(complete.then(|| Loaded::Whole(Bytes::from(data))))
+}
+
+/// An `O_PATH` descriptor of the file `path` leads to, following symbolic links.
+/// With [`Wait::Never`], `None` when a lookup is not in the kernel's caches (or the
+/// kernel predates `RESOLVE_CACHED`).
+fn open_path(path: &Path, wait: Wait) -> io::Result<Option<File>> {
+    let name = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the path holds a NUL byte"))?;
+    let flags = libc::O_PATH | libc::O_CLOEXEC;
+    let fd = match wait {
+        Wait::Allowed => unsafe { libc::open(name.as_ptr(), flags) },
+        Wait::Never => {
+            // SAFETY: `open_how` is plain data; all-zero is its documented default.
+            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+            how.flags = flags as u64;
+            how.resolve = libc::RESOLVE_CACHED;
+            // SAFETY: a valid NUL-terminated path and `open_how` of the size passed.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    libc::AT_FDCWD,
+                    name.as_ptr(),
+                    &how as *const libc::open_how,
+                    std::mem::size_of::<libc::open_how>(),
+                )
+            };
+            fd as libc::c_int
+        }
+    };
+    if fd < 0 {
+        let error = io::Error::last_os_error();
+        return match (wait, error.raw_os_error()) {
+            // Not cached; or no openat2 (ENOSYS), or no RESOLVE_CACHED (EINVAL).
+            (Wait::Never, Some(libc::EAGAIN | libc::ENOSYS | libc::EINVAL)) => Ok(None),
+            _ => Err(error),
+        };
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    Ok(Some(File::from(unsafe { OwnedFd::from_raw_fd(fd) })))
+}
+
+/// Read `file` to its end from the page cache only. `false`: some of it is not
+/// cached (or the filesystem cannot tell without waiting).
+fn read_cached(file: &File, data: &mut Vec<u8>) -> io::Result<bool> {
+    loop {
+        if data.len() == data.capacity() {
+            data.reserve(64 * 1024);
+        }
+        let spare = data.spare_capacity_mut();
+        let iov = libc::iovec {
+            iov_base: spare.as_mut_ptr().cast(),
+            iov_len: spare.len(),
+        };
+        // SAFETY: `iov` describes the vector's spare capacity, which the kernel may
+        // write; `set_len` below counts only what it wrote.
+        let n = unsafe {
+            libc::preadv2(
+                file.as_raw_fd(),
+                &iov,
+                1,
+                data.len() as libc::off_t,
+                libc::RWF_NOWAIT,
+            )
+        };
+        match n {
+            0 => return Ok(true),
+            n if n > 0 => unsafe { data.set_len(data.len() + n as usize) },
+            _ => {
+                let error = io::Error::last_os_error();
+                return match error.raw_os_error() {
+                    Some(libc::EAGAIN | libc::EOPNOTSUPP) => Ok(false),
+                    Some(libc::EINTR) => continue,
+                    _ => Err(error),
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(dir: &Path, data: &[u8]) -> std::path::PathBuf {
+        let path = dir.join("mp/@ais/bucket/%ob/object");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, data).unwrap();
+        path
+    }
+
+    fn whole(loaded: Option<Loaded>) -> Option<Bytes> {
+        match loaded? {
+            Loaded::Whole(data) => Some(data),
+            Loaded::Stream(_) => panic!("streamed"),
+        }
+    }
+
+    #[test]
+    fn cached_files_load_without_waiting_and_evicted_ones_on_the_pool() {
+        // In the repository rather than /tmp, which may be a tmpfs that cannot evict.
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let path = object(dir.path(), &data);
+        let policy = FqnPolicy::any_mountpath();
+        let all = |_: Option<u64>| true;
+        // Just written: in the page cache.
+        let cached = load(&policy, &path, &all, Wait::Never).unwrap();
+        assert!(whole(cached).unwrap() == data);
+
+        // Evicted: the kernel would have to read the disk.
+        let file = File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        let advice =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(advice, 0);
+        let evicted = load(&policy, &path, &all, Wait::Never).unwrap();
+        assert!(
+            evicted.is_none(),
+            "an evicted file was read without waiting"
+        );
+        let loaded = load(&policy, &path, &all, Wait::Allowed).unwrap();
+        assert!(whole(loaded).unwrap() == data);
+    }
+
+    #[test]
+    fn large_files_are_handed_over_open() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let path = object(dir.path(), b"0123456789");
+        let policy = FqnPolicy::any_mountpath();
+        let small = |size: Option<u64>| size.is_some_and(|size| size < 10);
+        for wait in [Wait::Never, Wait::Allowed] {
+            match load(&policy, &path, &small, wait).unwrap() {
+                Some(Loaded::Stream(opened)) => assert_eq!(opened.size, Some(10)),
+                _ => panic!("not handed over open"),
+            }
+        }
+    }
+}
