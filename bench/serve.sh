@@ -9,28 +9,50 @@
 #   native    `ais-wasm serve --native`: the same transform compiled into the host,
 #             behind the same server code (when this build has it)
 #
-# then ratios from this one run. Results go to target/bench-serve/<time>/ (JSON,
-# tables, server logs); --record also writes bench/results/<date>-serve[-quick].md.
+#   bench/serve.sh [--quick] [--runs N] [--record] [--transform echo|md5] [ARGS for bench serve]
 #
-#   bench/serve.sh [--quick] [--record] [--transform echo|md5] [ARGS for bench serve]
+# Throughput on a shared machine varies by ±20% between identical runs, so the servers
+# run interleaved, N rounds of ais-wasm, python, native (--runs, default 3), and every
+# figure is the median over the runs of each cell that had no errors. From the medians:
+# a table per server, ratio tables and a PASS/MISS line per goal of issue #5 that the
+# runs can judge. Results go to target/bench-serve/<time>/ (each run's JSON, table and
+# server log as <server>-<round>.*, the medians in ratios.md); --record also writes
+# bench/results/<date>-serve[-quick]-<transform>.md.
 #
-# --quick: every transport and size at concurrency 8, 1 s per cell (a smoke run of a
-# few minutes); the default matrix is sizes 1KiB..16MiB x concurrency 1,8,32, 3 s.
+# The default matrix, 8 transports x sizes 1KiB..16MiB x concurrency 1,8,32 x 3.5 s,
+# takes about 6 min per server run, 50 min for 3 runs of 3 servers. --quick is every
+# size at concurrency 8, 1 s cells, about 1 min per server run (10 min in all); ARGS
+# such as --sizes or --duration replace its settings. Memory goal d needs concurrency 32.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-quick=0 record=0 transform=echo
+command=("$@")
+quick=0 record=0 transform=echo runs=3
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1 ;;
     --record) record=1 ;;
     --transform) transform=$2; shift ;;
+    --runs) runs=$2; shift ;;
     *) break ;;
   esac
   shift
 done
 case "$transform" in echo | md5) ;; *) echo "--transform: echo or md5" >&2; exit 2 ;; esac
+[[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "--runs: a positive number" >&2; exit 2; }
+
+# clap refuses a single-valued option twice and appends lists, so --quick's settings
+# give way to those in ARGS.
+matrix=()
+if [[ $quick == 1 ]]; then
+  defaults=(--sizes 1KiB,64KiB,1MiB,16MiB --concurrency 8 --duration 1s --warmup 300ms)
+  for ((i = 0; i < ${#defaults[@]}; i += 2)); do
+    option=${defaults[i]} given=0
+    for arg in "$@"; do [[ $arg == "$option" || $arg == "$option="* ]] && given=1; done
+    [[ $given == 1 ]] || matrix+=("$option" "${defaults[i + 1]}")
+  done
+fi
 
 cargo build --release --quiet -p ais-wasm
 bin="$repo/target/release/ais-wasm"
@@ -38,11 +60,6 @@ declare -A wasm
 wasm[echo]=$(examples/echo/build.sh | tail -n 1)
 wasm[md5]=$(examples/md5/build.sh | tail -n 1)
 bench/python-runtime.sh install
-
-matrix=()
-if [[ $quick == 1 ]]; then
-  matrix=(--sizes 1KiB,64KiB,1MiB,16MiB --concurrency 8 --duration 1s --warmup 300ms)
-fi
 
 out="$repo/target/bench-serve/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
@@ -61,110 +78,274 @@ else
 fi
 
 failed=()
-for server in "${servers[@]}"; do
-  case "$server" in
-    ais-wasm) cmd=(--component "${wasm[$transform]}") ;;
-    python) cmd=(--server-cmd "$repo/bench/python-runtime.sh $transform {port}") ;;
-    native) cmd=(--server-cmd "$bin serve --native $transform") ;;
-  esac
-  echo "== $server" >&2
-  # A run with errors still reports; the ratios say which servers failed.
-  if ! RUST_LOG=warn "$bin" bench serve "${cmd[@]}" --label "$server" --verify "$transform" \
-    --json "$out/$server.json" --server-log "$out/$server.log" "${matrix[@]}" "$@" \
-    | tee "$out/$server.md"; then
-    failed+=("$server")
-  fi
-  echo
+for ((round = 1; round <= runs; round++)); do
+  for server in "${servers[@]}"; do
+    case "$server" in
+      ais-wasm) cmd=(--component "${wasm[$transform]}") ;;
+      python) cmd=(--server-cmd "$repo/bench/python-runtime.sh $transform {port}") ;;
+      native) cmd=(--server-cmd "$bin serve --native $transform") ;;
+    esac
+    run="$server-$round"
+    echo "== $server, run $round of $runs" >&2
+    # A run with errors still reports; its cells with errors are left out of the medians.
+    if ! RUST_LOG=warn "$bin" bench serve "${cmd[@]}" --label "$server" --verify "$transform" \
+      --json "$out/$run.json" --server-log "$out/$run.log" "${matrix[@]}" "$@" \
+      | tee "$out/$run.md"; then
+      failed+=("$run")
+    fi
+    echo
+  done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$out" "${servers[@]}" >"$out/ratios.md" <<'EOF'
-"""Ratio tables from the JSON of each server, measured in this run."""
+python3 - "$out" "$runs" "$transform" "${servers[@]}" >"$out/ratios.md" <<'EOF'
+"""Medians over the runs of each server, ratios and the goals of issue #5."""
 import json
+import math
+import statistics
 import sys
 
-out, servers = sys.argv[1], sys.argv[2:]
-runs = {}
-for server in servers:
-    try:
-        with open(f"{out}/{server}.json") as f:
-            runs[server] = {
-                (c["transport"], c["size_bytes"], c["concurrency"]): c
-                for c in json.load(f)["cells"]
-            }
-    except FileNotFoundError:
-        pass
+out, n_runs, transform, servers = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 base = "ais-wasm"
-others = [s for s in runs if s != base]
-if base not in runs:
-    sys.exit("no ais-wasm results")
-keys = list(runs[base])
-concurrencies = sorted({k[2] for k in keys})
-conc = 8 if 8 in concurrencies else concurrencies[-1]
-sizes = sorted({k[1] for k in keys})
+KiB, MiB = 1 << 10, 1 << 20
+MEDIANS = ("objects_per_s", "mib_per_s", "latency_p50_ms", "latency_p99_ms",
+           "server_cores", "mib_per_server_cpu_s", "generator_cores")
+
+# Each server's reports, one per run that finished (a server that died leaves none).
+reports = {}
+for server in servers:
+    for run in range(1, n_runs + 1):
+        try:
+            with open(f"{out}/{server}-{run}.json") as f:
+                reports.setdefault(server, []).append(json.load(f))
+        except FileNotFoundError:
+            pass
+if not reports:
+    print("No results.")
+    sys.exit()
+
+names = {}  # size in bytes -> label, from the cells
 
 
-def label(size):
-    for unit, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-        if size >= unit and size % unit == 0:
-            return f"{size // unit}{name}"
-    return f"{size}B"
+def aggregate(docs):
+    """Per cell: medians over the runs whose cell had no errors, errors summed over all."""
+    runs = {}
+    for doc in docs:
+        for c in doc["cells"]:
+            key = (c["transport"], c["size_bytes"], c["concurrency"])
+            names[c["size_bytes"]] = c["size"]
+            runs.setdefault(key, []).append(c)
+    cells = {}
+    for key, found in runs.items():
+        good = [c for c in found if c["errors"] == 0 and c["objects"] > 0]
+        cell = {"runs": len(good), "errors": sum(c["errors"] for c in found)}
+        for metric in MEDIANS:
+            values = [c[metric] for c in good if c[metric] is not None]
+            cell[metric] = statistics.median(values) if values else None
+        # Memory counts in runs with errors too: a failing server is no lighter.
+        rss = [c["server_peak_rss_bytes"] for c in found if c["server_peak_rss_bytes"]]
+        cell["server_peak_rss_bytes"] = max(rss) if rss else None
+        cells[key] = cell
+    return cells
 
 
-def cell(server, key):
-    c = runs.get(server, {}).get(key)
-    return c if c and c["errors"] == 0 and c["objects"] > 0 else None
+medians = {server: aggregate(docs) for server, docs in reports.items()}
 
 
-def fmt(value, digits=0):
-    return "-" if value is None else f"{value:,.{digits}f}"
+def value(server, key, metric):
+    return medians.get(server, {}).get(key, {}).get(metric)
+
+
+def fmt(server, key, metric, digits=1):
+    """A median, with the number of runs behind it when some had errors or no data."""
+    v = value(server, key, metric)
+    if v is None:
+        return "-"
+    runs = medians[server][key]["runs"]
+    return f"{v:,.{digits}f}" + (f" ({runs} runs)" if runs < n_runs else "")
 
 
 def ratio(a, b):
-    return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+    return None if a is None or b is None or b == 0 else a / b
 
 
-def table(title, metric, rows, digits):
-    head = ["transport", "size"] + list(runs) + [f"{base}/{o}" for o in others]
+def times(r):
+    """Rounded down, so that a miss never shows as the goal."""
+    return "-" if r is None else f"{math.floor(r * 100) / 100:.2f}x"
+
+
+def row(cells):
+    print("| " + " | ".join(cells) + " |")
+
+
+def header(cells):
+    row(cells)
+    print("|" + "|".join("---" for _ in cells) + "|")
+
+
+def describe(key):
+    return f"{key[0]} {names[key[1]]} c{key[2]}"
+
+
+first = reports.get(base, next(iter(reports.values())))[0]["settings"]
+length = f"{first['objects']} objects" if first["objects"] else f"{first['duration_s']:g} s"
+print(
+    f"Medians over {n_runs} run{'s' if n_runs > 1 else ''} of each server, interleaved "
+    f"({', '.join(servers)}, then again); each cell's median is over the runs in which "
+    f"that cell had no errors, `(k runs)` when fewer. Each cell: {length} after "
+    f"{first['warmup_s']:g} s of warm-up, {first['distinct']} distinct objects per size."
+)
+for server, docs in reports.items():
+    print(f"\n### {server}\n")
+    print(f"server: `{' '.join(docs[0]['server']['command'])}`"
+          + (f"; {len(docs)} of {n_runs} runs reported" if len(docs) < n_runs else "") + "\n")
+    header(["transport", "size", "conc", "runs", "objects/s", "MiB/s", "p50 ms", "p99 ms",
+            "errors", "srv CPU", "MiB/srv-CPU-s", "srv RSS MiB", "gen CPU"])
+    for key, c in medians[server].items():
+        def f(metric, digits):
+            return "-" if c[metric] is None else f"{c[metric]:,.{digits}f}"
+        rss = c["server_peak_rss_bytes"]
+        row([key[0], names[key[1]], str(key[2]), str(c["runs"]), f("objects_per_s", 1),
+             f("mib_per_s", 1), f("latency_p50_ms", 2), f("latency_p99_ms", 2),
+             str(c["errors"]), f("server_cores", 2), f("mib_per_server_cpu_s", 1),
+             "-" if rss is None else f"{rss / MiB:.0f}", f("generator_cores", 2)])
+
+
+def legend():
+    """bench serve's legend, from the first run's table that has it."""
+    for server in reports:
+        for run in range(1, n_runs + 1):
+            try:
+                with open(f"{out}/{server}-{run}.md") as f:
+                    for line in f:
+                        if line.startswith("objects/s and MiB/s:"):
+                            return line.strip() + " "
+            except FileNotFoundError:
+                pass
+    return ""
+
+
+print(f"\n{legend()}Here each column is the median over the runs in which the cell had no "
+      "errors, but errors (summed) and srv RSS MiB (the highest) are over all runs.")
+
+if base not in medians:
+    print(f"\nNo {base} results: no ratios or goals.")
+    sys.exit()
+others = [s for s in medians if s != base]
+transports = list(dict.fromkeys(k[0] for k in medians[base]))
+# By transport, as the earlier ratio tables were (the runs go by size).
+keys = sorted(medians[base], key=lambda k: (transports.index(k[0]), k[1], k[2]))
+sizes = sorted({k[1] for k in keys})
+concurrencies = sorted({k[2] for k in keys})
+
+
+def table(title, metric, rows):
     print(f"\n{title}\n")
-    print("| " + " | ".join(head) + " |")
-    print("|" + "|".join("---" for _ in head) + "|")
+    header(["transport", "size", "conc"] + list(medians) + [f"{base}/{o}" for o in others])
     for key in rows:
-        values = {s: (cell(s, key) or {}).get(metric) for s in runs}
-        line = [key[0], label(key[1])] + [fmt(values[s], digits) for s in runs]
-        line += [ratio(values[base], values[o]) for o in others]
-        print("| " + " | ".join(line) + " |")
+        r = [ratio(value(base, key, metric), value(o, key, metric)) for o in others]
+        row([key[0], names[key[1]], str(key[2])] + [fmt(s, key, metric) for s in medians]
+            + [times(x) for x in r])
 
 
-transports = list(dict.fromkeys(k[0] for k in keys))
-table(
-    f"objects/s at concurrency {conc} (higher is better; `-`: errors or no data)",
-    "objects_per_s",
-    [(t, s, conc) for t in transports for s in sizes if (t, s, conc) in runs[base]],
-    1,
-)
-size = 65536 if 65536 in sizes else sizes[0]
-table(
-    f"MiB per server CPU second at {label(size)}, concurrency {conc} (higher is better)",
-    "mib_per_server_cpu_s",
-    [(t, size, conc) for t in transports if (t, size, conc) in runs[base]],
-    1,
-)
-print("\nPeak server RSS over all cells (MiB, summed over the process tree):\n")
-for server in runs:
-    peak = max((c.get("server_peak_rss_bytes") or 0) for c in runs[server].values())
-    print(f"- {server}: {peak / 1048576:.0f}")
+print("\n## Ratios of the medians")
+for conc in concurrencies:
+    table(f"objects/s at concurrency {conc} (higher is better; `-`: errors in every run or "
+          "no data)", "objects_per_s", [k for k in keys if k[2] == conc])
+size = 64 * KiB if 64 * KiB in sizes else sizes[0]
+table(f"MiB per server CPU second at {names[size]} (higher is better)",
+      "mib_per_server_cpu_s", [k for k in keys if k[1] == size])
+
+
+def goal(name, metric, rows, other, factor, needs=""):
+    """PASS when base's metric is at least factor x other's in every row, else the misses."""
+    if not rows:
+        print(f"- {name}: not measured (needs {needs})")
+        return
+    if other not in medians:
+        print(f"- {name}: not judged (no {other} results)")
+        return
+    judged = [(k, value(base, k, metric), value(other, k, metric)) for k in rows]
+    judged = [(k, a, b, ratio(a, b)) for k, a, b in judged]
+    misses = [j for j in judged if j[3] is None or j[3] < factor]
+    if not misses:
+        k, a, b, r = min(judged, key=lambda j: j[3])
+        print(f"- {name}: PASS, {len(rows)} cells, lowest {times(r)} ({describe(k)}: "
+              f"{fmt(base, k, metric)} vs {fmt(other, k, metric)})")
+        return
+    print(f"- {name}: MISS in {len(misses)} of {len(rows)} cells:\n")
+    header(["cell", "ratio", base, other])
+    for k, a, b, r in misses:
+        row([describe(k), times(r), fmt(base, k, metric), fmt(other, k, metric)])
+    print()
+
+
+print("\n## Goals (issue #5), from the medians\n")
+if transform == "echo":
+    goal("a. echo, every cell: ais-wasm objects/s >= 0.8x native", "objects_per_s",
+         keys, "native", 0.8)
+else:
+    print("- a. echo, every cell: ais-wasm objects/s >= 0.8x native: not judged (echo runs only)")
+goal("b. 64 KiB, every transport and concurrency: ais-wasm MiB per server CPU second "
+     ">= 5x python", "mib_per_server_cpu_s", [k for k in keys if k[1] == 64 * KiB],
+     "python", 5, "64KiB in --sizes")
+large = [k for k in keys if k[1] in (64 * KiB, MiB)]
+if transform == "md5":
+    goal("c. md5, 64 KiB and 1 MiB: ais-wasm objects/s >= python", "objects_per_s",
+         large, "python", 1, "64KiB or 1MiB in --sizes")
+    goal("c. md5, 64 KiB and 1 MiB: ais-wasm objects/s >= 0.7x native", "objects_per_s",
+         large, "native", 0.7, "64KiB or 1MiB in --sizes")
+else:
+    print("- c. md5, 64 KiB and 1 MiB: ais-wasm objects/s >= python and >= 0.7x native: "
+          "not judged (md5 runs only)")
+name = ("d. peak server RSS at 64 KiB, concurrency 32, highest of the transports and runs: "
+        "ais-wasm <= python/5")
+peaks = {
+    s: [value(s, (t, 64 * KiB, 32), "server_peak_rss_bytes") for t in transports]
+    for s in (base, "python")
+}
+if 64 * KiB not in sizes:
+    print(f"- {name}: not measured (needs 64KiB in --sizes)")
+elif 32 not in concurrencies:
+    print(f"- {name}: not measured (needs --concurrency 32)")
+elif "python" not in medians:
+    print(f"- {name}: not judged (no python results)")
+elif None in peaks[base] + peaks["python"]:
+    print(f"- {name}: not judged (no memory figures)")
+else:
+    a, p = max(peaks[base]) / MiB, max(peaks["python"]) / MiB
+    print(f"- {name}: {'PASS' if a * 5 <= p else 'MISS'}, {a:.0f} MiB vs {p:.0f} MiB "
+          f"({p / a:.1f}x less)")
+
+wanted = [("hpush-body", KiB, 7), ("ws", KiB, 7), ("hpush-body", 64 * KiB, 3),
+          ("ws", 64 * KiB, 3), ("hpush-direct-put", KiB, 25), ("ws-direct-put", KiB, 25),
+          ("hpull-target", KiB, 25)]
+wanted = [((t, s, 8), want) for t, s, want in wanted if (t, s, 8) in medians[base]]
+if transform == "echo" and "python" in medians and wanted:
+    print("\nFor information (not goals here), echo at concurrency 8, ais-wasm/python "
+          "objects/s and what the issue wants:\n")
+    header(["cell", "ratio", base, "python", "wanted"])
+    for k, want in wanted:
+        r = ratio(value(base, k, "objects_per_s"), value("python", k, "objects_per_s"))
+        row([describe(k), times(r), fmt(base, k, "objects_per_s"),
+             fmt("python", k, "objects_per_s"), f"{want}x"])
+
+print("\nPeak server RSS over all cells and runs (MiB, summed over the process tree):\n")
+for server, docs in reports.items():
+    peak = max((c["server_peak_rss_bytes"] or 0) for doc in docs for c in doc["cells"])
+    print(f"- {server}: {peak / MiB:.0f}")
 EOF
 cat "$out/ratios.md"
 
 if [[ $record == 1 ]]; then
   mode=$([[ $quick == 1 ]] && echo "-quick" || true)
-  results="bench/results/$(date +%Y-%m-%d)-serve$mode.md"
+  results="bench/results/$(date +%Y-%m-%d)-serve$mode-$transform.md"
   {
     echo "# End-to-end benchmark ($transform), $(date +%Y-%m-%d)"
     echo
-    echo "Command: \`bench/serve.sh$([[ $quick == 1 ]] && echo " --quick") --record --transform $transform${*:+ $*}\`"
-    echo "(release build of $revision)."
+    echo "Command: \`bench/serve.sh${command[*]:+ ${command[*]}}\`"
+    echo "(release build of $revision): $runs run$([[ $runs == 1 ]] || echo s) of each server, interleaved; every figure"
+    echo "below is a median over the runs."
     echo
     echo "Machine: $machine. Load average $load_start before, $load_end after (a shared VM:"
     echo "other builds may have been running; the server and the load generator share the"
@@ -174,14 +355,9 @@ if [[ $record == 1 ]]; then
     echo "$(grep -E '^(fastapi|uvicorn|uvloop|httptools|websockets)==' target/python-runtime-venv/.aistore-etl-* 2>/dev/null | tr '\n' ' ')"
     echo "(CPython $(target/python-runtime-venv/bin/python -c 'import platform; print(platform.python_version())'), 4 uvicorn workers); ais-wasm NUM_WORKERS default (2 x CPUs)."
     echo
-    echo "## Ratios (same run)"
+    echo "## Medians"
+    echo
     cat "$out/ratios.md"
-    for server in "${servers[@]}"; do
-      echo
-      echo "## $server"
-      echo
-      sed '1,/^$/d' "$out/$server.md"
-    done
   } >"$results"
   echo "wrote $results" >&2
 fi
