@@ -11,13 +11,13 @@
 //! page cache costs a few system calls and no thread hop. When the kernel would have
 //! to wait, the caller repeats the load on the blocking pool with [`Wait::Allowed`].
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 
@@ -51,13 +51,8 @@ pub(super) fn load(
     let Some(handle) = open_path(path, wait).map_err(failed)? else {
         return Ok(None);
     };
-    let opened =
-        std::fs::read_link(format!("/proc/self/fd/{}", handle.as_raw_fd())).map_err(|error| {
-            failed(io::Error::new(
-                error.kind(),
-                format!("cannot tell where the path leads (is /proc mounted?): {error}"),
-            ))
-        })?;
+    let magic = MagicLink::of(&handle).map_err(failed)?;
+    let opened = magic.target().map_err(failed)?;
     // Where it leads first: what lies outside is nobody's business, its type included.
     if opened != path && policy.check(&opened).is_err() {
         return Err(refused(FqnRefusal::LinkOutside));
@@ -68,11 +63,7 @@ pub(super) fn load(
     }
     // The same inode, now for reading: the descriptor pins it, so nothing swapped in
     // since can be opened instead.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
-        .map_err(failed)?;
+    let file = magic.reopen().map_err(failed)?;
     let size = metadata.len();
     if !whole(Some(size)) {
         return Ok(Some(Loaded::Stream(Opened {
@@ -128,6 +119,65 @@ fn open_path(path: &Path, wait: Wait) -> io::Result<Option<File>> {
     }
     // SAFETY: `fd` was just opened and is owned by nobody else.
     Ok(Some(File::from(unsafe { OwnedFd::from_raw_fd(fd) })))
+}
+
+/// A descriptor's entry in `/proc/self/fd`: where it leads, and a way to open its
+/// file again with other flags. Looked up from `/proc/self/fd` opened once, so each
+/// lookup walks one component rather than three (`self` is revalidated every time).
+struct MagicLink {
+    dir: &'static File,
+    name: CString,
+}
+
+impl MagicLink {
+    fn of(handle: &File) -> io::Result<Self> {
+        static DIR: OnceLock<File> = OnceLock::new();
+        let dir = match DIR.get() {
+            Some(dir) => dir,
+            None => {
+                let dir = File::open("/proc/self/fd").map_err(|error| {
+                    io::Error::new(
+                        error.kind(),
+                        format!("cannot tell where the path leads (is /proc mounted?): {error}"),
+                    )
+                })?;
+                DIR.get_or_init(|| dir)
+            }
+        };
+        let name = CString::new(handle.as_raw_fd().to_string()).expect("digits");
+        Ok(MagicLink { dir, name })
+    }
+
+    /// The path the descriptor's file is at.
+    fn target(&self) -> io::Result<PathBuf> {
+        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        // SAFETY: `buf` is writable for its length; the name is NUL-terminated.
+        let n = unsafe {
+            libc::readlinkat(
+                self.dir.as_raw_fd(),
+                self.name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        buf.truncate(n as usize);
+        Ok(PathBuf::from(OsString::from_vec(buf)))
+    }
+
+    /// The same file, opened for reading.
+    fn reopen(&self) -> io::Result<File> {
+        let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC;
+        // SAFETY: a NUL-terminated name relative to an open directory.
+        let fd = unsafe { libc::openat(self.dir.as_raw_fd(), self.name.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nobody else.
+        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
 }
 
 /// Read `file` to its end from the page cache only. `false`: some of it is not
