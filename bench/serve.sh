@@ -286,9 +286,14 @@ if transform == "echo":
          keys, "native", 0.8)
 else:
     print("- a. echo, every cell: ais-wasm objects/s >= 0.8x native: not judged (echo runs only)")
-goal("b. 64 KiB, every transport and concurrency: ais-wasm MiB per server CPU second "
-     ">= 5x python", "mib_per_server_cpu_s", [k for k in keys if k[1] == 64 * KiB],
-     "python", 5, "64KiB in --sizes")
+# The runtime's own cost shows with echo; md5's is mostly the hashing.
+if transform == "echo":
+    goal("b. echo, 64 KiB, every transport and concurrency: ais-wasm MiB per server CPU "
+         "second >= 5x python", "mib_per_server_cpu_s", [k for k in keys if k[1] == 64 * KiB],
+         "python", 5, "64KiB in --sizes")
+else:
+    print("- b. echo, 64 KiB: ais-wasm MiB per server CPU second >= 5x python: not judged "
+          "(echo runs only)")
 large = [k for k in keys if k[1] in (64 * KiB, MiB)]
 if transform == "md5":
     goal("c. md5, 64 KiB and 1 MiB: ais-wasm objects/s >= python", "objects_per_s",
