@@ -205,8 +205,11 @@ impl Etl {
         match loaded {
             Loaded::Whole(data) => {
                 job.bytes_in = data.len() as u64;
+                // Wait for a turn here: waiting inside the call would count as a
+                // yield and move it to the guests' runtime.
+                let turn = transform.turn().await;
                 let call = tracing::Instrument::in_current_span(async move {
-                    transform.buffered(&data, &object).await
+                    transform.buffered_in(turn, &data, &object).await
                 });
                 Ok(Output::Full(self.on_guests(call).await?.into()))
             }
@@ -253,9 +256,8 @@ impl Etl {
 
 impl Etl {
     /// Run a buffered guest call here until it first gives its thread back (an epoch
-    /// tick, at most 10 ms in), then move it to the guests' runtime to finish.
-    /// Most calls end before that, and save the two cross-thread wake-ups of a
-    /// hand-off. The move happens within the poll that saw it yield, so a dropped
+    /// tick, at most 10 ms in), then move it to the guests' runtime to finish. Most
+    /// calls end before that, and save the two cross-thread wake-ups of a hand-off. The move happens within the poll that saw it yield, so a dropped
     /// connection can't cancel the call between the two (which would cost the
     /// instance).
     async fn on_guests<T: Send + 'static>(

@@ -2,8 +2,8 @@
 //! how many objects run at once; callers beyond it wait their turn in order.
 
 use std::future::Future;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -13,7 +13,7 @@ use super::instance::Instance;
 
 pub(crate) struct InstancePool {
     idle: Mutex<Vec<Instance>>,
-    permits: std::sync::Arc<Semaphore>,
+    permits: Arc<Semaphore>,
     concurrency: usize,
     mode: InstanceMode,
     stats: PoolStats,
@@ -42,7 +42,7 @@ impl InstancePool {
                 InstanceMode::Pooled => vec![first],
                 InstanceMode::Fresh => Vec::new(),
             }),
-            permits: std::sync::Arc::new(Semaphore::new(concurrency)),
+            permits: Arc::new(Semaphore::new(concurrency)),
             concurrency,
             mode,
             stats: PoolStats {
@@ -63,17 +63,20 @@ impl InstancePool {
         (idle, self.concurrency - self.permits.available_permits())
     }
 
-    /// Wait for a turn, then lend an idle instance or create one with `create`.
-    pub(crate) async fn acquire<F>(&self, create: impl FnOnce() -> F) -> Result<Lease, ObjectError>
+    /// The permits that bound how many objects run at once.
+    pub(crate) fn permits(&self) -> &Arc<Semaphore> {
+        &self.permits
+    }
+
+    /// Lend an idle instance, or create one with `create`, for the turn `permit`.
+    pub(crate) async fn lend<F>(
+        &self,
+        permit: OwnedSemaphorePermit,
+        create: impl FnOnce() -> F,
+    ) -> Result<Lease, ObjectError>
     where
         F: Future<Output = Result<Instance, ObjectError>>,
     {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the pool's semaphore is never closed");
         let idle = match self.mode {
             InstanceMode::Pooled => self.idle.lock().unwrap().pop(),
             InstanceMode::Fresh => None,

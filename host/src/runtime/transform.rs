@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use wasmtime::component::InstancePre;
 
 use super::error::ObjectError;
@@ -29,6 +29,10 @@ pub struct Shapes {
     pub streaming: bool,
 }
 
+/// A turn to transform one object, held until the object is done: the bound on
+/// how many run at once (`NUM_WORKERS`).
+pub struct Turn(OwnedSemaphorePermit);
+
 #[derive(Clone)]
 pub struct Transform {
     inner: Arc<TransformInner>,
@@ -50,7 +54,7 @@ enum Backend {
     Native {
         transform: NativeTransform,
         /// The same concurrency bound a pool applies.
-        permits: tokio::sync::Semaphore,
+        permits: Arc<Semaphore>,
         concurrency: usize,
         stats: PoolStats,
     },
@@ -90,7 +94,7 @@ impl Transform {
                 shapes: transform.shapes(),
                 backend: Backend::Native {
                     transform,
-                    permits: tokio::sync::Semaphore::new(concurrency),
+                    permits: Arc::new(Semaphore::new(concurrency)),
                     concurrency,
                     stats: PoolStats::default(),
                 },
@@ -135,25 +139,41 @@ impl Transform {
         streaming && (!buffered || size.is_none_or(|size| size >= STREAM_AT_OR_ABOVE))
     }
 
+    /// Wait for a turn to transform an object: one of the `concurrency` slots.
+    pub async fn turn(&self) -> Turn {
+        let permits = match &self.inner.backend {
+            Backend::Wasm { pool, .. } => pool.permits(),
+            Backend::Native { permits, .. } => permits,
+        };
+        let permit = permits.clone().acquire_owned().await;
+        Turn(permit.expect("the concurrency semaphore is never closed"))
+    }
+
     /// Transform a whole object in memory. The component must export `buffered`.
     pub async fn buffered(
         &self,
         data: &[u8],
         object: &ObjectRequest,
     ) -> Result<Vec<u8>, ObjectError> {
+        self.buffered_in(self.turn().await, data, object).await
+    }
+
+    /// [`Transform::buffered`] in a turn taken beforehand: the server waits for its
+    /// turn on the request's task and may run the guest elsewhere.
+    pub async fn buffered_in(
+        &self,
+        turn: Turn,
+        data: &[u8],
+        object: &ObjectRequest,
+    ) -> Result<Vec<u8>, ObjectError> {
         match &self.inner.backend {
             Backend::Wasm { pool, .. } => {
-                let mut lease = pool.acquire(|| self.new_instance()).await?;
+                let mut lease = pool.lend(turn.0, || self.new_instance()).await?;
                 let result = lease.instance.buffered(data, object).await;
                 pool.release(lease);
                 result
             }
-            Backend::Native {
-                transform, permits, ..
-            } => {
-                let _permit = permits.acquire().await.expect("never closed");
-                Ok(transform.buffered(data))
-            }
+            Backend::Native { transform, .. } => Ok(transform.buffered(data)),
         }
     }
 
@@ -166,9 +186,10 @@ impl Transform {
         output: mpsc::Sender<Bytes>,
         object: &ObjectRequest,
     ) -> Result<u64, ObjectError> {
+        let turn = self.turn().await;
         match &self.inner.backend {
             Backend::Wasm { pool, .. } => {
-                let mut lease = pool.acquire(|| self.new_instance()).await?;
+                let mut lease = pool.lend(turn.0, || self.new_instance()).await?;
                 let result = lease
                     .instance
                     .streaming(input, OutputStream::new(output), object)
@@ -176,12 +197,7 @@ impl Transform {
                 pool.release(lease);
                 result
             }
-            Backend::Native {
-                transform, permits, ..
-            } => {
-                let _permit = permits.acquire().await.expect("never closed");
-                transform.streaming(input, output).await
-            }
+            Backend::Native { transform, .. } => transform.streaming(input, output).await,
         }
     }
 
