@@ -120,7 +120,16 @@ impl Source {
                         size: *length,
                     }));
                 }
+                // A small body often arrives as one chunk, used as is rather than copied.
+                let Some(first) = body.next().await.transpose().map_err(SourceError::Body)? else {
+                    return Ok(Loaded::Whole(Bytes::new()));
+                };
+                let Some(second) = body.next().await.transpose().map_err(SourceError::Body)? else {
+                    return Ok(Loaded::Whole(first));
+                };
                 let mut data = Vec::with_capacity(length.unwrap_or(0).min(64 << 20) as usize);
+                data.extend_from_slice(&first);
+                data.extend_from_slice(&second);
                 while let Some(chunk) = body.next().await {
                     data.extend_from_slice(&chunk.map_err(SourceError::Body)?);
                 }
