@@ -10,6 +10,7 @@
 //! (`openat2` with `RESOLVE_CACHED`, `preadv2` with `RWF_NOWAIT`): an object in the
 //! page cache costs a few system calls and no thread hop. When the kernel would have
 //! to wait, the caller repeats the load on the blocking pool with [`Wait::Allowed`].
+//! Linux system calls throughout, like the pod this runs in.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
