@@ -36,7 +36,7 @@ pub use guest_log::{LOG_BUDGET_PER_OBJECT, LOG_LINES_PER_OBJECT};
 pub use host_io::{InputStream, MAX_READ};
 pub use native::NativeTransform;
 pub use pool::PoolStats;
-pub use transform::{STREAM_AT_OR_ABOVE, Shapes, Transform};
+pub use transform::{STREAM_AT_OR_ABOVE, Shapes, Transform, Turn};
 
 use instance::{ExportIndices, GuestCtx, Instance};
 use pool::InstancePool;
