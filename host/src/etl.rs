@@ -30,8 +30,9 @@ pub struct Etl {
     pub target_path: Option<String>,
     /// `ETL_DIRECT_FQN`: stream FQN files to a streaming export whatever their size.
     pub direct_fqn: bool,
-    /// Where guests run: a runtime of their own, apart from the one serving the
-    /// protocol, so that busy guests never delay accepting connections or
+    /// Where guests run once they take longer than an epoch tick (and streaming
+    /// guests from the start): a runtime of their own, apart from the one serving
+    /// the protocol, so that busy guests never delay accepting connections or
     /// answering `/health` (§8.4).
     pub guests: tokio::runtime::Handle,
 }
