@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     use std::os::unix::ffi::OsStrExt;
     let fqn = [b"/data/mp1/@ais/#ns/bucket/%ob/", data].concat();
     let lexical = Path::new(std::ffi::OsStr::from_bytes(&fqn));
-    let wire = ais_wasm_fuzz::go_path_escape(&fqn);
+    let wire = ais_wasm_fuzz::wire::path_escape_bytes(&fqn);
     let decoded = fqn::decode(&wire);
     // Root, data, mp1, @ais, #ns, bucket, %ob: then at least one component of name.
     let plain_name = lexical.components().count() > 7

@@ -10,21 +10,6 @@ pub mod control;
 pub mod fqn;
 #[path = "../../host/src/pipeline.rs"]
 pub mod pipeline;
-
-/// Go's `url.PathEscape` (what a target applies to an FQN, §5.3): keeps letters,
-/// digits, `-._~` and `$&+:=@`.
-pub fn go_path_escape(bytes: &[u8]) -> String {
-    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
-    const GO_PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~')
-        .remove(b'$')
-        .remove(b'&')
-        .remove(b'+')
-        .remove(b':')
-        .remove(b'=')
-        .remove(b'@');
-    percent_encode(bytes, GO_PATH_SEGMENT).to_string()
-}
+/// The target's encodings, to build wire values from arbitrary bytes.
+#[path = "../../host/src/load/wire.rs"]
+pub mod wire;

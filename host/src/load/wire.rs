@@ -1,9 +1,13 @@
 //! The encodings a target puts on the wire (§5 of the protocol document), written
 //! from the specification rather than borrowed from the server under test.
+//!
+//! Self-contained (std, `percent-encoding`, `url`): the fuzz crate compiles this file
+//! on its own too (`fuzz/src/lib.rs`).
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 
 /// Go's `url.PathEscape`: keeps letters, digits, `-._~` and `$&+:=@`.
 const GO_PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -20,7 +24,12 @@ const GO_PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Go's `url.PathEscape`: one path segment (`/` becomes `%2F`).
 pub fn path_escape(s: &str) -> String {
-    utf8_percent_encode(s, GO_PATH_SEGMENT).to_string()
+    path_escape_bytes(s.as_bytes())
+}
+
+/// [`path_escape`] of any bytes (Go strings need not be UTF-8, nor do file names).
+pub fn path_escape_bytes(bytes: &[u8]) -> String {
+    percent_encode(bytes, GO_PATH_SEGMENT).to_string()
 }
 
 /// An object path for a request line, `/` kept (§5.2: the hpush path).
@@ -35,7 +44,7 @@ pub fn query_escape(s: &str) -> String {
 
 /// The `fqn` of a WebSocket control message: `PathEscape(FQN)`, encoded once.
 pub fn ws_fqn(fqn: &Path) -> String {
-    path_escape(&fqn.to_string_lossy())
+    path_escape_bytes(fqn.as_os_str().as_bytes())
 }
 
 /// `etl_fqn=<value>` as the target sends it: `PathEscape`, then query-encoded again
