@@ -151,7 +151,7 @@ impl MagicLink {
 
     /// The path the descriptor's file is at.
     fn target(&self) -> io::Result<PathBuf> {
-        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        let mut buf = [0u8; libc::PATH_MAX as usize];
         // SAFETY: `buf` is writable for its length; the name is NUL-terminated.
         let n = unsafe {
             libc::readlinkat(
@@ -161,11 +161,15 @@ impl MagicLink {
                 buf.len(),
             )
         };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
+        match usize::try_from(n) {
+            Err(_) => Err(io::Error::last_os_error()),
+            // A full buffer may be a cut path: never check a cut one.
+            Ok(n) if n == buf.len() => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path the file resolves to is too long",
+            )),
+            Ok(n) => Ok(PathBuf::from(OsString::from_vec(buf[..n].to_vec()))),
         }
-        buf.truncate(n as usize);
-        Ok(PathBuf::from(OsString::from_vec(buf)))
     }
 
     /// The same file, opened for reading.
