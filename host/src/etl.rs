@@ -196,8 +196,7 @@ impl Etl {
         let shapes = self.transform.shapes();
         let direct_fqn =
             self.direct_fqn && shapes.streaming && matches!(job.source, Source::Fqn { .. });
-        let transform = self.transform.clone();
-        let whole = move |size| !direct_fqn && !transform.prefers_streaming(size);
+        let whole = move |size| !direct_fqn && !shapes.prefers_streaming(size);
         let loaded = self
             .in_time("reading the object", job.source.load(whole))
             .await??;

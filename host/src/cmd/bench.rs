@@ -146,7 +146,10 @@ async fn components(args: ComponentsArgs) -> anyhow::Result<ExitCode> {
 
 /// Whichever shape the server would pick for `data`.
 async fn any_shape(transform: &Transform, data: &Bytes) {
-    if transform.prefers_streaming(Some(data.len() as u64)) {
+    if transform
+        .shapes()
+        .prefers_streaming(Some(data.len() as u64))
+    {
         streamed(transform, data).await
     } else {
         buffered(transform, data).await

@@ -106,7 +106,7 @@ async fn transform_file(
         None => (Box::new(tokio::io::stdout()), None),
     };
 
-    let result = if transform.prefers_streaming(Some(size)) {
+    let result = if transform.shapes().prefers_streaming(Some(size)) {
         let (sender, mut receiver) = mpsc::channel::<Bytes>(OUTPUT_QUEUE);
         let writer = async {
             while let Some(chunk) = receiver.recv().await {

@@ -29,6 +29,13 @@ pub struct Shapes {
     pub streaming: bool,
 }
 
+impl Shapes {
+    /// Whether an object of `size` bytes (unknown: `None`) should be streamed.
+    pub fn prefers_streaming(self, size: Option<u64>) -> bool {
+        self.streaming && (!self.buffered || size.is_none_or(|size| size >= STREAM_AT_OR_ABOVE))
+    }
+}
+
 /// A turn to transform one object, held until the object is done: the bound on
 /// how many run at once (`NUM_WORKERS`).
 pub struct Turn(OwnedSemaphorePermit);
@@ -128,15 +135,6 @@ impl Transform {
                 ..
             } => (0, concurrency - permits.available_permits()),
         }
-    }
-
-    /// Whether an object of `size` bytes (unknown: `None`) should be streamed.
-    pub fn prefers_streaming(&self, size: Option<u64>) -> bool {
-        let Shapes {
-            buffered,
-            streaming,
-        } = self.inner.shapes;
-        streaming && (!buffered || size.is_none_or(|size| size >= STREAM_AT_OR_ABOVE))
     }
 
     /// Wait for a turn to transform an object: one of the `concurrency` slots.
