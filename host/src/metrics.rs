@@ -1,5 +1,5 @@
 //! Prometheus metrics at `GET /metrics`: objects by transport and outcome, bytes in
-//! and out, latency per transport, the instance pool, compile-cache hits and hot
+//! and out, latency per transport, requests in flight, the instance pool, compile-cache hits and hot
 //! swaps. Recorded by the protocol layer, which knows the transport; the pool's
 //! figures are read from the runtime when scraped.
 
@@ -73,6 +73,7 @@ pub struct Metrics {
     bytes_in: Family<TransportLabels, Counter>,
     bytes_out: Family<TransportLabels, Counter>,
     latency: Family<TransportLabels, Histogram>,
+    in_flight: Gauge,
     instances: Family<StateLabels, Gauge>,
     instances_created: Counter,
     instances_discarded: Counter,
@@ -100,6 +101,12 @@ impl Default for Metrics {
             "object_duration_seconds",
             "Time from request to outcome",
             latency.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "Object requests received and not yet answered, those waiting for a turn included",
+            in_flight.clone(),
         );
         let instances = Family::<StateLabels, Gauge>::default();
         registry.register(
@@ -137,6 +144,7 @@ impl Default for Metrics {
             bytes_in,
             bytes_out,
             latency,
+            in_flight,
             instances,
             instances_created,
             instances_discarded,
@@ -147,6 +155,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A request received: counted in flight until the guard is dropped, when its
+    /// answer starts (a streamed body may still be flowing).
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
     /// One object's outcome.
     pub fn object(
         &self,
@@ -214,6 +229,15 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String does not fail");
         text
+    }
+}
+
+/// One request in flight; see [`Metrics::in_flight`].
+pub struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

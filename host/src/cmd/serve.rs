@@ -14,7 +14,7 @@ use crate::config::ServeArgs;
 use crate::delivery::ComponentArgs;
 use crate::etl::Etl;
 use crate::metrics::Metrics;
-use crate::protocol::{Admin, AppState, app};
+use crate::protocol::{Admin, AppState, app, without_nagle};
 use crate::runtime::{Runtime, Transform};
 use crate::sink::DirectPut;
 
@@ -92,7 +92,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(state))
+    let server = axum::serve(without_nagle(listener), app(state))
         .with_graceful_shutdown(async move {
             let _ = stopped.await;
         })

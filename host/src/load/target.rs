@@ -67,7 +67,7 @@ impl Target {
             .fallback(handle)
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
+            if let Err(error) = axum::serve(crate::protocol::without_nagle(listener), app).await {
                 tracing::error!(%error, "the emulated target stopped");
             }
         });

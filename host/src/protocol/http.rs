@@ -209,6 +209,7 @@ fn pipeline_header(headers: &HeaderMap) -> Result<Option<pipeline::Pipeline>, Ht
 }
 
 async fn process(state: &AppState, transport: Transport, mut job: Job) -> Response {
+    let _in_flight = state.metrics.in_flight();
     let Some(etl) = state.etl.load_full() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -65,13 +65,28 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let (replies, mut pending) = mpsc::channel::<tokio::task::JoinHandle<Message>>(IN_FLIGHT);
     let writer = tokio::spawn(async move {
-        while let Some(reply) = pending.recv().await {
+        let mut next = pending.recv().await;
+        while let Some(reply) = next {
             let message = reply
                 .await
                 .unwrap_or_else(|e| Message::Text(format!("Transform error: {e}").into()));
-            if sink.send(message).await.is_err() {
+            if sink.feed(message).await.is_err() {
                 break;
             }
+            // Replies that are already done go out in the same write; the socket is
+            // written as soon as the next one would have to be waited for.
+            next = match pending.try_recv() {
+                Ok(reply) if reply.is_finished() => Some(reply),
+                ready => {
+                    if sink.flush().await.is_err() {
+                        break;
+                    }
+                    match ready {
+                        Ok(reply) => Some(reply),
+                        Err(_) => pending.recv().await,
+                    }
+                }
+            };
         }
     });
 
@@ -121,6 +136,7 @@ async fn next_data(stream: &mut futures::stream::SplitStream<WebSocket>) -> Opti
 }
 
 async fn process(state: Arc<AppState>, control: Control, input: Input) -> Message {
+    let _in_flight = state.metrics.in_flight();
     let path = control.path;
     let pipeline = match pipeline::parse(&control.pipeline) {
         Ok(pipeline) => pipeline,

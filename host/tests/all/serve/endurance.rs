@@ -311,6 +311,32 @@ async fn wait_for_sockets(server: &Server, sockets: usize) {
     }
 }
 
+/// Poll until the server has received `requests` object requests (in flight or
+/// answered): an accepted connection whose request the server has not read yet is
+/// idle, and a shutdown closes it.
+async fn wait_for_requests(server: &Server, requests: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = server.metrics().await;
+        let received: u64 = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("ais_wasm_requests_in_flight ")
+                    || l.starts_with("ais_wasm_objects_total{")
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        if received >= requests {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server received {received} of {requests} requests:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A streamed PUT whose body is sent piece by piece through the returned sender.
 fn streamed_put(
     client: &reqwest::Client,
@@ -338,7 +364,6 @@ async fn sigterm_under_load_finishes_what_is_in_flight() {
         .env("NUM_WORKERS", WORKERS.to_string())
         .start()
         .await;
-    let (_, idle_sockets) = server.open_fds();
     let client = super::harness::client();
     let destination = |i: usize| format!("ais/@#/dst/o{i}");
     let mut buffered = Vec::new();
@@ -358,7 +383,7 @@ async fn sigterm_under_load_finishes_what_is_in_flight() {
             }
         }
     }
-    wait_for_sockets(&server, idle_sockets + 24).await;
+    wait_for_requests(&server, 24).await;
     server.sigterm();
     // The streamed bodies arrive only now, during the shutdown.
     for (i, (body, _)) in &mut streams {

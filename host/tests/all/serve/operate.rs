@@ -108,14 +108,7 @@ async fn metrics_count_objects_bytes_errors_and_the_pool() {
         422
     );
     assert_eq!(put(&server.url("/b/o?etl_args=panic"), b"x").await.0, 500);
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     for line in [
         r#"ais_wasm_objects_total{transport="hpush",outcome="ok"} 3"#,
         r#"ais_wasm_objects_total{transport="hpush",outcome="bad_input"} 1"#,
@@ -126,6 +119,7 @@ async fn metrics_count_objects_bytes_errors_and_the_pool() {
         r#"ais_wasm_instances_discarded_total 1"#,
         r#"ais_wasm_compile_cache_total{result="miss"} 1"#,
         r#"ais_wasm_instances{state="busy"} 0"#,
+        "ais_wasm_requests_in_flight 0",
     ] {
         assert!(
             text.lines().any(|l| l == line),
@@ -184,14 +178,7 @@ async fn sighup_swaps_the_component_and_keeps_the_old_one_when_the_new_one_fails
     })
     .await;
     assert_eq!(put(&url, b"abc").await.1, b"Hello World!");
-    let metrics = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains(r#"ais_wasm_reloads_total{result="ok"} 1"#),
         "{metrics}"
