@@ -257,9 +257,9 @@ impl Etl {
 impl Etl {
     /// Run a buffered guest call here until it first gives its thread back (an epoch
     /// tick, at most 10 ms in), then move it to the guests' runtime to finish. Most
-    /// calls end before that, and save the two cross-thread wake-ups of a hand-off. The move happens within the poll that saw it yield, so a dropped
-    /// connection can't cancel the call between the two (which would cost the
-    /// instance).
+    /// calls end before that, and save the two cross-thread wake-ups of a hand-off.
+    /// The move happens within the poll that saw it yield, so a dropped connection
+    /// can't cancel the call between the two (which would cost the instance).
     async fn on_guests<T: Send + 'static>(
         &self,
         call: impl Future<Output = Result<T, ObjectError>> + Send + 'static,
