@@ -188,17 +188,26 @@ impl MagicLink {
 /// Read `file` to its end from the page cache only. `false`: some of it is not
 /// cached (or the filesystem cannot tell without waiting).
 fn read_cached(file: &File, data: &mut Vec<u8>) -> io::Result<bool> {
+    // A full vector holds, as a rule, the file's size: its end is confirmed by a
+    // small read here rather than by growing (and copying) the vector.
+    let mut probe = [0u8; 64];
     loop {
-        if data.len() == data.capacity() {
-            data.reserve(64 * 1024);
-        }
-        let spare = data.spare_capacity_mut();
-        let iov = libc::iovec {
-            iov_base: spare.as_mut_ptr().cast(),
-            iov_len: spare.len(),
+        let full = data.len() == data.capacity();
+        let iov = match full {
+            true => libc::iovec {
+                iov_base: probe.as_mut_ptr().cast(),
+                iov_len: probe.len(),
+            },
+            false => {
+                let spare = data.spare_capacity_mut();
+                libc::iovec {
+                    iov_base: spare.as_mut_ptr().cast(),
+                    iov_len: spare.len(),
+                }
+            }
         };
-        // SAFETY: `iov` describes the vector's spare capacity, which the kernel may
-        // write; `set_len` below counts only what it wrote.
+        // SAFETY: `iov` describes `probe` or the vector's spare capacity, which the
+        // kernel may write; only what it wrote is used below.
         let n = unsafe {
             libc::preadv2(
                 file.as_raw_fd(),
@@ -210,6 +219,8 @@ fn read_cached(file: &File, data: &mut Vec<u8>) -> io::Result<bool> {
         };
         match n {
             0 => return Ok(true),
+            // The file grew since its size was read.
+            n if n > 0 && full => data.extend_from_slice(&probe[..n as usize]),
             n if n > 0 => unsafe { data.set_len(data.len() + n as usize) },
             _ => {
                 let error = io::Error::last_os_error();
@@ -266,6 +277,21 @@ mod tests {
         );
         let loaded = load(&policy, &path, &all, Wait::Allowed).unwrap();
         assert!(whole(loaded).unwrap() == data);
+    }
+
+    #[test]
+    fn a_file_of_the_expected_size_is_read_without_growing_the_buffer() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let file = File::open(object(dir.path(), &data)).unwrap();
+        let mut exact = Vec::with_capacity(data.len());
+        assert!(read_cached(&file, &mut exact).unwrap());
+        assert!(exact == data);
+        assert_eq!(exact.capacity(), data.len());
+        // Larger than it was when its size was taken: read to its end all the same.
+        let mut short = Vec::with_capacity(1000);
+        assert!(read_cached(&file, &mut short).unwrap());
+        assert!(short == data);
     }
 
     #[test]
