@@ -1,7 +1,7 @@
 //! Prometheus metrics at `GET /metrics`: objects by transport and outcome, bytes in
-//! and out, latency per transport, requests in flight, the instance pool, compile-cache hits and hot
-//! swaps. Recorded by the protocol layer, which knows the transport; the pool's
-//! figures are read from the runtime when scraped.
+//! and out, latency per transport, requests in flight, the instance pool,
+//! compile-cache hits and hot swaps. Recorded by the protocol layer, which knows the
+//! transport; the pool's figures are read from the runtime when scraped.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

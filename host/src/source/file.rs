@@ -91,6 +91,7 @@ fn open_path(path: &Path, wait: Wait) -> io::Result<Option<File>> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the path holds a NUL byte"))?;
     let flags = libc::O_PATH | libc::O_CLOEXEC;
     let fd = match wait {
+        // SAFETY: a valid NUL-terminated path.
         Wait::Allowed => unsafe { libc::open(name.as_ptr(), flags) },
         Wait::Never => {
             // SAFETY: `open_how` is plain data; all-zero is its documented default.
