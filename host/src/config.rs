@@ -113,6 +113,9 @@ pub struct ServeArgs {
     /// path shaped like an AIStore object's file].
     #[arg(long, env = "ETL_FQN_ROOTS", value_name = "DIRS")]
     pub fqn_roots: Option<String>,
+    /// Threads serving connections; each connection stays on one [default: the CPUs].
+    #[arg(long, env = "ETL_WASM_SERVE_THREADS")]
+    pub serve_threads: Option<std::num::NonZeroUsize>,
 }
 
 impl ServeArgs {

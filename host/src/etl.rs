@@ -4,8 +4,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::Stream;
@@ -35,6 +37,8 @@ pub struct Etl {
     /// the protocol, so that busy guests never delay accepting connections or
     /// answering `/health` (§8.4).
     pub guests: tokio::runtime::Handle,
+    /// How long this transform's buffered calls have lately taken.
+    pub pace: Pace,
 }
 
 /// One object to process.
@@ -260,12 +264,24 @@ impl Etl {
     /// calls end before that, and save the two cross-thread wake-ups of a hand-off.
     /// The move happens within the poll that saw it yield, so a dropped connection
     /// can't cancel the call between the two (which would cost the instance).
+    ///
+    /// A transform whose calls lately took longer than [`Pace::LONG`] goes to the
+    /// guests' runtime at once: its calls then run on every core, where inline they
+    /// would queue behind each other on their connection's thread (one WebSocket
+    /// connection carries many objects at once), and the hand-off costs them little.
     async fn on_guests<T: Send + 'static>(
         &self,
         call: impl Future<Output = Result<T, ObjectError>> + Send + 'static,
     ) -> Result<T, EtlError> {
-        let mut call = Box::pin(call);
-        let first = std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+        let mut call = Timed {
+            call: Box::pin(call),
+            busy: Duration::ZERO,
+            pace: self.pace.clone(),
+        };
+        if self.pace.is_long() {
+            return join(self.guests.spawn(call)).await;
+        }
+        let first = std::future::poll_fn(|cx| match Pin::new(&mut call).poll(cx) {
             Poll::Ready(result) => Poll::Ready(Some(result)),
             Poll::Pending => Poll::Ready(None),
         })
@@ -274,6 +290,51 @@ impl Etl {
             Some(result) => Ok(result?),
             None => join(self.guests.spawn(call)).await,
         }
+    }
+}
+
+/// A moving average of the time buffered calls spend running (their polls, not the
+/// waits between), shared by the requests of one loaded transform.
+#[derive(Clone, Default)]
+pub struct Pace(Arc<AtomicU64>);
+
+impl Pace {
+    /// The call time past which a hand-off's cost (two cross-thread wake-ups, some
+    /// 10-20 µs of CPU) is under a few percent.
+    const LONG: Duration = Duration::from_micros(500);
+
+    fn is_long(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > Self::LONG.as_nanos() as u64
+    }
+
+    /// Weighs in one call at 1/8: races between concurrent calls lose a sample at
+    /// worst.
+    fn record(&self, busy: Duration) {
+        let sample = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
+        let average = self.0.load(Ordering::Relaxed);
+        let average = average - average / 8 + sample / 8;
+        self.0.store(average, Ordering::Relaxed);
+    }
+}
+
+/// A guest call that adds up the time its polls take, and reports it when done.
+struct Timed<F> {
+    call: Pin<Box<F>>,
+    busy: Duration,
+    pace: Pace,
+}
+
+impl<F: Future> Future for Timed<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let started = Instant::now();
+        let polled = self.call.as_mut().poll(cx);
+        self.busy += started.elapsed();
+        if polled.is_ready() {
+            self.pace.record(self.busy);
+        }
+        polled
     }
 }
 
@@ -354,5 +415,28 @@ impl Stream for OutputStream {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Pace;
+
+    #[test]
+    fn pace_follows_the_recent_calls() {
+        let pace = Pace::default();
+        assert!(!pace.is_long(), "no calls yet");
+        for _ in 0..30 {
+            pace.record(Duration::from_millis(2));
+        }
+        assert!(pace.is_long(), "after 2 ms calls");
+        for _ in 0..30 {
+            pace.record(Duration::from_micros(20));
+        }
+        assert!(!pace.is_long(), "after 20 µs calls");
+        pace.record(Duration::from_millis(3));
+        assert!(!pace.is_long(), "one slow call among fast ones");
     }
 }

@@ -14,7 +14,7 @@ use crate::config::ServeArgs;
 use crate::delivery::ComponentArgs;
 use crate::etl::Etl;
 use crate::metrics::Metrics;
-use crate::protocol::{Admin, AppState, app, without_nagle};
+use crate::protocol::{Admin, AppState, app};
 use crate::runtime::{Runtime, Transform};
 use crate::sink::DirectPut;
 
@@ -92,12 +92,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(without_nagle(listener), app(state))
-        .with_graceful_shutdown(async move {
+    let threads = args
+        .serve_threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, std::num::NonZeroUsize::get);
+    let mut server = tokio::spawn(crate::protocol::serve(
+        listener,
+        app(state),
+        threads,
+        async move {
             let _ = stopped.await;
-        })
-        .into_future();
-    let mut server = tokio::spawn(server);
+        },
+    ));
 
     let transform = match args.native {
         Some(native) => Transform::native(native, config.limits, config.concurrency),
@@ -124,6 +130,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .is_some_and(crate::outbound::truthy),
         guests: guests.handle(),
+        pace: Default::default(),
     })));
     tracing::info!(%address, "ready");
     // A plain line on stdout once ready: scripts and tests wait for it.
@@ -196,6 +203,7 @@ impl Reloader {
             self.metrics.loaded(report.cache);
             self.slot.store(Some(Arc::new(Etl {
                 transform,
+                pace: Default::default(),
                 ..Etl::clone(&current)
             })));
             anyhow::Ok(report.sha256)
@@ -259,7 +267,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The runtime guests run on, apart from the one serving HTTP.
+/// The runtime guests run on, apart from the threads serving the protocol.
 ///
 /// - A guest gives its worker thread back only at epoch ticks (every 10 ms), and a
 ///   tokio worker polls for I/O only every 61 task polls: with every worker of a

@@ -7,10 +7,12 @@
 mod control;
 mod error;
 mod http;
+mod server;
 mod ws;
 
 pub use control::{Control, ControlError};
 pub use error::HttpError;
+pub use server::serve;
 
 use std::sync::Arc;
 
