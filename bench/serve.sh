@@ -109,7 +109,7 @@ out, n_runs, transform, servers = sys.argv[1], int(sys.argv[2]), sys.argv[3], sy
 base = "ais-wasm"
 KiB, MiB = 1 << 10, 1 << 20
 MEDIANS = ("objects_per_s", "mib_per_s", "latency_p50_ms", "latency_p99_ms",
-           "server_cores", "mib_per_server_cpu_s", "generator_cores")
+           "server_cores", "server_kernel_pct", "mib_per_server_cpu_s", "generator_cores")
 
 # Each server's reports, one per run that finished (a server that died leaves none).
 reports = {}
@@ -200,14 +200,15 @@ for server, docs in reports.items():
     print(f"server: `{' '.join(docs[0]['server']['command'])}`"
           + (f"; {len(docs)} of {n_runs} runs reported" if len(docs) < n_runs else "") + "\n")
     header(["transport", "size", "conc", "runs", "objects/s", "MiB/s", "p50 ms", "p99 ms",
-            "errors", "srv CPU", "MiB/srv-CPU-s", "srv RSS MiB", "gen CPU"])
+            "errors", "srv CPU", "srv sys %", "MiB/srv-CPU-s", "srv RSS MiB", "gen CPU"])
     for key, c in medians[server].items():
         def f(metric, digits):
             return "-" if c[metric] is None else f"{c[metric]:,.{digits}f}"
         rss = c["server_peak_rss_bytes"]
         row([key[0], names[key[1]], str(key[2]), str(c["runs"]), f("objects_per_s", 1),
              f("mib_per_s", 1), f("latency_p50_ms", 2), f("latency_p99_ms", 2),
-             str(c["errors"]), f("server_cores", 2), f("mib_per_server_cpu_s", 1),
+             str(c["errors"]), f("server_cores", 2), f("server_kernel_pct", 0),
+             f("mib_per_server_cpu_s", 1),
              "-" if rss is None else f"{rss / MiB:.0f}", f("generator_cores", 2)])
 
 
@@ -255,6 +256,31 @@ for conc in concurrencies:
 size = 64 * KiB if 64 * KiB in sizes else sizes[0]
 table(f"MiB per server CPU second at {names[size]} (higher is better)",
       "mib_per_server_cpu_s", [k for k in keys if k[1] == size])
+
+
+def cpu_per_object(server, key):
+    """Server CPU microseconds per object, and the kernel's part of them."""
+    mib, pct = value(server, key, "mib_per_server_cpu_s"), value(server, key, "server_kernel_pct")
+    if not mib or pct is None:
+        return None, None
+    total = 1e6 * key[1] / (mib * MiB)
+    return total, total * pct / 100
+
+
+if "python" in medians:
+    print(f"\nServer CPU per object at {names[size]}, in microseconds. The ceiling is the ratio "
+          f"{base} would reach if its user-space time were zero: python's CPU per object over "
+          f"{base}'s kernel time per object (system calls and the loopback network stack, "
+          "which the same bytes cost any server).\n")
+    header(["transport", "size", "conc", f"{base} user", f"{base} kernel", "python",
+            f"{base}/python", "ceiling"])
+    for key in [k for k in keys if k[1] == size]:
+        total, kernel = cpu_per_object(base, key)
+        py, _ = cpu_per_object("python", key)
+        if total is None or py is None:
+            continue
+        row([key[0], names[key[1]], str(key[2]), f"{total - kernel:.1f}", f"{kernel:.1f}",
+             f"{py:.1f}", times(py / total), times(py / kernel if kernel else None)])
 
 
 def goal(name, metric, rows, other, factor, needs=""):

@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::process::Cpu;
 use super::stats::{Recorder, Usage};
 use super::target::Target;
 use super::wire::{etl_fqn_query, hpull_path, hpush_path, ws_fqn};
@@ -156,7 +157,7 @@ impl Driver {
     pub async fn run(
         self: &Arc<Self>,
         workload: &Workload,
-        cpu: impl Fn() -> (Option<Duration>, Duration),
+        cpu: impl Fn() -> (Option<Cpu>, Duration),
     ) -> Outcome {
         assert!(!workload.objects.is_empty(), "a workload needs objects");
         let concurrency = workload.concurrency.max(1);
@@ -221,9 +222,7 @@ impl Driver {
             recorded,
             elapsed,
             usage: Usage {
-                server_cpu: server_start
-                    .zip(server_end)
-                    .map(|(a, b)| b.saturating_sub(a)),
+                server_cpu: server_start.zip(server_end).map(|(a, b)| b.since(a)),
                 generator_cpu: generator_end.saturating_sub(generator_start),
             },
         }

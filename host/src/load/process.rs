@@ -172,7 +172,7 @@ impl ServerProcess {
     }
 
     /// CPU time of the whole tree so far, reaped children included.
-    pub fn cpu(&self) -> Option<Duration> {
+    pub fn cpu(&self) -> Option<Cpu> {
         tree_usage(self.pid()).map(|u| u.cpu)
     }
 
@@ -260,14 +260,33 @@ struct Member {
 pub struct TreeUsage {
     /// utime + stime + cutime + cstime of every member. A reaped process's time
     /// moves into its parent's cutime/cstime, so the sum keeps exited workers.
-    pub cpu: Duration,
+    pub cpu: Cpu,
     /// Resident set sizes, summed (shared pages count once per process).
     pub rss: u64,
+}
+
+/// CPU time, and the part of it spent in the kernel (stime: system calls, and the
+/// network stack's work done on the process's behalf).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    pub total: Duration,
+    pub kernel: Duration,
+}
+
+impl Cpu {
+    /// The time used since `earlier`.
+    pub fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            total: self.total.saturating_sub(earlier.total),
+            kernel: self.kernel.saturating_sub(earlier.kernel),
+        }
+    }
 }
 
 /// The fields of /proc/PID/stat this module uses.
 struct Stat {
     ticks: u64,
+    kernel_ticks: u64,
     rss_pages: u64,
     start_time: u64,
 }
@@ -281,6 +300,7 @@ fn read_stat(pid: u32) -> Option<Stat> {
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     Some(Stat {
         ticks: field(14)? + field(15)? + field(16)? + field(17)?,
+        kernel_ticks: field(15)? + field(17)?,
         start_time: field(22)?,
         rss_pages: field(24)?,
     })
@@ -324,13 +344,19 @@ fn children(pid: u32) -> Vec<u32> {
 /// The usage of `root`'s tree now (`None` if `root` is gone).
 pub fn tree_usage(root: u32) -> Option<TreeUsage> {
     read_stat(root)?;
-    let (ticks, pages) = tree(root)
+    let (ticks, kernel_ticks, pages) = tree(root)
         .iter()
         .filter_map(|m| read_stat(m.pid))
-        .fold((0, 0), |(t, p), s| (t + s.ticks, p + s.rss_pages));
+        .fold((0, 0, 0), |(t, k, p), s| {
+            (t + s.ticks, k + s.kernel_ticks, p + s.rss_pages)
+        });
     let (tick, page) = units();
+    let time = |ticks| Duration::from_secs_f64(ticks as f64 / tick as f64);
     Some(TreeUsage {
-        cpu: Duration::from_secs_f64(ticks as f64 / tick as f64),
+        cpu: Cpu {
+            total: time(ticks),
+            kernel: time(kernel_ticks),
+        },
         rss: pages * page,
     })
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::process::Cpu;
 use super::{Transport, size_label};
 
 /// At most this many error messages are kept per recorder (and per cell).
@@ -55,7 +56,7 @@ impl Recorder {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
     /// The server's process tree (`None` when it could not be read).
-    pub server_cpu: Option<Duration>,
+    pub server_cpu: Option<Cpu>,
     /// This process: client and emulated target.
     pub generator_cpu: Duration,
 }
@@ -81,6 +82,8 @@ pub struct Cell {
     pub server_cpu_s: Option<f64>,
     /// Server CPU seconds per wall-clock second.
     pub server_cores: Option<f64>,
+    /// The part of the server's CPU time spent in the kernel, in percent.
+    pub server_kernel_pct: Option<f64>,
     pub mib_per_server_cpu_s: Option<f64>,
     /// Peak of the summed RSS of the server's process tree during the cell.
     pub server_peak_rss_bytes: Option<u64>,
@@ -101,7 +104,11 @@ impl Cell {
         recorded.latencies_us.sort_unstable();
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let mib = recorded.bytes as f64 / (1024.0 * 1024.0);
-        let server_cpu_s = usage.server_cpu.map(|d| d.as_secs_f64());
+        let server_cpu_s = usage.server_cpu.map(|cpu| cpu.total.as_secs_f64());
+        let server_kernel_pct = usage
+            .server_cpu
+            .filter(|cpu| !cpu.total.is_zero())
+            .map(|cpu| 100.0 * cpu.kernel.as_secs_f64() / cpu.total.as_secs_f64());
         let generator_cpu_s = usage.generator_cpu.as_secs_f64();
         Cell {
             transport: transport.name(),
@@ -120,6 +127,7 @@ impl Cell {
             error_samples: recorded.error_samples,
             server_cpu_s,
             server_cores: server_cpu_s.map(|cpu| cpu / seconds),
+            server_kernel_pct,
             mib_per_server_cpu_s: server_cpu_s.filter(|cpu| *cpu > 0.0).map(|cpu| mib / cpu),
             server_peak_rss_bytes: peak_rss,
             generator_cpu_s,
@@ -142,6 +150,7 @@ impl Cell {
             format!("{:.2}", self.latency_p99_ms),
             self.errors.to_string(),
             opt(self.server_cores, 2),
+            opt(self.server_kernel_pct, 0),
             opt(self.mib_per_server_cpu_s, 1),
             self.server_peak_rss_bytes.map_or_else(
                 || "-".to_string(),
@@ -153,7 +162,7 @@ impl Cell {
 }
 
 /// Columns of the Markdown table (see the legend printed under it).
-pub const TABLE_HEADER: [&str; 12] = [
+pub const TABLE_HEADER: [&str; 13] = [
     "transport",
     "size",
     "conc",
@@ -163,18 +172,20 @@ pub const TABLE_HEADER: [&str; 12] = [
     "p99 ms",
     "errors",
     "srv CPU",
+    "srv sys %",
     "MiB/srv-CPU-s",
     "srv RSS MiB",
     "gen CPU",
 ];
 
 /// Widths that fit the usual values, so rows can be printed as cells finish.
-const WIDTHS: [usize; 12] = [16, 6, 4, 9, 8, 8, 8, 6, 7, 13, 11, 7];
+const WIDTHS: [usize; 13] = [16, 6, 4, 9, 8, 8, 8, 6, 7, 9, 13, 11, 7];
 
 pub const TABLE_LEGEND: &str = "objects/s and MiB/s: verified objects (input bytes) per second of the \
 measured part; p50/p99: latency from the first byte sent to the last byte received (WebSocket: \
 replies come in order per connection); errors: failed or mismatched requests, warm-up included; \
-srv CPU: the server's process tree, CPU seconds per second (cores); MiB/srv-CPU-s: input MiB per \
+srv CPU: the server's process tree, CPU seconds per second (cores); srv sys %: the part of that \
+CPU time spent in the kernel (system calls and the loopback network stack); MiB/srv-CPU-s: input MiB per \
 server CPU second; srv RSS MiB: peak of the tree's summed RSS during the cell; gen CPU: this load \
 generator (client and emulated target), cores.";
 

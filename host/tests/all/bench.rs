@@ -45,6 +45,12 @@ fn bench_serve_verifies_every_transport_it_drives() {
         assert_eq!(cell["size_bytes"], 4096, "{cell}");
         assert!(cell["objects_per_s"].as_f64().unwrap() > 0.0, "{cell}");
         assert!(cell["server_cpu_s"].as_f64().is_some(), "{cell}");
+        // Null when the cell was too short for a clock tick of server CPU.
+        let kernel = &cell["server_kernel_pct"];
+        assert!(
+            kernel.is_null() || (0.0..=100.0).contains(&kernel.as_f64().unwrap()),
+            "{cell}"
+        );
         assert!(
             cell["server_peak_rss_bytes"].as_u64().unwrap() > 0,
             "{cell}"
