@@ -33,10 +33,10 @@ pub enum PutError {
     Status { status: u16, body: Bytes },
 }
 
-/// Direct puts: the shared client and the retry policy.
+/// Direct puts: the client and the retry policy.
 #[derive(Clone)]
 pub struct DirectPut {
-    pub client: reqwest::Client,
+    pub client: crate::outbound::Clients,
     /// Local retries after a transient failure (`AIS_DIRECT_PUT_RETRIES`).
     pub retries: u32,
     /// Delay before the first retry; doubled for each further one, capped at 30 s.
@@ -61,7 +61,7 @@ impl DirectPut {
         length: Option<u64>,
         to_target: bool,
     ) -> Result<Answer, PutError> {
-        let mut request = self.client.put(url).body(body);
+        let mut request = self.client.here().put(url).body(body);
         if let Some(rest) = rest {
             request = request.header("ais-node-url", rest);
         }

@@ -19,7 +19,8 @@ use crate::runtime::{Runtime, Transform};
 use crate::sink::DirectPut;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let client = args.outbound.client()?;
+    let clients = crate::outbound::Clients::new(&args.outbound)?;
+    let client = clients.here();
     let config = args.runtime.runtime_config()?;
     let fqn_policy = args.fqn_policy()?;
     match fqn_policy.roots() {
@@ -73,7 +74,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         metrics: metrics.clone(),
         admin,
         target_url: args.target_url.clone(),
-        client: client.clone(),
+        client: clients.clone(),
         download_client: reqwest::Client::builder()
             .build()
             .context("building the download client")?,
@@ -120,7 +121,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     slot.store(Some(Arc::new(Etl {
         transform,
         direct_put: DirectPut {
-            client: client.clone(),
+            client: clients,
             retries: args.direct_put_retries,
             backoff: args.direct_put_backoff,
         },

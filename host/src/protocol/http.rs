@@ -124,7 +124,7 @@ pub async fn object(
                 // §4.3: hpull without an FQN reads the object from the target.
                 Some(target_url) => Source::Http {
                     url: target::object_url(target_url, &path, params.latest_ver),
-                    client: state.client.clone(),
+                    client: state.client.here(),
                     kind: HttpSource::Target,
                 },
                 None => {

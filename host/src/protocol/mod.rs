@@ -40,7 +40,7 @@ pub struct AppState {
     /// `AIS_TARGET_URL`: `<scheme>://<target>/v1/etl/_object/<etl>/<secret>`.
     pub target_url: Option<String>,
     /// For calls to AIStore (hpull GETs, direct puts): carries the AuthN token.
-    pub client: reqwest::Client,
+    pub client: crate::outbound::Clients,
     /// For `POST /download` sources, which may be anywhere: never sends the token.
     pub download_client: reqwest::Client,
     /// Which files `etl_fqn` may name (§11).

@@ -9,15 +9,19 @@
 //! touches one thread only (the guests' runtime aside, for calls past an epoch tick).
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 
-use anyhow::Context;
+use anyhow::Context as _;
 use axum::Router;
 use axum::serve::Listener;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -58,11 +62,8 @@ pub async fn serve(
             .min_by_key(|worker| worker.connections.load(Ordering::Relaxed))
             .expect("at least one worker");
         let load = Load::new(&worker.connections);
-        let connection = serve_connection(stream, router.clone(), draining.clone());
-        worker.runtime.spawn(connections.track_future(async move {
-            connection.await;
-            drop(load);
-        }));
+        let connection = serve_connection(stream, load, router.clone(), draining.clone());
+        worker.runtime.spawn(connections.track_future(connection));
     }
     drop(listener);
     draining.cancel();
@@ -71,10 +72,13 @@ pub async fn serve(
     Ok(())
 }
 
-/// One HTTP/1.1 connection, WebSocket upgrades included, until the peer closes it
-/// or `draining` asks it to close after its current request.
+/// One HTTP/1.1 connection until the peer closes it, `draining` asks it to close
+/// after its current request, or a WebSocket upgrade takes the socket over. (Graceful
+/// shutdown does not wait for WebSocket sessions: a target keeps them for hours, and
+/// AIStore deletes an ETL's pod without a grace period anyway.)
 async fn serve_connection(
     stream: std::net::TcpStream,
+    load: Load,
     router: Router,
     draining: CancellationToken,
 ) {
@@ -87,7 +91,13 @@ async fn serve_connection(
     };
     let service = TowerToHyperService::new(router);
     let connection = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(
+            TokioIo::new(Counted {
+                stream,
+                _load: load,
+            }),
+            service,
+        )
         .with_upgrades();
     tokio::pin!(connection);
     let mut asked = false;
@@ -138,6 +148,53 @@ impl Worker {
     }
 }
 
+/// A connection's socket, counted against its thread while open: after a WebSocket
+/// upgrade too, when the socket outlives the HTTP connection that accepted it.
+struct Counted {
+    stream: TcpStream,
+    _load: Load,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
 /// One connection counted against its thread while alive.
 struct Load(Arc<AtomicUsize>);
 
@@ -159,9 +216,12 @@ mod tests {
     use std::time::Duration;
 
     use axum::Router;
+    use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
     use axum::routing::get;
+    use futures::StreamExt;
     use tokio::net::TcpListener;
     use tokio::sync::{Notify, oneshot};
+    use tokio_tungstenite::tungstenite;
 
     use super::serve;
 
@@ -211,6 +271,32 @@ mod tests {
             assert_eq!(get_text(&first, &url).await, on_first);
             assert_eq!(get_text(&second, &url).await, on_second);
         }
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_websocket_session_counts_against_its_thread() {
+        let session = async |ws: WebSocketUpgrade| {
+            ws.on_upgrade(async |mut socket: WebSocket| {
+                let _ = socket.send(Message::Text(thread_name().into())).await;
+                while let Some(Ok(_)) = socket.recv().await {}
+            })
+        };
+        let router = Router::new()
+            .route("/", get(async || thread_name()))
+            .route("/ws", get(session));
+        let (url, stop, server) = start(router).await;
+        let (mut session, _) = tokio_tungstenite::connect_async(url.replace("http", "ws") + "/ws")
+            .await
+            .unwrap();
+        let Some(Ok(tungstenite::Message::Text(session_thread))) = session.next().await else {
+            panic!("no greeting from the session");
+        };
+        // The session's HTTP connection ended with the upgrade; its socket still counts.
+        let request_thread = get_text(&reqwest::Client::new(), &url).await;
+        assert_ne!(request_thread, session_thread.as_str());
+        drop(session);
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
     }
