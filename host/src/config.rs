@@ -119,6 +119,13 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// `--serve-threads`, else the CPUs this process may use (a cgroup quota counts).
+    pub fn serve_threads(&self) -> usize {
+        self.serve_threads
+            .or_else(|| std::thread::available_parallelism().ok())
+            .map_or(1, std::num::NonZeroUsize::get)
+    }
+
     /// Which files `etl_fqn` may name; the roots are resolved now, so a root that
     /// does not exist stops the server from starting.
     pub fn fqn_policy(&self) -> anyhow::Result<FqnPolicy> {

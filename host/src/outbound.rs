@@ -109,13 +109,16 @@ thread_local! {
 }
 
 impl Clients {
+    /// Also the calling thread's client: it is not built a second time.
     pub fn new(args: &OutboundArgs) -> anyhow::Result<Clients> {
         static IDS: AtomicUsize = AtomicUsize::new(0);
-        Ok(Clients {
+        let clients = Clients {
             id: IDS.fetch_add(1, Ordering::Relaxed),
             first: args.client()?,
             args: Arc::new(args.clone()),
-        })
+        };
+        HERE.with_borrow_mut(|here| here.push((clients.id, clients.first.clone())));
+        Ok(clients)
     }
 
     /// The calling thread's client, built on its first call.

@@ -93,14 +93,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let threads = args
-        .serve_threads
-        .or_else(|| std::thread::available_parallelism().ok())
-        .map_or(1, std::num::NonZeroUsize::get);
     let mut server = tokio::spawn(crate::protocol::serve(
         listener,
         app(state),
-        threads,
+        args.serve_threads(),
         async move {
             let _ = stopped.await;
         },

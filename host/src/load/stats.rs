@@ -185,9 +185,9 @@ pub const TABLE_LEGEND: &str = "objects/s and MiB/s: verified objects (input byt
 measured part; p50/p99: latency from the first byte sent to the last byte received (WebSocket: \
 replies come in order per connection); errors: failed or mismatched requests, warm-up included; \
 srv CPU: the server's process tree, CPU seconds per second (cores); srv sys %: the part of that \
-CPU time spent in the kernel (system calls and the loopback network stack); MiB/srv-CPU-s: input MiB per \
-server CPU second; srv RSS MiB: peak of the tree's summed RSS during the cell; gen CPU: this load \
-generator (client and emulated target), cores.";
+CPU time spent in the kernel (system calls and the loopback network stack); MiB/srv-CPU-s: input \
+MiB per server CPU second; srv RSS MiB: peak of the tree's summed RSS during the cell; gen CPU: \
+this load generator (client and emulated target), cores.";
 
 /// One Markdown table line, cells padded to the usual widths.
 pub fn table_line(cells: &[String]) -> String {
