@@ -13,11 +13,13 @@
 //!   nothing of HTTP.
 //! - [`delivery`]: how a component arrives (payload, file, URL) and is checked.
 //! - [`outbound`]: the HTTP client for calls to AIStore (auth, TLS).
+//! - [`allocator`]: the heap's settings, made once at start-up.
 //! - [`config`]: command-line flags and environment variables, validated once.
 //! - [`cmd`]: one module per subcommand.
 //! - [`load`]: a load generator: an emulated target, a server under test as a
 //!   process tree, every transport driven and every byte verified (`bench serve`).
 
+pub mod allocator;
 pub mod cmd;
 pub mod config;
 pub mod delivery;

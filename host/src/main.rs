@@ -8,6 +8,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    let tuned = ais_wasm::allocator::tune();
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -17,6 +18,9 @@ fn main() -> ExitCode {
     match cli.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
+    }
+    if !tuned {
+        tracing::warn!("glibc refused the heap settings; large objects will run slower");
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
