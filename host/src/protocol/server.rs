@@ -216,8 +216,9 @@ mod tests {
     use std::time::Duration;
 
     use axum::Router;
-    use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+    use axum::extract::Request;
     use axum::routing::get;
+    use fastwebsockets::{Frame, Payload};
     use futures::StreamExt;
     use tokio::net::TcpListener;
     use tokio::sync::{Notify, oneshot};
@@ -277,11 +278,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_websocket_session_counts_against_its_thread() {
-        let session = async |ws: WebSocketUpgrade| {
-            ws.on_upgrade(async |mut socket: WebSocket| {
-                let _ = socket.send(Message::Text(thread_name().into())).await;
-                while let Some(Ok(_)) = socket.recv().await {}
-            })
+        let session = async |mut request: Request| {
+            let (response, socket) = fastwebsockets::upgrade::upgrade(&mut request).unwrap();
+            tokio::spawn(async move {
+                let mut socket = socket.await.unwrap();
+                let greeting = Frame::text(Payload::Owned(thread_name().into_bytes()));
+                socket.write_frame(greeting).await.unwrap();
+                while socket.read_frame().await.is_ok() {}
+            });
+            response
         };
         let router = Router::new()
             .route("/", get(async || thread_name()))

@@ -7,21 +7,22 @@
 //! one request failed (that would strand every request queued behind it); a failure
 //! is answered with a TEXT diagnostic and logged (§13 Q1).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use axum::extract::State;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use fastwebsockets::upgrade::{UpgradeFut, is_upgrade_request};
+use fastwebsockets::{FragmentCollectorRead, Frame, OpCode, Payload, WebSocketWrite};
+use futures::StreamExt;
+use hyper_util::rt::TokioIo;
+use tokio::io::{BufWriter, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
-
-use super::control::Control;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::{AppState, http};
+use super::control::Control;
+use super::{AppState, HttpError, http};
 use crate::etl::{EtlError, Job, Outcome, Output};
 use crate::metrics::Transport;
 use crate::pipeline;
@@ -31,9 +32,32 @@ use crate::source::Source;
 /// The target reads replies of up to 16 GiB, and sends objects as large (§4.4).
 const MAX_MESSAGE: usize = 16 << 30;
 
+/// The largest frame accepted: `MAX_MESSAGE`, or less on a machine with less memory.
+/// A frame's whole length is reserved when its header arrives, and a reservation
+/// beyond the machine's memory would abort the process rather than end one connection.
+static MAX_FRAME: LazyLock<usize> = LazyLock::new(|| {
+    // SAFETY: sysconf only reads system parameters.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    match usize::try_from(pages.saturating_mul(page)) {
+        Ok(memory) if memory > 0 => memory.min(MAX_MESSAGE),
+        _ => MAX_MESSAGE,
+    }
+});
+
 /// Requests of one connection in progress at once; beyond it the connection is not
 /// read, and TCP pushes back on the target.
 const IN_FLIGHT: usize = 256;
+
+/// Small replies are gathered here and sent together; a reply at least this large
+/// goes to the socket straight from its own buffer, its header beside it (writev).
+const WRITE_BUFFER: usize = 64 << 10;
+
+type Socket = TokioIo<hyper::upgrade::Upgraded>;
 
 /// Where a WebSocket request's object is.
 enum Input {
@@ -43,68 +67,107 @@ enum Input {
     Fqn,
 }
 
-pub async fn upgrade(
-    State(state): State<Arc<AppState>>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    method: axum::http::Method,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    match upgrade {
-        Ok(upgrade) => upgrade
-            .max_message_size(MAX_MESSAGE)
-            .max_frame_size(MAX_MESSAGE)
-            .on_upgrade(move |socket| serve(state, socket)),
-        // A plain `GET /ws` is an hpull of the object named "ws".
-        Err(_) => http::object(State(state), method, uri, headers, body).await,
+/// What goes back on the socket, in the order the requests came.
+enum Reply {
+    Binary(Bytes),
+    Text(String),
+    /// A pong or the close handshake's answer, owed to the peer.
+    Control(OpCode, Vec<u8>),
+}
+
+impl Reply {
+    fn frame(&self) -> Frame<'_> {
+        match self {
+            Reply::Binary(bytes) => Frame::binary(Payload::Borrowed(bytes)),
+            Reply::Text(text) => Frame::text(Payload::Borrowed(text.as_bytes())),
+            Reply::Control(opcode, payload) => {
+                Frame::new(true, *opcode, None, Payload::Borrowed(payload))
+            }
+        }
     }
 }
 
-async fn serve(state: Arc<AppState>, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
-    let (replies, mut pending) = mpsc::channel::<tokio::task::JoinHandle<Message>>(IN_FLIGHT);
-    let writer = tokio::spawn(async move {
-        let mut next = pending.recv().await;
-        while let Some(reply) = next {
-            let message = reply
-                .await
-                .unwrap_or_else(|e| Message::Text(format!("Transform error: {e}").into()));
-            if sink.feed(message).await.is_err() {
-                break;
-            }
-            // Replies that are already done go out in the same write; the socket is
-            // written as soon as the next one would have to be waited for.
-            next = match pending.try_recv() {
-                Ok(reply) if reply.is_finished() => Some(reply),
-                ready => {
-                    if sink.flush().await.is_err() {
-                        break;
-                    }
-                    match ready {
-                        Ok(reply) => Some(reply),
-                        Err(_) => pending.recv().await,
-                    }
-                }
-            };
-        }
-    });
+/// A reply in the queue: being worked out, or known already.
+enum Pending {
+    Running(JoinHandle<Reply>),
+    Ready(Reply),
+}
 
+impl Pending {
+    fn is_ready(&self) -> bool {
+        match self {
+            Pending::Running(task) => task.is_finished(),
+            Pending::Ready(_) => true,
+        }
+    }
+
+    async fn reply(self) -> Reply {
+        match self {
+            Pending::Running(task) => task
+                .await
+                .unwrap_or_else(|e| Reply::Text(format!("Transform error: {e}"))),
+            Pending::Ready(reply) => reply,
+        }
+    }
+}
+
+pub async fn upgrade(State(state): State<Arc<AppState>>, mut request: Request) -> Response {
+    // A plain `GET /ws` is an hpull of the object named "ws".
+    if !is_upgrade_request(&request) {
+        let (parts, body) = request.into_parts();
+        return http::object(State(state), parts.method, parts.uri, parts.headers, body).await;
+    }
+    match fastwebsockets::upgrade::upgrade(&mut request) {
+        Ok((response, socket)) => {
+            tokio::spawn(serve(state, socket));
+            response.map(axum::body::Body::new)
+        }
+        Err(error) => HttpError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("WebSocket upgrade refused: {error}"),
+        )
+        .into_response(),
+    }
+}
+
+async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
+    let socket = match socket.await {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::debug!("WebSocket upgrade failed: {error}");
+            return;
+        }
+    };
+    let (mut read, write) = socket.split(|socket: Socket| {
+        let (read, write) = tokio::io::split(socket);
+        (read, BufWriter::with_capacity(WRITE_BUFFER, write))
+    });
+    read.set_max_message_size(*MAX_FRAME);
+    // Pings and closes come back to `next_data`, which queues their answers.
+    read.set_auto_pong(false);
+    read.set_auto_close(false);
+    let mut read = FragmentCollectorRead::new(read);
+    let (replies, pending) = mpsc::channel::<Pending>(IN_FLIGHT);
+    let writer = tokio::spawn(write_replies(write, pending));
     loop {
-        let control = match next_data(&mut stream).await {
-            Some(bytes) => bytes,
-            None => break,
+        let Some(control) = next_data(&mut read, &replies).await else {
+            break;
         };
         let reply = match Control::parse(&control) {
-            Ok(control) if control.expects_data() => match next_data(&mut stream).await {
-                Some(data) => tokio::spawn(process(state.clone(), control, Input::Data(data))),
+            Ok(control) if control.expects_data() => match next_data(&mut read, &replies).await {
+                Some(data) => Pending::Running(tokio::spawn(process(
+                    state.clone(),
+                    control,
+                    Input::Data(data),
+                ))),
                 None => break,
             },
-            Ok(control) => tokio::spawn(process(state.clone(), control, Input::Fqn)),
+            Ok(control) => {
+                Pending::Running(tokio::spawn(process(state.clone(), control, Input::Fqn)))
+            }
             Err(error) => {
                 tracing::warn!("{error}");
-                let text = error.to_string();
-                tokio::spawn(async move { Message::Text(text.into()) })
+                Pending::Ready(Reply::Text(error.to_string()))
             }
         };
         if replies.send(reply).await.is_err() {
@@ -116,31 +179,87 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
     let _ = writer.await;
 }
 
-/// The next binary (or text) message's payload; `None` when the connection ends.
-/// Pings are answered by the WebSocket layer itself.
-async fn next_data(stream: &mut futures::stream::SplitStream<WebSocket>) -> Option<Bytes> {
-    while let Some(message) = stream.next().await {
-        match message {
-            Ok(Message::Binary(bytes)) => return Some(bytes),
-            Ok(Message::Text(text)) => return Some(Bytes::from(text.as_str().to_owned())),
-            Ok(Message::Close(_)) => return None,
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+/// Writes the replies in order. Those already finished go out in one write; the
+/// socket is flushed as soon as the next would have to be waited for.
+async fn write_replies(
+    mut socket: WebSocketWrite<BufWriter<WriteHalf<Socket>>>,
+    mut pending: mpsc::Receiver<Pending>,
+) {
+    let mut next = pending.recv().await;
+    while let Some(reply) = next {
+        let reply = reply.reply().await;
+        if let Err(error) = socket.write_frame(reply.frame()).await {
+            tracing::debug!("WebSocket connection ended: {error}");
+            return;
+        }
+        next = match pending.try_recv() {
+            Ok(reply) if reply.is_ready() => Some(reply),
+            ready => {
+                if socket.flush().await.is_err() {
+                    return;
+                }
+                match ready {
+                    Ok(reply) => Some(reply),
+                    Err(_) => pending.recv().await,
+                }
+            }
+        };
+    }
+}
+
+/// The next binary (or text) message's payload, whole however the peer fragmented
+/// it; `None` when the connection ends. A ping's pong and a close's answer are
+/// queued behind the replies owed before them.
+async fn next_data(
+    read: &mut FragmentCollectorRead<ReadHalf<Socket>>,
+    replies: &mpsc::Sender<Pending>,
+) -> Option<Bytes> {
+    loop {
+        let frame = match read.read_frame(&mut nothing_owed).await {
+            Ok(frame) => frame,
             // The target closes by dropping the socket, without a close frame (§4.4).
             Err(error) => {
                 tracing::debug!("WebSocket connection ended: {error}");
                 return None;
             }
+        };
+        let answer = match frame.opcode {
+            OpCode::Binary | OpCode::Text => return Some(bytes(frame.payload)),
+            OpCode::Ping => Reply::Control(OpCode::Pong, frame.payload.to_vec()),
+            // The answer echoes the status code, if the close had one.
+            OpCode::Close => Reply::Control(
+                OpCode::Close,
+                frame.payload.get(..2).unwrap_or_default().to_vec(),
+            ),
+            OpCode::Pong | OpCode::Continuation => continue,
+        };
+        let closing = frame.opcode == OpCode::Close;
+        if replies.send(Pending::Ready(answer)).await.is_err() || closing {
+            return None;
         }
     }
-    None
 }
 
-async fn process(state: Arc<AppState>, control: Control, input: Input) -> Message {
+/// With automatic pongs and closes off, the reader owes nothing of its own.
+async fn nothing_owed(_: Frame<'_>) -> Result<(), std::io::Error> {
+    Ok(())
+}
+
+/// A received payload as `Bytes`, without copying what was read into its own buffer.
+fn bytes(payload: Payload<'_>) -> Bytes {
+    match payload {
+        Payload::Bytes(bytes) => bytes.freeze(),
+        Payload::Owned(vec) => vec.into(),
+        borrowed => Bytes::copy_from_slice(&borrowed),
+    }
+}
+
+async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply {
     let _in_flight = state.metrics.in_flight();
     let path = control.path;
     let pipeline = match pipeline::parse(&control.pipeline) {
         Ok(pipeline) => pipeline,
-        Err(error) => return Message::Text(error.to_string().into()),
+        Err(error) => return Reply::Text(error.to_string()),
     };
     let source = match input {
         Input::Data(data) => Source::Bytes(data),
@@ -157,7 +276,7 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Messag
         bytes_in: 0,
     };
     let Some(etl) = state.etl.load_full() else {
-        return Message::Text("Transform error: the component is still loading".into());
+        return Reply::Text("Transform error: the component is still loading".into());
     };
     let span = tracing::info_span!("object", etl = %state.name, transport = "ws", object = %path);
     async {
@@ -174,10 +293,10 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Messag
         match result {
             Ok(message) => {
                 let sent = match &message {
-                    Message::Binary(bytes) => bytes.len() as u64,
+                    Reply::Binary(bytes) => bytes.len() as u64,
                     // A direct put's delivered byte count.
-                    Message::Text(count) => count.as_str().parse().unwrap_or(0),
-                    _ => 0,
+                    Reply::Text(count) => count.parse().unwrap_or(0),
+                    Reply::Control(..) => 0,
                 };
                 state.metrics.bytes_out(Transport::Ws, sent);
                 message
@@ -190,19 +309,19 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Messag
 }
 
 /// A failed request's TEXT diagnostic: the body an HTTP request would get.
-fn error_reply(object: &str, error: EtlError) -> Message {
-    let error = super::HttpError::for_object(object, error);
-    Message::Text(format!("Transform error: {}", error.body).into())
+fn error_reply(object: &str, error: EtlError) -> Reply {
+    let error = HttpError::for_object(object, error);
+    Reply::Text(format!("Transform error: {}", error.body))
 }
 
 /// §4.4 replies: the object as BINARY; after a direct put, the delivered byte count as
 /// TEXT, or the next hop's non-empty body as BINARY. A reply is held whole, so one
 /// assembled from a stream is capped at `limit` (`--max-output`).
-async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Message, EtlError> {
+async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, EtlError> {
     Ok(match outcome? {
-        Outcome::Output(Output::Full(bytes)) => Message::Binary(bytes),
-        Outcome::Output(Output::Stream(stream)) => Message::Binary(stream.collect(limit).await?),
-        Outcome::Delivered { length } => Message::Text(length.to_string().into()),
+        Outcome::Output(Output::Full(bytes)) => Reply::Binary(bytes),
+        Outcome::Output(Output::Stream(stream)) => Reply::Binary(stream.collect(limit).await?),
+        Outcome::Delivered { length } => Reply::Text(length.to_string()),
         Outcome::Returned { first, rest } => {
             let mut body = first.to_vec();
             let mut rest = rest.bytes_stream();
@@ -218,9 +337,9 @@ async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Message
                 body.extend_from_slice(&chunk);
             }
             if body.is_empty() {
-                Message::Text("0".into())
+                Reply::Text("0".into())
             } else {
-                Message::Binary(body.into())
+                Reply::Binary(body.into())
             }
         }
     })

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 
 use super::fake_target::{FakeTarget, SECRET};
 use super::harness::{Mountpath, Server, ServerBuilder, path_escape};
@@ -253,4 +253,43 @@ async fn failures_are_text_replies_and_the_connection_stays() {
         .await
         .unwrap();
     assert_eq!(binary(next_reply(&mut socket).await), "still here");
+}
+
+/// The target never pings or closes (§4.4), but a peer that does is answered: a pong
+/// behind the replies owed before it, a close after every request sent before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_and_a_close_are_answered_in_turn() {
+    let server = ServerBuilder::new("examples/echo").start().await;
+    let mut socket = connect(&server).await;
+    socket.send(control("", "", "", "o")).await.unwrap();
+    // Between a control message and its data: the pong is owed first.
+    socket
+        .send(Message::Ping(Bytes::from_static(b"are you there")))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(b"first")))
+        .await
+        .unwrap();
+    let pong = socket.next().await.unwrap().unwrap();
+    assert_eq!(pong, Message::Pong(Bytes::from_static(b"are you there")));
+    assert_eq!(binary(next_reply(&mut socket).await), "first");
+    socket.send(control("", "", "", "o")).await.unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(b"last")))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "".into(),
+        })))
+        .await
+        .unwrap();
+    assert_eq!(binary(next_reply(&mut socket).await), "last");
+    match socket.next().await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected the close answered, got {other:?}"),
+    }
+    assert!(socket.next().await.is_none(), "the connection is closed");
 }
