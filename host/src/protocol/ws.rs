@@ -11,12 +11,12 @@ use std::sync::{Arc, LazyLock};
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use fastwebsockets::upgrade::{UpgradeFut, is_upgrade_request};
-use fastwebsockets::{FragmentCollectorRead, Frame, OpCode, Payload, WebSocketWrite};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketRead, WebSocketWrite};
 use futures::StreamExt;
 use hyper_util::rt::TokioIo;
-use tokio::io::{BufWriter, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, BufWriter, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -32,10 +32,11 @@ use crate::source::Source;
 /// The target reads replies of up to 16 GiB, and sends objects as large (§4.4).
 const MAX_MESSAGE: usize = 16 << 30;
 
-/// The largest frame accepted: `MAX_MESSAGE`, or less on a machine with less memory.
-/// A frame's whole length is reserved when its header arrives, and a reservation
-/// beyond the machine's memory would abort the process rather than end one connection.
-static MAX_FRAME: LazyLock<usize> = LazyLock::new(|| {
+/// The largest message accepted, and so the largest frame: `MAX_MESSAGE`, or less on
+/// a machine with less memory. A frame's whole length is reserved when its header
+/// arrives, and a reservation beyond the machine's memory would abort the process
+/// rather than end one connection.
+static MESSAGE_LIMIT: LazyLock<usize> = LazyLock::new(|| {
     // SAFETY: sysconf only reads system parameters.
     let (pages, page) = unsafe {
         (
@@ -142,26 +143,27 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
         let (read, write) = tokio::io::split(socket);
         (read, BufWriter::with_capacity(WRITE_BUFFER, write))
     });
-    read.set_max_message_size(*MAX_FRAME);
+    read.set_max_message_size(*MESSAGE_LIMIT);
     // Pings and closes come back to `next_data`, which queues their answers.
     read.set_auto_pong(false);
     read.set_auto_close(false);
-    let mut read = FragmentCollectorRead::new(read);
     let (replies, pending) = mpsc::channel::<Pending>(IN_FLIGHT);
     let writer = tokio::spawn(write_replies(write, pending));
     loop {
-        let Some(control) = next_data(&mut read, &replies).await else {
+        let Some(control) = next_data(&mut read, &replies, *MESSAGE_LIMIT).await else {
             break;
         };
         let reply = match Control::parse(&control) {
-            Ok(control) if control.expects_data() => match next_data(&mut read, &replies).await {
-                Some(data) => Pending::Running(tokio::spawn(process(
-                    state.clone(),
-                    control,
-                    Input::Data(data),
-                ))),
-                None => break,
-            },
+            Ok(control) if control.expects_data() => {
+                match next_data(&mut read, &replies, *MESSAGE_LIMIT).await {
+                    Some(data) => Pending::Running(tokio::spawn(process(
+                        state.clone(),
+                        control,
+                        Input::Data(data),
+                    ))),
+                    None => break,
+                }
+            }
             Ok(control) => {
                 Pending::Running(tokio::spawn(process(state.clone(), control, Input::Fqn)))
             }
@@ -208,12 +210,15 @@ async fn write_replies(
 }
 
 /// The next binary (or text) message's payload, whole however the peer fragmented
-/// it; `None` when the connection ends. A ping's pong and a close's answer are
-/// queued behind the replies owed before them.
-async fn next_data(
-    read: &mut FragmentCollectorRead<ReadHalf<Socket>>,
+/// it (gorilla sends ~4 KiB frames); `None` when the connection ends, or when a
+/// message outgrows `limit`. A ping's pong and a close's answer are queued behind the
+/// replies owed before them.
+async fn next_data<S: AsyncRead + Unpin>(
+    read: &mut WebSocketRead<S>,
     replies: &mpsc::Sender<Pending>,
+    limit: usize,
 ) -> Option<Bytes> {
+    let mut fragments: Option<BytesMut> = None;
     loop {
         let frame = match read.read_frame(&mut nothing_owed).await {
             Ok(frame) => frame,
@@ -223,15 +228,39 @@ async fn next_data(
                 return None;
             }
         };
-        let answer = match frame.opcode {
-            OpCode::Binary | OpCode::Text => return Some(bytes(frame.payload)),
-            OpCode::Ping => Reply::Control(OpCode::Pong, frame.payload.to_vec()),
+        let answer = match (frame.opcode, fragments.as_mut()) {
+            (OpCode::Binary | OpCode::Text, None) if frame.fin => {
+                return Some(bytes(frame.payload));
+            }
+            (OpCode::Binary | OpCode::Text, None) => {
+                fragments = Some(BytesMut::from(&frame.payload[..]));
+                continue;
+            }
+            (OpCode::Continuation, Some(message)) => {
+                if message.len() + frame.payload.len() > limit {
+                    tracing::warn!(
+                        "a WebSocket message over {limit} bytes: closing the connection, \
+                         since the message cannot be held"
+                    );
+                    return None;
+                }
+                message.extend_from_slice(&frame.payload);
+                match frame.fin {
+                    true => return fragments.map(BytesMut::freeze),
+                    false => continue,
+                }
+            }
+            (OpCode::Binary | OpCode::Text | OpCode::Continuation, _) => {
+                tracing::warn!("a WebSocket frame out of sequence: closing the connection");
+                return None;
+            }
+            (OpCode::Ping, _) => Reply::Control(OpCode::Pong, frame.payload.to_vec()),
             // The answer echoes the status code, if the close had one.
-            OpCode::Close => Reply::Control(
+            (OpCode::Close, _) => Reply::Control(
                 OpCode::Close,
                 frame.payload.get(..2).unwrap_or_default().to_vec(),
             ),
-            OpCode::Pong | OpCode::Continuation => continue,
+            (OpCode::Pong, _) => continue,
         };
         let closing = frame.opcode == OpCode::Close;
         if replies.send(Pending::Ready(answer)).await.is_err() || closing {
@@ -343,4 +372,79 @@ async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, 
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketRead};
+    use tokio::io::{DuplexStream, ReadHalf};
+    use tokio::sync::mpsc;
+
+    use super::{Pending, Reply, next_data};
+
+    /// The server's reader, and a client sending it frames over an in-memory pipe.
+    fn connection() -> (
+        WebSocketRead<ReadHalf<DuplexStream>>,
+        WebSocket<DuplexStream>,
+    ) {
+        let (server, client) = tokio::io::duplex(1 << 16);
+        let (read, write) = tokio::io::split(server);
+        let (mut read, _) = fastwebsockets::after_handshake_split(read, write, Role::Server);
+        read.set_auto_pong(false);
+        read.set_auto_close(false);
+        (read, WebSocket::after_handshake(client, Role::Client))
+    }
+
+    fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Frame<'static> {
+        Frame::new(fin, opcode, None, Payload::Owned(payload.to_vec()))
+    }
+
+    #[tokio::test]
+    async fn fragments_are_joined_and_a_ping_between_them_is_answered() {
+        let (mut read, mut client) = connection();
+        for (fin, opcode, payload) in [
+            (false, OpCode::Binary, &b"frag"[..]),
+            (true, OpCode::Ping, b"there?"),
+            (false, OpCode::Continuation, b"men"),
+            (true, OpCode::Continuation, b"ted"),
+            (true, OpCode::Binary, b"whole"),
+        ] {
+            client
+                .write_frame(frame(fin, opcode, payload))
+                .await
+                .unwrap();
+        }
+        let (replies, mut queued) = mpsc::channel(4);
+        assert_eq!(
+            next_data(&mut read, &replies, 64).await.unwrap(),
+            "fragmented"
+        );
+        assert!(matches!(
+            queued.try_recv(),
+            Ok(Pending::Ready(Reply::Control(OpCode::Pong, payload))) if payload == b"there?"
+        ));
+        assert_eq!(next_data(&mut read, &replies, 64).await.unwrap(), "whole");
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_or_out_of_sequence_ends_the_connection() {
+        let (replies, _queued) = mpsc::channel(4);
+        let (mut read, mut client) = connection();
+        client
+            .write_frame(frame(false, OpCode::Binary, &[1; 40]))
+            .await
+            .unwrap();
+        client
+            .write_frame(frame(true, OpCode::Continuation, &[2; 40]))
+            .await
+            .unwrap();
+        assert_eq!(next_data(&mut read, &replies, 64).await, None);
+
+        let (mut read, mut client) = connection();
+        client
+            .write_frame(frame(true, OpCode::Continuation, b"no start"))
+            .await
+            .unwrap();
+        assert_eq!(next_data(&mut read, &replies, 64).await, None);
+    }
 }
