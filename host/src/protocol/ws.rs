@@ -125,7 +125,10 @@ pub async fn upgrade(State(state): State<Arc<AppState>>, mut request: Request) -
         }
         Err(error) => HttpError::new(
             axum::http::StatusCode::BAD_REQUEST,
-            format!("WebSocket upgrade refused: {error}"),
+            format!(
+                "WebSocket upgrade refused: {error}; a WebSocket client sends \
+                 Sec-WebSocket-Key and Sec-WebSocket-Version: 13"
+            ),
         )
         .into_response(),
     }

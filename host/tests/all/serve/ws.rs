@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, O
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 
 use super::fake_target::{FakeTarget, SECRET};
-use super::harness::{Mountpath, Server, ServerBuilder, path_escape};
+use super::harness::{Mountpath, Server, ServerBuilder, path_escape, raw};
 
 pub(super) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -292,4 +292,30 @@ async fn pings_and_a_close_are_answered_in_turn() {
         other => panic!("expected the close answered, got {other:?}"),
     }
     assert!(socket.next().await.is_none(), "the connection is closed");
+}
+
+/// An upgrade without a key is refused with a status that says why; without the
+/// upgrade headers, `GET /ws` is an hpull of the object named "ws" (§4.6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_upgrade_is_refused_and_a_plain_get_is_an_object() {
+    let target = FakeTarget::start().await;
+    target.put_object("ws", "an object named ws");
+    let server = ServerBuilder::new("examples/echo")
+        .target(&target, "echo")
+        .start()
+        .await;
+    let refused = raw(
+        server.addr,
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    let body = String::from_utf8_lossy(&refused.body);
+    assert!(body.contains("Sec-WebSocket-Key"), "{body}");
+    let plain = reqwest::get(format!("http://{}/ws", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 200);
+    assert_eq!(plain.text().await.unwrap(), "an object named ws");
 }
