@@ -146,19 +146,20 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
         let (read, write) = tokio::io::split(socket);
         (read, BufWriter::with_capacity(WRITE_BUFFER, write))
     });
-    read.set_max_message_size(*MESSAGE_LIMIT);
+    let limit = *MESSAGE_LIMIT;
+    read.set_max_message_size(limit);
     // Pings and closes come back to `next_data`, which queues their answers.
     read.set_auto_pong(false);
     read.set_auto_close(false);
     let (replies, pending) = mpsc::channel::<Pending>(IN_FLIGHT);
     let writer = tokio::spawn(write_replies(write, pending));
     loop {
-        let Some(control) = next_data(&mut read, &replies, *MESSAGE_LIMIT).await else {
+        let Some(control) = next_data(&mut read, &replies, limit).await else {
             break;
         };
         let reply = match Control::parse(&control) {
             Ok(control) if control.expects_data() => {
-                match next_data(&mut read, &replies, *MESSAGE_LIMIT).await {
+                match next_data(&mut read, &replies, limit).await {
                     Some(data) => Pending::Running(tokio::spawn(process(
                         state.clone(),
                         control,
@@ -277,12 +278,12 @@ async fn nothing_owed(_: Frame<'_>) -> Result<(), std::io::Error> {
     Ok(())
 }
 
-/// A received payload as `Bytes`, without copying what was read into its own buffer.
+/// A received payload as `Bytes`. The reader hands out each frame's payload split
+/// off its own buffer, so this copies nothing; any other form is copied.
 fn bytes(payload: Payload<'_>) -> Bytes {
     match payload {
         Payload::Bytes(bytes) => bytes.freeze(),
-        Payload::Owned(vec) => vec.into(),
-        borrowed => Bytes::copy_from_slice(&borrowed),
+        other => Bytes::copy_from_slice(&other),
     }
 }
 
