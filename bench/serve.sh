@@ -9,7 +9,8 @@
 #   native    `ais-wasm serve --native`: the same transform compiled into the host,
 #             behind the same server code (when this build has it)
 #
-#   bench/serve.sh [--quick] [--runs N] [--record] [--transform echo|md5] [ARGS for bench serve]
+#   bench/serve.sh [--quick] [--runs N] [--record | --record-as NAME] [--transform echo|md5]
+#                  [ARGS for bench serve]
 #
 # Throughput on a shared machine varies by ±20% between identical runs, so the servers
 # run interleaved, N rounds of ais-wasm, python, native (--runs, default 3), and every
@@ -17,7 +18,8 @@
 # a table per server, ratio tables and a PASS/MISS line per goal of issue #5 that the
 # runs can judge. Results go to target/bench-serve/<time>/ (each run's JSON, table and
 # server log as <server>-<round>.*, the medians in ratios.md); --record also writes
-# bench/results/<date>-serve[-quick]-<transform>.md.
+# bench/results/<date>-serve[-quick]-<transform>.md, --record-as bench/results/<date>-NAME.md
+# (for a partial matrix, which must not replace the full one).
 #
 # The default matrix, 8 transports x sizes 1KiB..16MiB x concurrency 1,8,32 x 3.5 s,
 # takes about 6 min per server run, 50 min for 3 runs of 3 servers. --quick is every
@@ -28,11 +30,12 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 command=("$@")
-quick=0 record=0 transform=echo runs=3
+quick=0 record=0 name= transform=echo runs=3
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1 ;;
     --record) record=1 ;;
+    --record-as) record=1 name=$2; shift ;;
     --transform) transform=$2; shift ;;
     --runs) runs=$2; shift ;;
     *) break ;;
@@ -370,7 +373,7 @@ cat "$out/ratios.md"
 
 if [[ $record == 1 ]]; then
   mode=$([[ $quick == 1 ]] && echo "-quick" || true)
-  results="bench/results/$(date +%Y-%m-%d)-serve$mode-$transform.md"
+  results="bench/results/$(date +%Y-%m-%d)-${name:-serve$mode-$transform}.md"
   {
     echo "# End-to-end benchmark ($transform), $(date +%Y-%m-%d)"
     echo

@@ -72,6 +72,11 @@ pub struct ServeBenchArgs {
     /// How long one request may take before it counts as an error.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// Send WebSocket data messages in frames of this size, each written on its
+    /// own, as an AIStore target does (gorilla's 4 KiB write buffer); 0 sends each
+    /// message as one frame.
+    #[arg(long, default_value = "4KiB")]
+    pub ws_frame: ByteSize,
     /// Keep the server's stdout and stderr in FILE [default: a temporary file,
     /// shown in part if the server fails].
     #[arg(long, value_name = "FILE")]
@@ -106,6 +111,7 @@ struct Settings {
     objects: Option<u64>,
     warmup_s: f64,
     distinct: usize,
+    ws_frame: u64,
 }
 
 #[derive(Serialize)]
@@ -212,7 +218,7 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
     println!(
         "# ais-wasm bench serve: {label}\n\nserver: `{}` (pid {}, ready in {:.0} ms{})  \n\
          machine: {} CPUs, {}, load average {}  \nverify: {}; each cell: {} after {:?} of warm-up; \
-         {} distinct objects per size\n",
+         {} distinct objects per size; WebSocket data in {}\n",
         server.argv.join(" "),
         server.pid(),
         server.ready_after.as_secs_f64() * 1e3,
@@ -228,6 +234,10 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
         },
         args.warmup,
         args.distinct,
+        match args.ws_frame.0 {
+            0 => "one frame per message".to_string(),
+            frame => format!("{} frames", ByteSize(frame)),
+        },
     );
     println!("{}", table_header());
 
@@ -235,6 +245,7 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
         server.addr,
         target.clone(),
         args.request_timeout,
+        args.ws_frame.0 as usize,
     ));
     let stop = match args.objects {
         Some(n) => Stop::Objects(n),
@@ -311,6 +322,7 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
             objects: args.objects,
             warmup_s: args.warmup.as_secs_f64(),
             distinct: args.distinct,
+            ws_frame: args.ws_frame.0,
         },
         cells,
         generator_cpu_s: generator_cpu.as_secs_f64(),

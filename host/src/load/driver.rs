@@ -12,6 +12,8 @@ use futures::{SinkExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 
 use super::process::Cpu;
 use super::stats::{Recorder, Usage};
@@ -24,6 +26,9 @@ const WS_CONNECTIONS: usize = 4;
 /// Largest WebSocket message either way (the protocol allows 16 GiB; the corpus is
 /// in memory anyway).
 const WS_MAX_MESSAGE: usize = 1 << 30;
+/// The payload of each frame an AIStore target sends a data message in: gorilla's
+/// default write buffer, one frame per write (protocol §4.4).
+pub const TARGET_WS_FRAME: usize = 4 << 10;
 
 /// Compares a response, chunk by chunk, with the expected bytes.
 pub struct Check<'a> {
@@ -88,6 +93,9 @@ pub struct Driver {
     pub target: Arc<Target>,
     /// How long one request may take before it counts as failed.
     pub request_timeout: Duration,
+    /// WebSocket data messages go out in frames of this payload, each its own write;
+    /// 0: each message in one frame.
+    ws_frame: usize,
     ids: AtomicU64,
 }
 
@@ -139,11 +147,17 @@ impl Schedule {
 }
 
 impl Driver {
-    pub fn new(server: SocketAddr, target: Arc<Target>, request_timeout: Duration) -> Driver {
+    pub fn new(
+        server: SocketAddr,
+        target: Arc<Target>,
+        request_timeout: Duration,
+        ws_frame: usize,
+    ) -> Driver {
         Driver {
             server,
             target,
             request_timeout,
+            ws_frame,
             ids: AtomicU64::new(0),
         }
     }
@@ -473,11 +487,10 @@ async fn ws_session(
                 let put_id = transport.direct_put().then(|| driver.next_id());
                 let pipeline = put_id.map(|id| driver.target.expect_put(id, object.clone()));
                 let control = control_message(transport, &object, pipeline.as_deref());
-                let mut sent =
-                    send(&mut sink, Message::Binary(control), driver.request_timeout).await;
+                let mut sent = send(&mut sink, control, 0, driver.request_timeout).await;
                 if sent.is_ok() && transport != Transport::WsFqn {
-                    let data = Message::Binary(object.data.clone());
-                    sent = send(&mut sink, data, driver.request_timeout).await;
+                    let (data, frame) = (object.data.clone(), driver.ws_frame);
+                    sent = send(&mut sink, data, frame, driver.request_timeout).await;
                 }
                 if let Err(error) = sent {
                     if let Some(id) = put_id {
@@ -548,12 +561,29 @@ async fn ws_session(
     false
 }
 
+/// Sends `data` as one binary message, in frames of `frame` bytes each written on
+/// its own as a target does (0: one frame).
 async fn send(
     sink: &mut futures::stream::SplitSink<Socket, Message>,
-    message: Message,
+    data: Bytes,
+    frame: usize,
     timeout: Duration,
 ) -> Result<(), String> {
-    match tokio::time::timeout(timeout, sink.send(message)).await {
+    let frames = async {
+        if frame == 0 || data.len() <= frame {
+            return sink.send(Message::Binary(data)).await;
+        }
+        let mut opcode = OpCode::Data(OpData::Binary);
+        for start in (0..data.len()).step_by(frame) {
+            let end = data.len().min(start + frame);
+            let fin = end == data.len();
+            let piece = Frame::message(data.slice(start..end), opcode, fin);
+            sink.send(Message::Frame(piece)).await?;
+            opcode = OpCode::Data(OpData::Continue);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, frames).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error_chain(&error)),
         Err(_) => Err(format!("not sent within {timeout:?}")),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytesize::ByteSize;
 
-use super::driver::Driver;
+use super::driver::{Driver, TARGET_WS_FRAME};
 use super::process::{ServerCommand, ServerProcess, ServerSpec, self_cpu, tree_usage};
 use super::target::Target;
 use super::{Corpus, Stop, Transport, Verify, Workload};
@@ -74,6 +74,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         server.addr,
         target.clone(),
         Duration::from_secs(60),
+        TARGET_WS_FRAME,
     ));
     let objects = corpus.objects().to_vec();
     let round = |count: u64| {

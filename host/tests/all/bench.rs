@@ -22,6 +22,9 @@ fn bench_serve_verifies_every_transport_it_drives() {
             "300ms",
             "--warmup",
             "100ms",
+            // Each WebSocket object in four frames, joined by the server.
+            "--ws-frame",
+            "1KiB",
             "--json",
         ])
         .arg(&json)
@@ -57,6 +60,7 @@ fn bench_serve_verifies_every_transport_it_drives() {
         );
     }
     assert_eq!(report["server"]["label"], "ais-wasm");
+    assert_eq!(report["settings"]["ws_frame"], 1024);
     assert!(stdout.contains("| hpush-direct-put"), "{stdout}");
 }
 
