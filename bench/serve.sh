@@ -112,15 +112,19 @@ out, n_runs, transform, servers = sys.argv[1], int(sys.argv[2]), sys.argv[3], sy
 base = "ais-wasm"
 KiB, MiB = 1 << 10, 1 << 20
 MEDIANS = ("objects_per_s", "mib_per_s", "latency_p50_ms", "latency_p99_ms",
-           "server_cores", "server_kernel_pct", "mib_per_server_cpu_s", "generator_cores")
+           "server_cores", "server_kernel_pct", "mib_per_server_cpu_s", "generator_cores",
+           "other_cores")
+# A cell whose fastest run is this much faster than its slowest is listed run by run.
+UNSTEADY = 1.25
 
-# Each server's reports, one per run that finished (a server that died leaves none).
+# Each server's reports, one per run that finished (a server that died leaves none);
+# each report's "run" is its round.
 reports = {}
 for server in servers:
     for run in range(1, n_runs + 1):
         try:
             with open(f"{out}/{server}-{run}.json") as f:
-                reports.setdefault(server, []).append(json.load(f))
+                reports.setdefault(server, []).append(json.load(f) | {"run": run})
         except FileNotFoundError:
             pass
 if not reports:
@@ -143,7 +147,7 @@ def aggregate(docs):
         good = [c for c in found if c["errors"] == 0 and c["objects"] > 0]
         cell = {"runs": len(good), "errors": sum(c["errors"] for c in found)}
         for metric in MEDIANS:
-            values = [c[metric] for c in good if c[metric] is not None]
+            values = [c[metric] for c in good if c.get(metric) is not None]
             cell[metric] = statistics.median(values) if values else None
         # Memory counts in runs with errors too: a failing server is no lighter.
         rss = [c["server_peak_rss_bytes"] for c in found if c["server_peak_rss_bytes"]]
@@ -203,7 +207,8 @@ for server, docs in reports.items():
     print(f"server: `{' '.join(docs[0]['server']['command'])}`"
           + (f"; {len(docs)} of {n_runs} runs reported" if len(docs) < n_runs else "") + "\n")
     header(["transport", "size", "conc", "runs", "objects/s", "MiB/s", "p50 ms", "p99 ms",
-            "errors", "srv CPU", "srv sys %", "MiB/srv-CPU-s", "srv RSS MiB", "gen CPU"])
+            "errors", "srv CPU", "srv sys %", "MiB/srv-CPU-s", "srv RSS MiB", "gen CPU",
+            "other CPU"])
     for key, c in medians[server].items():
         def f(metric, digits):
             return "-" if c[metric] is None else f"{c[metric]:,.{digits}f}"
@@ -212,7 +217,8 @@ for server, docs in reports.items():
              f("mib_per_s", 1), f("latency_p50_ms", 2), f("latency_p99_ms", 2),
              str(c["errors"]), f("server_cores", 2), f("server_kernel_pct", 0),
              f("mib_per_server_cpu_s", 1),
-             "-" if rss is None else f"{rss / MiB:.0f}", f("generator_cores", 2)])
+             "-" if rss is None else f"{rss / MiB:.0f}", f("generator_cores", 2),
+             f("other_cores", 2)])
 
 
 def legend():
@@ -231,6 +237,46 @@ def legend():
 
 print(f"\n{legend()}Here each column is the median over the runs in which the cell had no "
       "errors, but errors (summed) and srv RSS MiB (the highest) are over all runs.")
+
+
+def unsteady():
+    """Cells whose runs disagree, run by run, with where the server's CPU went."""
+    listed = []
+    for server, docs in reports.items():
+        runs = {}
+        for doc in docs:
+            for c in doc["cells"]:
+                if c["errors"] == 0 and c["objects"] > 0:
+                    key = (c["transport"], c["size_bytes"], c["concurrency"])
+                    runs.setdefault(key, []).append((doc["run"], c))
+        for key, found in runs.items():
+            speeds = [c["objects_per_s"] for _, c in found]
+            if len(found) > 1 and max(speeds) >= UNSTEADY * min(speeds):
+                listed.append((server, key, found))
+    if not listed:
+        return
+    print(f"\n### Unsteady cells\n\nCells whose fastest run made at least {UNSTEADY}x the "
+          "objects/s of their slowest, run by run: server CPU per object (the kernel's "
+          "part in brackets), the CPU cores used by the server, the load generator and the "
+          "rest of the machine (other processes and hypervisor steal), and the server's "
+          "by thread name (`(exited)`: threads that ended). Cores left idle point at "
+          "waiting, not at sharing.\n")
+    header(["server", "cell", "run", "objects/s", "p50 ms", "srv CPU µs/object", "srv CPU",
+            "gen CPU", "other CPU", "srv CPU by thread"])
+    for server, key, found in listed:
+        for run, c in found:
+            per_object = 1e6 * (c["server_cpu_s"] or 0) / c["objects"]
+            kernel = per_object * (c["server_kernel_pct"] or 0) / 100
+            threads = ", ".join(f"{t['name']} {t['cpu_s'] / c['seconds']:.2f}"
+                                for t in c.get("server_threads", [])[:4])
+            other = c.get("other_cores")
+            row([server, describe(key), str(run), f"{c['objects_per_s']:,.1f}",
+                 f"{c['latency_p50_ms']:.2f}", f"{per_object:.1f} ({kernel:.1f})",
+                 f"{c['server_cores'] or 0:.2f}", f"{c['generator_cores']:.2f}", "-" if other is None else f"{other:.2f}",
+                 threads or "-"])
+
+
+unsteady()
 
 if base not in medians:
     print(f"\nNo {base} results: no ratios or goals.")

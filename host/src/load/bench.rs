@@ -266,7 +266,7 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
                     stop,
                 };
                 server.reset_peak_rss();
-                let outcome = driver.run(&workload, || (server.cpu(), self_cpu())).await;
+                let outcome = driver.run(&workload, || server.snapshot()).await;
                 let cell = Cell::new(
                     transport,
                     *size,

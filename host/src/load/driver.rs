@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 
-use super::process::Cpu;
+use super::process::CpuSnapshot;
 use super::stats::{Recorder, Usage};
 use super::target::Target;
 use super::wire::{etl_fqn_query, hpull_path, hpush_path, ws_fqn};
@@ -166,12 +166,12 @@ impl Driver {
         self.ids.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Run `workload`. `cpu` reads (server, generator) CPU time; it is called when
-    /// the measured part starts and when the last request has finished.
+    /// Run `workload`. `cpu` reads the CPU counters; it is called when the measured
+    /// part starts and when the last request has finished.
     pub async fn run(
         self: &Arc<Self>,
         workload: &Workload,
-        cpu: impl Fn() -> (Option<Cpu>, Duration),
+        cpu: impl Fn() -> CpuSnapshot,
     ) -> Outcome {
         assert!(!workload.objects.is_empty(), "a workload needs objects");
         let concurrency = workload.concurrency.max(1);
@@ -222,7 +222,7 @@ impl Driver {
             }
         }
         tokio::time::sleep_until(measure_from.into()).await;
-        let (server_start, generator_start) = cpu();
+        let start = cpu();
         let mut recorded = Recorder::default();
         for task in tasks {
             match task.await {
@@ -231,14 +231,10 @@ impl Driver {
             }
         }
         let elapsed = measure_from.elapsed();
-        let (server_end, generator_end) = cpu();
         Outcome {
             recorded,
             elapsed,
-            usage: Usage {
-                server_cpu: server_start.zip(server_end).map(|(a, b)| b.since(a)),
-                generator_cpu: generator_end.saturating_sub(generator_start),
-            },
+            usage: cpu().since(&start),
         }
     }
 

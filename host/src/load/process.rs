@@ -1,7 +1,10 @@
 //! The server under test as a process tree: started on a free loopback port, ready
 //! once `GET /health` answers 200, measured from /proc (CPU time and RSS summed over
-//! the tree, since a server may run several worker processes), killed at the end.
+//! the tree, since a server may run several worker processes, and CPU time by thread
+//! name and for the whole machine, so a slow run shows where the time went), killed
+//! at the end.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -12,6 +15,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use super::stats::Usage;
 
 /// Which server to start.
 #[derive(Debug, Clone)]
@@ -171,9 +176,13 @@ impl ServerProcess {
         self.child.id()
     }
 
-    /// CPU time of the whole tree so far, reaped children included.
-    pub fn cpu(&self) -> Option<Cpu> {
-        tree_usage(self.pid()).map(|u| u.cpu)
+    /// The CPU counters now: the server's, this process's and the machine's.
+    pub fn snapshot(&self) -> CpuSnapshot {
+        CpuSnapshot {
+            server: tree_cpu(self.pid()),
+            generator: self_cpu(),
+            machine: machine_busy(),
+        }
     }
 
     /// Start a new peak-RSS measurement.
@@ -281,26 +290,112 @@ impl Cpu {
             kernel: self.kernel.saturating_sub(earlier.kernel),
         }
     }
+
+    fn plus(self, other: Cpu) -> Cpu {
+        Cpu {
+            total: self.total + other.total,
+            kernel: self.kernel + other.kernel,
+        }
+    }
 }
 
-/// The fields of /proc/PID/stat this module uses.
+/// CPU counters read at one moment; two of them give a cell's [`Usage`].
+#[derive(Debug, Clone, Default)]
+pub struct CpuSnapshot {
+    /// The server's tree (`None` when it could not be read).
+    server: Option<TreeCpu>,
+    /// This process: the client and the emulated target.
+    generator: Duration,
+    /// Busy time of every CPU of the machine, steal included (`None` without
+    /// /proc/stat).
+    machine: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct TreeCpu {
+    total: Cpu,
+    /// Live threads by name, summed over the tree's processes.
+    threads: BTreeMap<String, Cpu>,
+}
+
+/// What [`Usage::server_threads`] calls the time no live thread accounts for.
+const EXITED: &str = "(exited)";
+
+impl CpuSnapshot {
+    /// The CPU used since `earlier`.
+    pub fn since(&self, earlier: &CpuSnapshot) -> Usage {
+        let server = self.server.as_ref().zip(earlier.server.as_ref());
+        let server_cpu = server.map(|(now, then)| now.total.since(then.total));
+        let mut server_threads = Vec::new();
+        if let Some((now, then)) = server {
+            for (name, cpu) in &now.threads {
+                let cpu = then.threads.get(name).map_or(*cpu, |then| cpu.since(*then));
+                if !cpu.total.is_zero() {
+                    server_threads.push((name.clone(), cpu));
+                }
+            }
+            // Threads that ended (and reaped children) leave their time only in the
+            // processes' totals.
+            let named = server_threads
+                .iter()
+                .fold(Cpu::default(), |sum, (_, cpu)| sum.plus(*cpu));
+            let exited = server_cpu.unwrap_or_default().since(named);
+            if !exited.total.is_zero() {
+                server_threads.push((EXITED.to_string(), exited));
+            }
+            server_threads.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(&b.0)));
+        }
+        let generator_cpu = self.generator.saturating_sub(earlier.generator);
+        let machine = self
+            .machine
+            .zip(earlier.machine)
+            .map(|(a, b)| a.saturating_sub(b));
+        Usage {
+            server_cpu,
+            server_threads,
+            generator_cpu,
+            other_cpu: machine.zip(server_cpu).map(|(machine, server)| {
+                machine
+                    .saturating_sub(server.total)
+                    .saturating_sub(generator_cpu)
+            }),
+        }
+    }
+}
+
+/// The fields of /proc/PID/stat (or /proc/PID/task/TID/stat) this module uses.
 struct Stat {
+    /// The command name: a thread's name for a task.
+    name: String,
+    /// utime + stime + cutime + cstime.
     ticks: u64,
     kernel_ticks: u64,
+    /// utime + stime: the task's own, without reaped children's.
+    own_ticks: u64,
+    own_kernel_ticks: u64,
     rss_pages: u64,
     start_time: u64,
 }
 
 fn read_stat(pid: u32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may contain anything: split after it.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_stat(text: &str) -> Option<Stat> {
+    // The command name is in parentheses and may contain anything, even ')'.
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let name = text.get(open + 1..close)?.to_string();
+    let fields: Vec<&str> = text.get(close + 2..)?.split_ascii_whitespace().collect();
     // fields[0] is field 3 of proc(5).
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    let (utime, stime) = (field(14)?, field(15)?);
     Some(Stat {
-        ticks: field(14)? + field(15)? + field(16)? + field(17)?,
-        kernel_ticks: field(15)? + field(17)?,
+        name,
+        ticks: utime + stime + field(16)? + field(17)?,
+        kernel_ticks: stime + field(17)?,
+        own_ticks: utime + stime,
+        own_kernel_ticks: stime,
         start_time: field(22)?,
         rss_pages: field(24)?,
     })
@@ -350,15 +445,64 @@ pub fn tree_usage(root: u32) -> Option<TreeUsage> {
         .fold((0, 0, 0), |(t, k, p), s| {
             (t + s.ticks, k + s.kernel_ticks, p + s.rss_pages)
         });
-    let (tick, page) = units();
-    let time = |ticks| Duration::from_secs_f64(ticks as f64 / tick as f64);
     Some(TreeUsage {
-        cpu: Cpu {
-            total: time(ticks),
-            kernel: time(kernel_ticks),
-        },
-        rss: pages * page,
+        cpu: cpu_of(ticks, kernel_ticks),
+        rss: pages * units().1,
     })
+}
+
+/// The CPU time of `root`'s tree now, and of its live threads by name.
+fn tree_cpu(root: u32) -> Option<TreeCpu> {
+    let total = tree_usage(root)?.cpu;
+    let mut ticks: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for member in tree(root) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", member.pid)) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Some(stat) = std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|text| parse_stat(&text))
+            else {
+                continue;
+            };
+            let sum = ticks.entry(stat.name).or_default();
+            sum.0 += stat.own_ticks;
+            sum.1 += stat.own_kernel_ticks;
+        }
+    }
+    let threads = ticks
+        .into_iter()
+        .map(|(name, (ticks, kernel))| (name, cpu_of(ticks, kernel)))
+        .collect();
+    Some(TreeCpu { total, threads })
+}
+
+/// The busy time of all the machine's CPUs so far: the first line of /proc/stat,
+/// all but idle and iowait. Steal counts as busy: time the hypervisor gave to
+/// someone else is time this machine could not use.
+fn machine_busy() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_ascii_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum();
+    Some(cpu_of(busy, 0).total)
+}
+
+fn cpu_of(ticks: u64, kernel_ticks: u64) -> Cpu {
+    let tick = units().0;
+    let time = |ticks| Duration::from_secs_f64(ticks as f64 / tick as f64);
+    Cpu {
+        total: time(ticks),
+        kernel: time(kernel_ticks),
+    }
 }
 
 /// Clock ticks per second and the page size.
@@ -466,5 +610,71 @@ mod tests {
         let usage = tree_usage(std::process::id()).expect("this process");
         assert!(usage.rss > 0);
         assert!(tree(std::process::id())[0].pid == std::process::id());
+    }
+
+    #[test]
+    fn thread_names_may_hold_anything() {
+        let stat = parse_stat(
+            "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 3 0 99 1000 5 \
+             18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0",
+        )
+        .expect("parsed");
+        assert_eq!(stat.name, "a) b (c)");
+        assert_eq!((stat.own_ticks, stat.own_kernel_ticks), (10, 3));
+        assert_eq!((stat.ticks, stat.kernel_ticks), (13, 4));
+        assert_eq!((stat.start_time, stat.rss_pages), (99, 5));
+    }
+
+    #[test]
+    fn cpu_is_split_by_thread_and_the_rest_of_the_machine() {
+        let secs = |total, kernel| Cpu {
+            total: Duration::from_secs(total),
+            kernel: Duration::from_secs(kernel),
+        };
+        let snapshot = |total, threads: &[(&str, Cpu)], generator, machine| CpuSnapshot {
+            server: Some(TreeCpu {
+                total,
+                threads: threads.iter().map(|(n, c)| (n.to_string(), *c)).collect(),
+            }),
+            generator: Duration::from_secs(generator),
+            machine: Some(Duration::from_secs(machine)),
+        };
+        let before = snapshot(
+            secs(10, 4),
+            &[
+                ("serve-0", secs(4, 2)),
+                ("serve-1", secs(5, 2)),
+                ("guest", secs(1, 0)),
+            ],
+            3,
+            100,
+        );
+        // serve-1 ended and a new thread started; 2 s went to nobody we know.
+        let after = snapshot(
+            secs(20, 9),
+            &[
+                ("serve-0", secs(9, 5)),
+                ("guest", secs(1, 0)),
+                ("blocking", secs(2, 1)),
+            ],
+            6,
+            118,
+        );
+        let usage = after.since(&before);
+        assert_eq!(
+            usage.server_cpu.map(|c| c.total),
+            Some(Duration::from_secs(10))
+        );
+        let threads: Vec<(&str, u64, u64)> = usage
+            .server_threads
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.total.as_secs(), c.kernel.as_secs()))
+            .collect();
+        assert_eq!(
+            threads,
+            [("serve-0", 5, 3), ("(exited)", 3, 1), ("blocking", 2, 1)]
+        );
+        assert_eq!(usage.generator_cpu, Duration::from_secs(3));
+        assert_eq!(usage.other_cpu, Some(Duration::from_secs(5)));
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytesize::ByteSize;
 
 use super::driver::{Driver, TARGET_WS_FRAME};
-use super::process::{ServerCommand, ServerProcess, ServerSpec, self_cpu, tree_usage};
+use super::process::{ServerCommand, ServerProcess, ServerSpec, tree_usage};
 use super::target::Target;
 use super::{Corpus, Stop, Transport, Verify, Workload};
 
@@ -92,7 +92,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
     let mut errors = 0;
     for workload in round(args.warmup_objects) {
         errors += driver
-            .run(&workload, || (server.cpu(), self_cpu()))
+            .run(&workload, || server.snapshot())
             .await
             .recorded
             .errors;
@@ -107,7 +107,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
     for half in [args.objects / 2, args.objects - args.objects / 2] {
         middle = (rss(&server), open_files(&server));
         for workload in round(half) {
-            let outcome = driver.run(&workload, || (server.cpu(), self_cpu())).await;
+            let outcome = driver.run(&workload, || server.snapshot()).await;
             println!(
                 "{:<17} {:>8} objects verified, {} errors",
                 workload.transport.name(),

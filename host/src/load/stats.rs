@@ -53,12 +53,17 @@ impl Recorder {
 }
 
 /// CPU time used during the measured part of a cell.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Usage {
     /// The server's process tree (`None` when it could not be read).
     pub server_cpu: Option<Cpu>,
+    /// The same by thread name, most first.
+    pub server_threads: Vec<(String, Cpu)>,
     /// This process: client and emulated target.
     pub generator_cpu: Duration,
+    /// The rest of the machine's busy time: other processes, and time the
+    /// hypervisor gave to other guests.
+    pub other_cpu: Option<Duration>,
 }
 
 /// One cell of the matrix: a transport, a size, a concurrency.
@@ -87,8 +92,21 @@ pub struct Cell {
     pub mib_per_server_cpu_s: Option<f64>,
     /// Peak of the summed RSS of the server's process tree during the cell.
     pub server_peak_rss_bytes: Option<u64>,
+    /// The server's CPU time by thread name (summed over its processes), most first;
+    /// `(exited)` is what threads that ended used.
+    pub server_threads: Vec<ThreadCpu>,
     pub generator_cpu_s: f64,
     pub generator_cores: f64,
+    /// CPU seconds per second used by neither the server nor this generator: other
+    /// processes and hypervisor steal. High values mean the cell shared the machine.
+    pub other_cores: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadCpu {
+    pub name: String,
+    pub cpu_s: f64,
+    pub kernel_s: f64,
 }
 
 impl Cell {
@@ -130,8 +148,18 @@ impl Cell {
             server_kernel_pct,
             mib_per_server_cpu_s: server_cpu_s.filter(|cpu| *cpu > 0.0).map(|cpu| mib / cpu),
             server_peak_rss_bytes: peak_rss,
+            server_threads: usage
+                .server_threads
+                .into_iter()
+                .map(|(name, cpu)| ThreadCpu {
+                    name,
+                    cpu_s: cpu.total.as_secs_f64(),
+                    kernel_s: cpu.kernel.as_secs_f64(),
+                })
+                .collect(),
             generator_cpu_s,
             generator_cores: generator_cpu_s / seconds,
+            other_cores: usage.other_cpu.map(|cpu| cpu.as_secs_f64() / seconds),
         }
     }
 
@@ -157,12 +185,13 @@ impl Cell {
                 |b| format!("{:.0}", b as f64 / 1048576.0),
             ),
             format!("{:.2}", self.generator_cores),
+            opt(self.other_cores, 2),
         ]
     }
 }
 
 /// Columns of the Markdown table (see the legend printed under it).
-pub const TABLE_HEADER: [&str; 13] = [
+pub const TABLE_HEADER: [&str; 14] = [
     "transport",
     "size",
     "conc",
@@ -176,10 +205,11 @@ pub const TABLE_HEADER: [&str; 13] = [
     "MiB/srv-CPU-s",
     "srv RSS MiB",
     "gen CPU",
+    "other CPU",
 ];
 
 /// Widths that fit the usual values, so rows can be printed as cells finish.
-const WIDTHS: [usize; 13] = [16, 6, 4, 9, 8, 8, 8, 6, 7, 9, 13, 11, 7];
+const WIDTHS: [usize; 14] = [16, 6, 4, 9, 8, 8, 8, 6, 7, 9, 13, 11, 7, 9];
 
 pub const TABLE_LEGEND: &str = "objects/s and MiB/s: verified objects (input bytes) per second of the \
 measured part; p50/p99: latency from the first byte sent to the last byte received (WebSocket: \
@@ -187,7 +217,9 @@ replies come in order per connection); errors: failed or mismatched requests, wa
 srv CPU: the server's process tree, CPU seconds per second (cores); srv sys %: the part of that \
 CPU time spent in the kernel (system calls and the loopback network stack); MiB/srv-CPU-s: input \
 MiB per server CPU second; srv RSS MiB: peak of the tree's summed RSS during the cell; gen CPU: \
-this load generator (client and emulated target), cores.";
+this load generator (client and emulated target), cores; other CPU: the rest of the machine's busy \
+time (other processes, hypervisor steal), cores: well above 0, the cell shared the machine. The \
+JSON report also splits srv CPU by thread name.";
 
 /// One Markdown table line, cells padded to the usual widths.
 pub fn table_line(cells: &[String]) -> String {

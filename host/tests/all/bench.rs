@@ -48,6 +48,15 @@ fn bench_serve_verifies_every_transport_it_drives() {
         assert_eq!(cell["size_bytes"], 4096, "{cell}");
         assert!(cell["objects_per_s"].as_f64().unwrap() > 0.0, "{cell}");
         assert!(cell["server_cpu_s"].as_f64().is_some(), "{cell}");
+        assert!(cell["other_cores"].as_f64().unwrap() >= 0.0, "{cell}");
+        // The server's CPU by thread: its serving threads always work.
+        let threads = cell["server_threads"].as_array().unwrap();
+        assert!(
+            threads
+                .iter()
+                .any(|t| t["name"].as_str().unwrap().starts_with("serve-")),
+            "{cell}"
+        );
         // Null when the cell was too short for a clock tick of server CPU.
         let kernel = &cell["server_kernel_pct"];
         assert!(
