@@ -256,24 +256,30 @@ def unsteady():
     if not listed:
         return
     print(f"\n### Unsteady cells\n\nCells whose fastest run made at least {UNSTEADY}x the "
-          "objects/s of their slowest, run by run: server CPU per object (the kernel's "
-          "part in brackets), the CPU cores used by the server, the load generator and the "
-          "rest of the machine (other processes and hypervisor steal), and the server's "
-          "by thread name (`(exited)`: threads that ended). Cores left idle point at "
-          "waiting, not at sharing.\n")
-    header(["server", "cell", "run", "objects/s", "p50 ms", "srv CPU µs/object", "srv CPU",
-            "gen CPU", "other CPU", "srv CPU by thread"])
+          "objects/s of their slowest, run by run: CPU microseconds per object of the "
+          "server (the kernel's part in brackets) and of the load generator, context "
+          "switches per object on the whole machine, the cores used by the rest of the "
+          "machine (other processes, hypervisor steal) and the server's CPU by thread "
+          "name, in cores (`(exited)`: threads that ended). Other CPU well above 0: the "
+          "cell shared the machine. Near 0, with the server's and the generator's CPU per "
+          "object up together: the same work cost more on both sides, as when they wake "
+          "each other more often (more switches per object) for less work each time.\n")
+    header(["server", "cell", "run", "objects/s", "p50 ms", "srv µs/object", "gen µs/object",
+            "switches/object", "other CPU", "srv CPU by thread"])
     for server, key, found in listed:
         for run, c in found:
-            per_object = 1e6 * (c["server_cpu_s"] or 0) / c["objects"]
-            kernel = per_object * (c["server_kernel_pct"] or 0) / 100
+            def per_object(seconds):
+                return 1e6 * (seconds or 0) / c["objects"]
+            server_us = per_object(c["server_cpu_s"])
+            kernel = server_us * (c["server_kernel_pct"] or 0) / 100
             threads = ", ".join(f"{t['name']} {t['cpu_s'] / c['seconds']:.2f}"
                                 for t in c.get("server_threads", [])[:4])
-            other = c.get("other_cores")
+            other, switches = c.get("other_cores"), c.get("context_switches_per_object")
             row([server, describe(key), str(run), f"{c['objects_per_s']:,.1f}",
-                 f"{c['latency_p50_ms']:.2f}", f"{per_object:.1f} ({kernel:.1f})",
-                 f"{c['server_cores'] or 0:.2f}", f"{c['generator_cores']:.2f}", "-" if other is None else f"{other:.2f}",
-                 threads or "-"])
+                 f"{c['latency_p50_ms']:.2f}", f"{server_us:.1f} ({kernel:.1f})",
+                 f"{per_object(c['generator_cpu_s']):.1f}",
+                 "-" if switches is None else f"{switches:.2f}",
+                 "-" if other is None else f"{other:.2f}", threads or "-"])
 
 
 unsteady()

@@ -181,7 +181,7 @@ impl ServerProcess {
         CpuSnapshot {
             server: tree_cpu(self.pid()),
             generator: self_cpu(),
-            machine: machine_busy(),
+            machine: machine(),
         }
     }
 
@@ -306,9 +306,16 @@ pub struct CpuSnapshot {
     server: Option<TreeCpu>,
     /// This process: the client and the emulated target.
     generator: Duration,
-    /// Busy time of every CPU of the machine, steal included (`None` without
-    /// /proc/stat).
-    machine: Option<Duration>,
+    /// The whole machine's counters (`None` without /proc/stat).
+    machine: Option<Machine>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Machine {
+    /// Busy time of every CPU, steal included.
+    busy: Duration,
+    /// Context switches on every CPU.
+    switches: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -346,19 +353,17 @@ impl CpuSnapshot {
             server_threads.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(&b.0)));
         }
         let generator_cpu = self.generator.saturating_sub(earlier.generator);
-        let machine = self
-            .machine
-            .zip(earlier.machine)
-            .map(|(a, b)| a.saturating_sub(b));
+        let machine = self.machine.zip(earlier.machine);
+        let busy = machine.map(|(now, then)| now.busy.saturating_sub(then.busy));
         Usage {
             server_cpu,
             server_threads,
             generator_cpu,
-            other_cpu: machine.zip(server_cpu).map(|(machine, server)| {
-                machine
-                    .saturating_sub(server.total)
+            other_cpu: busy.zip(server_cpu).map(|(busy, server)| {
+                busy.saturating_sub(server.total)
                     .saturating_sub(generator_cpu)
             }),
+            context_switches: machine.map(|(now, then)| now.switches.saturating_sub(then.switches)),
         }
     }
 }
@@ -478,22 +483,25 @@ fn tree_cpu(root: u32) -> Option<TreeCpu> {
     Some(TreeCpu { total, threads })
 }
 
-/// The busy time of all the machine's CPUs so far: the first line of /proc/stat,
-/// all but idle and iowait. Steal counts as busy: time the hypervisor gave to
-/// someone else is time this machine could not use.
-fn machine_busy() -> Option<Duration> {
+/// The machine's counters so far, from /proc/stat. Busy time is all but idle and
+/// iowait; steal counts as busy: time the hypervisor gave to someone else is time
+/// this machine could not use.
+fn machine() -> Option<Machine> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = text.lines().next()?.strip_prefix("cpu ")?;
-    let fields: Vec<u64> = line
+    let mut lines = text.lines();
+    let cpu: Vec<u64> = lines
+        .next()?
+        .strip_prefix("cpu ")?
         .split_ascii_whitespace()
         .map(|f| f.parse().ok())
         .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let busy: u64 = [0, 1, 2, 5, 6, 7]
-        .iter()
-        .filter_map(|&i| fields.get(i))
-        .sum();
-    Some(cpu_of(busy, 0).total)
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| cpu.get(i)).sum();
+    let switches = lines.find_map(|line| line.strip_prefix("ctxt "))?;
+    Some(Machine {
+        busy: cpu_of(busy, 0).total,
+        switches: switches.trim().parse().ok()?,
+    })
 }
 
 fn cpu_of(ticks: u64, kernel_ticks: u64) -> Cpu {
@@ -637,7 +645,10 @@ mod tests {
                 threads: threads.iter().map(|(n, c)| (n.to_string(), *c)).collect(),
             }),
             generator: Duration::from_secs(generator),
-            machine: Some(Duration::from_secs(machine)),
+            machine: Some(Machine {
+                busy: Duration::from_secs(machine),
+                switches: machine * 10,
+            }),
         };
         let before = snapshot(
             secs(10, 4),
@@ -676,5 +687,6 @@ mod tests {
         );
         assert_eq!(usage.generator_cpu, Duration::from_secs(3));
         assert_eq!(usage.other_cpu, Some(Duration::from_secs(5)));
+        assert_eq!(usage.context_switches, Some(180));
     }
 }

@@ -64,6 +64,8 @@ pub struct Usage {
     /// The rest of the machine's busy time: other processes, and time the
     /// hypervisor gave to other guests.
     pub other_cpu: Option<Duration>,
+    /// Context switches on the whole machine.
+    pub context_switches: Option<u64>,
 }
 
 /// One cell of the matrix: a transport, a size, a concurrency.
@@ -100,6 +102,10 @@ pub struct Cell {
     /// CPU seconds per second used by neither the server nor this generator: other
     /// processes and hypervisor steal. High values mean the cell shared the machine.
     pub other_cores: Option<f64>,
+    /// Context switches on the whole machine per verified object: how often the
+    /// server and the generator slept and woke each other. More per object, less
+    /// work per wake, more CPU per object on both sides.
+    pub context_switches_per_object: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +166,10 @@ impl Cell {
             generator_cpu_s,
             generator_cores: generator_cpu_s / seconds,
             other_cores: usage.other_cpu.map(|cpu| cpu.as_secs_f64() / seconds),
+            context_switches_per_object: usage
+                .context_switches
+                .filter(|_| recorded.objects > 0)
+                .map(|switches| switches as f64 / recorded.objects as f64),
         }
     }
 
@@ -219,7 +229,8 @@ CPU time spent in the kernel (system calls and the loopback network stack); MiB/
 MiB per server CPU second; srv RSS MiB: peak of the tree's summed RSS during the cell; gen CPU: \
 this load generator (client and emulated target), cores; other CPU: the rest of the machine's busy \
 time (other processes, hypervisor steal), cores: well above 0, the cell shared the machine. The \
-JSON report also splits srv CPU by thread name.";
+JSON report also splits srv CPU by thread name and counts the machine's context switches per \
+object.";
 
 /// One Markdown table line, cells padded to the usual widths.
 pub fn table_line(cells: &[String]) -> String {

@@ -49,6 +49,10 @@ fn bench_serve_verifies_every_transport_it_drives() {
         assert!(cell["objects_per_s"].as_f64().unwrap() > 0.0, "{cell}");
         assert!(cell["server_cpu_s"].as_f64().is_some(), "{cell}");
         assert!(cell["other_cores"].as_f64().unwrap() >= 0.0, "{cell}");
+        assert!(
+            cell["context_switches_per_object"].as_f64().unwrap() > 0.0,
+            "{cell}"
+        );
         // The server's CPU by thread: its serving threads always work.
         let threads = cell["server_threads"].as_array().unwrap();
         assert!(
