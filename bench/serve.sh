@@ -258,14 +258,16 @@ def unsteady():
     print(f"\n### Unsteady cells\n\nCells whose fastest run made at least {UNSTEADY}x the "
           "objects/s of their slowest, run by run: CPU microseconds per object of the "
           "server (the kernel's part in brackets) and of the load generator, context "
-          "switches per object on the whole machine, the cores used by the rest of the "
+          "switches and TCP segments per object on the whole machine (fewer segments: "
+          "the kernel coalesced more writes), the cores used by the rest of the "
           "machine (other processes, hypervisor steal) and the server's CPU by thread "
           "name, in cores (`(exited)`: threads that ended). Other CPU well above 0: the "
           "cell shared the machine. Near 0, with the server's and the generator's CPU per "
           "object up together: the same work cost more on both sides, as when they wake "
-          "each other more often (more switches per object) for less work each time.\n")
+          "each other more often (more switches per object) for less work each time, or "
+          "the sender's writes were coalesced less (more segments per object).\n")
     header(["server", "cell", "run", "objects/s", "p50 ms", "srv µs/object", "gen µs/object",
-            "switches/object", "other CPU", "srv CPU by thread"])
+            "switches/object", "segments/object", "other CPU", "srv CPU by thread"])
     for server, key, found in listed:
         for run, c in found:
             def per_object(seconds):
@@ -274,11 +276,14 @@ def unsteady():
             kernel = server_us * (c["server_kernel_pct"] or 0) / 100
             threads = ", ".join(f"{t['name']} {t['cpu_s'] / c['seconds']:.2f}"
                                 for t in c.get("server_threads", [])[:4])
-            other, switches = c.get("other_cores"), c.get("context_switches_per_object")
+            other = c.get("other_cores")
+            switches = c.get("context_switches_per_object")
+            segments = c.get("tcp_segments_per_object")
             row([server, describe(key), str(run), f"{c['objects_per_s']:,.1f}",
                  f"{c['latency_p50_ms']:.2f}", f"{server_us:.1f} ({kernel:.1f})",
                  f"{per_object(c['generator_cpu_s']):.1f}",
                  "-" if switches is None else f"{switches:.2f}",
+                 "-" if segments is None else f"{segments:.1f}",
                  "-" if other is None else f"{other:.2f}", threads or "-"])
 
 

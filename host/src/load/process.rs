@@ -316,6 +316,8 @@ struct Machine {
     busy: Duration,
     /// Context switches on every CPU.
     switches: u64,
+    /// TCP segments sent in this network namespace (`None` without /proc/net/snmp).
+    segments: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -364,6 +366,8 @@ impl CpuSnapshot {
                     .saturating_sub(generator_cpu)
             }),
             context_switches: machine.map(|(now, then)| now.switches.saturating_sub(then.switches)),
+            tcp_segments: machine
+                .and_then(|(now, then)| Some(now.segments?.saturating_sub(then.segments?))),
         }
     }
 }
@@ -501,7 +505,20 @@ fn machine() -> Option<Machine> {
     Some(Machine {
         busy: cpu_of(busy, 0).total,
         switches: switches.trim().parse().ok()?,
+        segments: tcp_segments_sent(),
     })
+}
+
+/// `Tcp: OutSegs` of /proc/net/snmp: a header line names the fields, the next line
+/// holds their values.
+fn tcp_segments_sent() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut tcp = text.lines().filter(|line| line.starts_with("Tcp: "));
+    let (names, values) = (tcp.next()?, tcp.next()?);
+    let at = names
+        .split_ascii_whitespace()
+        .position(|n| n == "OutSegs")?;
+    values.split_ascii_whitespace().nth(at)?.parse().ok()
 }
 
 fn cpu_of(ticks: u64, kernel_ticks: u64) -> Cpu {
@@ -648,6 +665,7 @@ mod tests {
             machine: Some(Machine {
                 busy: Duration::from_secs(machine),
                 switches: machine * 10,
+                segments: Some(machine * 100),
             }),
         };
         let before = snapshot(
@@ -688,5 +706,6 @@ mod tests {
         assert_eq!(usage.generator_cpu, Duration::from_secs(3));
         assert_eq!(usage.other_cpu, Some(Duration::from_secs(5)));
         assert_eq!(usage.context_switches, Some(180));
+        assert_eq!(usage.tcp_segments, Some(1800));
     }
 }

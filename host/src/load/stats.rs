@@ -66,6 +66,8 @@ pub struct Usage {
     pub other_cpu: Option<Duration>,
     /// Context switches on the whole machine.
     pub context_switches: Option<u64>,
+    /// TCP segments sent in the network namespace (loopback: each is also received).
+    pub tcp_segments: Option<u64>,
 }
 
 /// One cell of the matrix: a transport, a size, a concurrency.
@@ -106,6 +108,9 @@ pub struct Cell {
     /// server and the generator slept and woke each other. More per object, less
     /// work per wake, more CPU per object on both sides.
     pub context_switches_per_object: Option<f64>,
+    /// TCP segments per verified object, both directions (loopback, and anything
+    /// else in the namespace): how much the kernel coalesced the writes.
+    pub tcp_segments_per_object: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,6 +139,12 @@ impl Cell {
             .filter(|cpu| !cpu.total.is_zero())
             .map(|cpu| 100.0 * cpu.kernel.as_secs_f64() / cpu.total.as_secs_f64());
         let generator_cpu_s = usage.generator_cpu.as_secs_f64();
+        let objects = recorded.objects;
+        let per_object = |count: Option<u64>| {
+            count
+                .filter(|_| objects > 0)
+                .map(|n| n as f64 / objects as f64)
+        };
         Cell {
             transport: transport.name(),
             size: size_label(size),
@@ -166,10 +177,8 @@ impl Cell {
             generator_cpu_s,
             generator_cores: generator_cpu_s / seconds,
             other_cores: usage.other_cpu.map(|cpu| cpu.as_secs_f64() / seconds),
-            context_switches_per_object: usage
-                .context_switches
-                .filter(|_| recorded.objects > 0)
-                .map(|switches| switches as f64 / recorded.objects as f64),
+            context_switches_per_object: per_object(usage.context_switches),
+            tcp_segments_per_object: per_object(usage.tcp_segments),
         }
     }
 
@@ -229,8 +238,8 @@ CPU time spent in the kernel (system calls and the loopback network stack); MiB/
 MiB per server CPU second; srv RSS MiB: peak of the tree's summed RSS during the cell; gen CPU: \
 this load generator (client and emulated target), cores; other CPU: the rest of the machine's busy \
 time (other processes, hypervisor steal), cores: well above 0, the cell shared the machine. The \
-JSON report also splits srv CPU by thread name and counts the machine's context switches per \
-object.";
+JSON report also splits srv CPU by thread name and counts the machine's context switches and TCP \
+segments per object.";
 
 /// One Markdown table line, cells padded to the usual widths.
 pub fn table_line(cells: &[String]) -> String {
