@@ -155,21 +155,25 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A request received: counted in flight until the guard is dropped, when its
-    /// answer starts (a streamed body may still be flowing).
+    /// A request received: counted in flight until the guard is dropped or handed
+    /// to [`Metrics::object`] with its outcome.
     pub fn in_flight(&self) -> InFlight<'_> {
         self.in_flight.inc();
         InFlight(&self.in_flight)
     }
 
-    /// One object's outcome.
+    /// One object's outcome. Its request leaves `requests_in_flight` first, so that
+    /// no request is ever counted there and in `objects_total` at once: their sum is
+    /// the requests received so far.
     pub fn object(
         &self,
+        in_flight: InFlight<'_>,
         transport: Transport,
         result: Result<(), &EtlError>,
         bytes_in: u64,
         elapsed: Duration,
     ) {
+        drop(in_flight);
         let outcome = match result {
             Ok(()) => "ok",
             Err(error) => outcome(error),
@@ -258,5 +262,36 @@ fn outcome(error: &EtlError) -> &'static str {
         | EtlError::DirectPutOneShot(_)
         | EtlError::DirectPutExhausted { .. } => "direct_put",
         _ => "host",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In flight plus handled is what the server received, at every moment: the
+    /// tests that wait for requests to arrive before a SIGTERM count on it.
+    #[test]
+    fn a_request_is_in_flight_or_handled_never_both() {
+        let metrics = Metrics::default();
+        let received = |metrics: &Metrics| -> i64 {
+            let text = metrics.render(None);
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("ais_wasm_requests_in_flight ")
+                        || l.starts_with("ais_wasm_objects_total{")
+                })
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
+                .sum()
+        };
+        let first = metrics.in_flight();
+        let second = metrics.in_flight();
+        assert_eq!(received(&metrics), 2);
+        metrics.object(first, Transport::Hpush, Ok(()), 10, Duration::ZERO);
+        assert_eq!(metrics.in_flight.get(), 1);
+        assert_eq!(received(&metrics), 2);
+        metrics.object(second, Transport::Ws, Ok(()), 10, Duration::ZERO);
+        assert_eq!(received(&metrics), 2);
+        assert_eq!(metrics.in_flight.get(), 0);
     }
 }

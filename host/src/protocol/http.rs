@@ -209,7 +209,7 @@ fn pipeline_header(headers: &HeaderMap) -> Result<Option<pipeline::Pipeline>, Ht
 }
 
 async fn process(state: &AppState, transport: Transport, mut job: Job) -> Response {
-    let _in_flight = state.metrics.in_flight();
+    let in_flight = state.metrics.in_flight();
     let Some(etl) = state.etl.load_full() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -223,6 +223,7 @@ async fn process(state: &AppState, transport: Transport, mut job: Job) -> Respon
         let started = std::time::Instant::now();
         let result = etl.process(&mut job).await;
         state.metrics.object(
+            in_flight,
             transport,
             result.as_ref().map(drop),
             job.bytes_in,

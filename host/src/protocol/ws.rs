@@ -288,7 +288,7 @@ fn bytes(payload: Payload<'_>) -> Bytes {
 }
 
 async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply {
-    let _in_flight = state.metrics.in_flight();
+    let in_flight = state.metrics.in_flight();
     let path = control.path;
     let pipeline = match pipeline::parse(&control.pipeline) {
         Ok(pipeline) => pipeline,
@@ -318,6 +318,7 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
         let mut job = job;
         let result = reply(etl.process(&mut job).await, limit).await;
         state.metrics.object(
+            in_flight,
             Transport::Ws,
             result.as_ref().map(drop),
             job.bytes_in,
