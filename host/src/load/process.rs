@@ -299,7 +299,7 @@ impl Cpu {
     }
 }
 
-/// CPU counters read at one moment; two of them give a cell's [`Usage`].
+/// CPU and machine counters read at one moment; two of them give a cell's [`Usage`].
 #[derive(Debug, Clone, Default)]
 pub struct CpuSnapshot {
     /// The server's tree (`None` when it could not be read).
@@ -331,7 +331,7 @@ struct TreeCpu {
 const EXITED: &str = "(exited)";
 
 impl CpuSnapshot {
-    /// The CPU used since `earlier`.
+    /// What was used since `earlier`.
     pub fn since(&self, earlier: &CpuSnapshot) -> Usage {
         let server = self.server.as_ref().zip(earlier.server.as_ref());
         let server_cpu = server.map(|(now, then)| now.total.since(then.total));
@@ -678,7 +678,8 @@ mod tests {
             3,
             100,
         );
-        // serve-1 ended and a new thread started; 2 s went to nobody we know.
+        // serve-1 ended and a new thread started: what no live thread accounts for
+        // is (exited).
         let after = snapshot(
             secs(20, 9),
             &[

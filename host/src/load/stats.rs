@@ -52,7 +52,7 @@ impl Recorder {
     }
 }
 
-/// CPU time used during the measured part of a cell.
+/// What the measured part of a cell cost: CPU time, context switches, TCP segments.
 #[derive(Debug, Clone, Default)]
 pub struct Usage {
     /// The server's process tree (`None` when it could not be read).
