@@ -401,30 +401,39 @@ async fn objects_not_in_the_page_cache_are_served_too() {
     let data: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
     std::fs::create_dir_all(fqn.parent().unwrap()).unwrap();
     std::fs::write(&fqn, &data).unwrap();
-    let server = ServerBuilder::new("examples/echo").start().await;
-    for transport in ["hpush", "ws"] {
-        let file = std::fs::File::open(&fqn).unwrap();
-        file.sync_all().unwrap();
-        // SAFETY: a valid descriptor.
-        let advice =
-            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        assert_eq!(advice, 0);
-        let body = match transport {
-            "hpush" => {
-                let response = put(&server, "src/cold", &etl_fqn_param(&fqn)).await;
-                assert_eq!(response.status, 200, "{response:?}");
-                response.body
-            }
-            _ => {
-                let mut socket = ws::connect(&server).await;
-                let fqn = path_escape(fqn.to_str().unwrap());
-                socket
-                    .send(ws::control("", "", &fqn, "src/cold"))
-                    .await
-                    .unwrap();
-                ws::binary(ws::next_reply(&mut socket).await).to_vec()
-            }
-        };
-        assert!(body == data, "{transport}: the object came back wrong");
+    // Read whole (echo is buffered) and streamed to the guest (upper streams).
+    for (component, expected) in [
+        ("examples/echo", data.clone()),
+        ("examples/upper", data.to_ascii_uppercase()),
+    ] {
+        let server = ServerBuilder::new(component).start().await;
+        for transport in ["hpush", "ws"] {
+            let file = std::fs::File::open(&fqn).unwrap();
+            file.sync_all().unwrap();
+            // SAFETY: a valid descriptor.
+            let advice =
+                unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            assert_eq!(advice, 0);
+            let body = match transport {
+                "hpush" => {
+                    let response = put(&server, "src/cold", &etl_fqn_param(&fqn)).await;
+                    assert_eq!(response.status, 200, "{response:?}");
+                    response.body
+                }
+                _ => {
+                    let mut socket = ws::connect(&server).await;
+                    let fqn = path_escape(fqn.to_str().unwrap());
+                    socket
+                        .send(ws::control("", "", &fqn, "src/cold"))
+                        .await
+                        .unwrap();
+                    ws::binary(ws::next_reply(&mut socket).await).to_vec()
+                }
+            };
+            assert!(
+                body == expected,
+                "{component} over {transport}: the object came back wrong"
+            );
+        }
     }
 }
