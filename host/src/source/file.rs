@@ -263,7 +263,7 @@ unsafe fn read_nowait(
 /// caller's thread when it can be, and from the blocking pool only when the kernel
 /// would wait for the disk: a cached 16 MiB object read in 64 KiB chunks would
 /// otherwise cost 256 round trips to another thread (as `tokio::fs::File` makes).
-pub(super) struct FileReader {
+struct FileReader {
     file: Arc<File>,
     offset: u64,
     /// A read the disk holds up, on the blocking pool.
