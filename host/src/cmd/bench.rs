@@ -214,7 +214,7 @@ async fn engine(args: EngineArgs) -> anyhow::Result<ExitCode> {
         let wasm = per_call(budget, || streamed(&upper, &data)).await;
         let native = per_call(budget, || async { native_upper(&data).await }).await;
         table.throughput(
-            &format!("upper {label} (streaming, 64 KiB chunks)"),
+            &format!("upper {label} (streaming, 256 KiB chunks)"),
             size,
             wasm,
             native,
@@ -264,12 +264,12 @@ async fn streamed(transform: &Transform, data: &Bytes) {
     result.expect("the transform failed");
 }
 
-/// The same work as the upper example: 64 KiB chunks, upper-cased into fresh
+/// The same work as the upper example: 256 KiB chunks, upper-cased into fresh
 /// buffers, through the same bounded channel.
 async fn native_upper(data: &Bytes) {
     let (sender, mut receiver) = mpsc::channel::<Bytes>(4);
     let produce = async move {
-        for chunk in data.chunks(64 * KIB) {
+        for chunk in data.chunks(256 * KIB) {
             let mut chunk = chunk.to_vec();
             chunk.make_ascii_uppercase();
             sender.send(chunk.into()).await.unwrap();

@@ -5,6 +5,7 @@
 use std::io;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use wasmtime::component::Resource;
@@ -17,6 +18,9 @@ use super::instance::GuestCtx;
 /// Largest read the host serves in one call, whatever the guest asks for: the buffer
 /// is allocated on the host, so its size must not be the guest's choice.
 pub const MAX_READ: u32 = 1024 * 1024;
+
+/// How much a read waits for (or the end) before it hands the guest what has come.
+const WAIT_FOR: usize = 64 * 1024;
 
 /// The object's content, as the guest reads it.
 pub struct InputStream {
@@ -35,14 +39,26 @@ impl InputStream {
 
     pub(crate) async fn read(&mut self, max: u32) -> io::Result<Vec<u8>> {
         let max = max.clamp(1, MAX_READ) as usize;
+        let wait_for = WAIT_FOR.min(max);
         let mut buf = Vec::with_capacity(max);
-        // One `read` may return little (a small network frame); fill up to `max` or
-        // the end so the guest sees few, large chunks.
+        // One `read` may return little (a small network frame): wait for `wait_for`
+        // bytes or the end, so the guest sees few, large chunks; beyond that take
+        // only what is ready, so a source that trickles in is not held up until
+        // `max` has come.
         while buf.len() < max {
-            let n = (&mut self.reader)
-                .take((max - buf.len()) as u64)
-                .read_buf(&mut buf)
-                .await?;
+            let filled = buf.len();
+            let mut limited = (&mut self.reader).take((max - filled) as u64);
+            let read = limited.read_buf(&mut buf);
+            let n = if filled < wait_for {
+                read.await?
+            } else {
+                // Dropping a read that is not ready loses nothing: it had not
+                // written into `buf` yet.
+                match read.now_or_never() {
+                    Some(n) => n?,
+                    None => break,
+                }
+            };
             if n == 0 {
                 break;
             }
@@ -111,5 +127,44 @@ impl HostWriter for GuestCtx {
     async fn drop(&mut self, output: Resource<OutputStream>) -> wasmtime::Result<()> {
         self.table.delete(output)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_waits_for_64_kib_then_takes_only_what_is_ready() {
+        let (mut writer, reader) = tokio::io::duplex(1 << 20);
+        let mut input = InputStream::new(reader, None);
+        // A trickle: the read waits for 64 KiB, across writes.
+        let trickle = tokio::spawn(async move {
+            for _ in 0..4 {
+                writer.write_all(&[1; 20_000]).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            writer
+        });
+        let first = input.read(MAX_READ).await.unwrap();
+        assert!(
+            first.len() >= WAIT_FOR && first.len() <= 80_000,
+            "{}",
+            first.len()
+        );
+        let mut writer = trickle.await.unwrap();
+        // More than 64 KiB ready at once: all of it, up to the guest's `max`.
+        writer.write_all(&[2; 300_000]).await.unwrap();
+        let rest = 80_000 - first.len();
+        let second = input.read(256 * 1024).await.unwrap();
+        assert_eq!(second.len(), 256 * 1024);
+        assert!(second[..rest].iter().all(|&b| b == 1) && second[rest..].iter().all(|&b| b == 2));
+        // The end: what is left, then nothing.
+        drop(writer);
+        let third = input.read(MAX_READ).await.unwrap();
+        assert_eq!(third.len(), 80_000 + 300_000 - first.len() - second.len());
+        assert!(input.read(MAX_READ).await.unwrap().is_empty());
     }
 }

@@ -12,7 +12,7 @@ use super::host_io::InputStream;
 use super::transform::Shapes;
 
 /// Chunk size of the streaming baseline, as `aistore_etl::Input::CHUNK`.
-const CHUNK: u32 = 64 * 1024;
+const CHUNK: u32 = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NativeTransform {
@@ -20,7 +20,7 @@ pub enum NativeTransform {
     Echo,
     /// The object's MD5 digest, 32 lowercase hex characters (buffered).
     Md5,
-    /// ASCII upper-case, 64 KiB chunks (streaming).
+    /// ASCII upper-case, 256 KiB chunks (streaming).
     Upper,
 }
 

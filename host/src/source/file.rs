@@ -261,8 +261,8 @@ unsafe fn read_nowait(
 
 /// A file streamed to the guest. Each read is served from the page cache on the
 /// caller's thread when it can be, and from the blocking pool only when the kernel
-/// would wait for the disk: a cached 16 MiB object read in 64 KiB chunks would
-/// otherwise cost 256 round trips to another thread (as `tokio::fs::File` makes).
+/// would wait for the disk, not by a round trip to another thread per chunk (as
+/// `tokio::fs::File` makes).
 struct FileReader {
     file: Arc<File>,
     offset: u64,
