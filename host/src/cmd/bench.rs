@@ -343,7 +343,7 @@ impl Table {
         println!(
             "\nwasm/native: for times, wasm time over native time (lower is better); for rates, \
              wasm rate over native rate (higher is better). Native runs the same algorithm \
-             (md-5 crate, 64 KiB ASCII upper-casing) without the engine."
+             (md-5 crate, 256 KiB ASCII upper-casing) without the engine."
         );
     }
 }
