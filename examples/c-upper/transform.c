@@ -26,7 +26,7 @@ bool exports_aistore_etl_streaming_transform_stream(
   ETL_FREE(args);
   for (;;) {
     streaming_transform_list_u8_t chunk; /* ours: free it */
-    aistore_etl_host_io_method_reader_read(input, 65536, &chunk);
+    aistore_etl_host_io_method_reader_read(input, 256 * 1024, &chunk);
     if (chunk.len == 0) {
       ETL_FREE(&chunk);
       break;

@@ -8,7 +8,7 @@ import { defineTransform } from '../js/aistore-etl.js';
 const t = defineTransform({
   *transformStream(reader, path, etlArgs) {
     for (const chunk of reader) {
-      // chunks of up to 64 KiB
+      // chunks of up to 256 KiB
       upperAscii(chunk);
       yield chunk;
     }

@@ -40,7 +40,7 @@ export class BadInput extends Error {
 }
 
 /** Bytes asked of the host per read by default; the host caps one read at 1 MiB. */
-export const CHUNK_SIZE = 65536;
+export const CHUNK_SIZE = 256 * 1024;
 const HOST_READ_MAX = 1 << 20;
 
 const utf8 = new TextEncoder();

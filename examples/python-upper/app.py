@@ -12,7 +12,7 @@ from aistore_etl import ETLServer, Reader
 
 class UpperServer(ETLServer):
     def transform_stream(self, reader: Reader, path: str, etl_args: str) -> Iterator[bytes]:
-        for chunk in reader:  # chunks of up to 64 KiB
+        for chunk in reader:  # chunks of up to 256 KiB
             yield chunk.upper()  # bytes.upper() touches only a-z
 
 

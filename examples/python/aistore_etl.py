@@ -44,7 +44,7 @@ from wit_world.imports.types import TransformError_BadInput, TransformError_Fail
 __all__ = ["ETLServer", "BadInput", "Reader", "CHUNK_SIZE"]
 
 #: Bytes asked of the host per read by default (the host caps one read at 1 MiB).
-CHUNK_SIZE = 65536
+CHUNK_SIZE = 256 * 1024
 _HOST_READ_MAX = 1 << 20
 
 
