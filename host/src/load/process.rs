@@ -448,23 +448,29 @@ fn children(pid: u32) -> Vec<u32> {
 /// The usage of `root`'s tree now (`None` if `root` is gone).
 pub fn tree_usage(root: u32) -> Option<TreeUsage> {
     read_stat(root)?;
-    let (ticks, kernel_ticks, pages) = tree(root)
+    Some(usage_of(&tree(root)))
+}
+
+fn usage_of(members: &[Member]) -> TreeUsage {
+    let (ticks, kernel_ticks, pages) = members
         .iter()
         .filter_map(|m| read_stat(m.pid))
         .fold((0, 0, 0), |(t, k, p), s| {
             (t + s.ticks, k + s.kernel_ticks, p + s.rss_pages)
         });
-    Some(TreeUsage {
+    TreeUsage {
         cpu: cpu_of(ticks, kernel_ticks),
         rss: pages * units().1,
-    })
+    }
 }
 
 /// The CPU time of `root`'s tree now, and of its live threads by name.
 fn tree_cpu(root: u32) -> Option<TreeCpu> {
-    let total = tree_usage(root)?.cpu;
+    read_stat(root)?;
+    let members = tree(root);
+    let total = usage_of(&members).cpu;
     let mut ticks: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for member in tree(root) {
+    for member in members {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", member.pid)) else {
             continue;
         };
