@@ -143,11 +143,12 @@ def aggregate(docs):
         for c in doc["cells"]:
             key = (c["transport"], c["size_bytes"], c["concurrency"])
             names[c["size_bytes"]] = c["size"]
-            runs.setdefault(key, []).append(c)
+            runs.setdefault(key, []).append(c | {"run": doc["run"]})
     cells = {}
     for key, found in runs.items():
         good = [c for c in found if c["errors"] == 0 and c["objects"] > 0]
-        cell = {"runs": len(good), "errors": sum(c["errors"] for c in found)}
+        # The good runs themselves, for the unsteady cells.
+        cell = {"runs": len(good), "errors": sum(c["errors"] for c in found), "good": good}
         for metric in MEDIANS:
             values = [c[metric] for c in good if c.get(metric) is not None]
             cell[metric] = statistics.median(values) if values else None
@@ -244,17 +245,11 @@ print(f"\n{legend()}Here each column is the median over the runs in which the ce
 def unsteady():
     """Cells whose runs disagree, run by run, with where the server's CPU went."""
     listed = []
-    for server, docs in reports.items():
-        runs = {}
-        for doc in docs:
-            for c in doc["cells"]:
-                if c["errors"] == 0 and c["objects"] > 0:
-                    key = (c["transport"], c["size_bytes"], c["concurrency"])
-                    runs.setdefault(key, []).append((doc["run"], c))
-        for key, found in runs.items():
-            speeds = [c["objects_per_s"] for _, c in found]
-            if len(found) > 1 and max(speeds) >= UNSTEADY * min(speeds):
-                listed.append((server, key, found))
+    for server, cells in medians.items():
+        for key, cell in cells.items():
+            speeds = [c["objects_per_s"] for c in cell["good"]]
+            if len(speeds) > 1 and max(speeds) >= UNSTEADY * min(speeds):
+                listed.append((server, key, cell["good"]))
     if not listed:
         return
     print(f"\n### Unsteady cells\n\nCells whose fastest run made at least {UNSTEADY}x the "
@@ -271,7 +266,7 @@ def unsteady():
     header(["server", "cell", "run", "objects/s", "p50 ms", "srv µs/object", "gen µs/object",
             "switches/object", "segments/object", "other CPU", "srv CPU by thread"])
     for server, key, found in listed:
-        for run, c in found:
+        for c in found:
             def per_object(seconds):
                 return 1e6 * (seconds or 0) / c["objects"]
             server_us = per_object(c["server_cpu_s"])
@@ -281,7 +276,7 @@ def unsteady():
             other = c.get("other_cores")
             switches = c.get("context_switches_per_object")
             segments = c.get("tcp_segments_per_object")
-            row([server, describe(key), str(run), f"{c['objects_per_s']:,.1f}",
+            row([server, describe(key), str(c["run"]), f"{c['objects_per_s']:,.1f}",
                  f"{c['latency_p50_ms']:.2f}", f"{server_us:.1f} ({kernel:.1f})",
                  f"{per_object(c['generator_cpu_s']):.1f}",
                  "-" if switches is None else f"{switches:.2f}",
