@@ -13,10 +13,10 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::upgrade::{UpgradeFut, is_upgrade_request};
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketRead, WebSocketWrite};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
 use futures::StreamExt;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, BufWriter, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -70,21 +70,41 @@ enum Input {
 
 /// What goes back on the socket, in the order the requests came.
 enum Reply {
-    Binary(Bytes),
+    /// The object, as one message of one frame per buffer: a streaming transform's
+    /// chunks go out as they came (a first frame, then continuations), never copied
+    /// into one buffer. The target reassembles them, as it must (RFC 6455 §5.4).
+    Binary(Vec<Bytes>),
     Text(String),
     /// A pong or the close handshake's answer, owed to the peer.
     Control(OpCode, Vec<u8>),
 }
 
 impl Reply {
-    fn frame(&self) -> Frame<'_> {
-        match self {
-            Reply::Binary(bytes) => Frame::binary(Payload::Borrowed(bytes)),
+    async fn write<S: AsyncWrite + Unpin>(
+        &self,
+        socket: &mut WebSocketWrite<S>,
+    ) -> Result<(), WebSocketError> {
+        let frame = match self {
+            Reply::Binary(chunks) => {
+                let Some((last, first)) = chunks.split_last() else {
+                    return socket
+                        .write_frame(Frame::binary(Payload::Borrowed(&[])))
+                        .await;
+                };
+                let mut opcode = OpCode::Binary;
+                for chunk in first {
+                    let frame = Frame::new(false, opcode, None, Payload::Borrowed(chunk));
+                    socket.write_frame(frame).await?;
+                    opcode = OpCode::Continuation;
+                }
+                Frame::new(true, opcode, None, Payload::Borrowed(last))
+            }
             Reply::Text(text) => Frame::text(Payload::Borrowed(text.as_bytes())),
             Reply::Control(opcode, payload) => {
                 Frame::new(true, *opcode, None, Payload::Borrowed(payload))
             }
-        }
+        };
+        socket.write_frame(frame).await
     }
 }
 
@@ -194,7 +214,7 @@ async fn write_replies(
     let mut next = pending.recv().await;
     while let Some(reply) = next {
         let reply = reply.reply().await;
-        if let Err(error) = socket.write_frame(reply.frame()).await {
+        if let Err(error) = reply.write(&mut socket).await {
             tracing::debug!("WebSocket connection ended: {error}");
             return;
         }
@@ -327,7 +347,7 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
         match result {
             Ok(message) => {
                 let sent = match &message {
-                    Reply::Binary(bytes) => bytes.len() as u64,
+                    Reply::Binary(chunks) => chunks.iter().map(|c| c.len() as u64).sum(),
                     // A direct put's delivered byte count.
                     Reply::Text(count) => count.parse().unwrap_or(0),
                     Reply::Control(..) => 0,
@@ -353,7 +373,7 @@ fn error_reply(object: &str, error: EtlError) -> Reply {
 /// assembled from a stream is capped at `limit` (`--max-output`).
 async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, EtlError> {
     Ok(match outcome? {
-        Outcome::Output(Output::Full(bytes)) => Reply::Binary(bytes),
+        Outcome::Output(Output::Full(bytes)) => Reply::Binary(vec![bytes]),
         Outcome::Output(Output::Stream(stream)) => Reply::Binary(stream.collect(limit).await?),
         Outcome::Delivered { length } => Reply::Text(length.to_string()),
         Outcome::Returned { first, rest } => {
@@ -373,7 +393,7 @@ async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, 
             if body.is_empty() {
                 Reply::Text("0".into())
             } else {
-                Reply::Binary(body.into())
+                Reply::Binary(vec![body.into()])
             }
         }
     })
@@ -381,6 +401,7 @@ async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, 
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketRead};
     use tokio::io::{DuplexStream, ReadHalf};
     use tokio::sync::mpsc;
@@ -429,6 +450,38 @@ mod tests {
             Ok(Pending::Ready(Reply::Control(OpCode::Pong, payload))) if payload == b"there?"
         ));
         assert_eq!(next_data(&mut read, &replies, 64).await.unwrap(), "whole");
+    }
+
+    #[tokio::test]
+    async fn a_reply_in_chunks_is_one_message_of_one_frame_per_chunk() {
+        let (server, client) = tokio::io::duplex(1 << 16);
+        let (read, write) = tokio::io::split(server);
+        let (_, mut write) = fastwebsockets::after_handshake_split(read, write, Role::Server);
+        let mut client = WebSocket::after_handshake(client, Role::Client);
+        for reply in [
+            Reply::Binary(
+                [&b"one"[..], b"two", b"three"]
+                    .map(Bytes::from_static)
+                    .into(),
+            ),
+            Reply::Binary(vec![Bytes::from_static(b"whole")]),
+            Reply::Binary(Vec::new()),
+        ] {
+            reply.write(&mut write).await.unwrap();
+        }
+        for (fin, opcode, payload) in [
+            (false, OpCode::Binary, &b"one"[..]),
+            (false, OpCode::Continuation, b"two"),
+            (true, OpCode::Continuation, b"three"),
+            (true, OpCode::Binary, b"whole"),
+            (true, OpCode::Binary, b""),
+        ] {
+            let frame = client.read_frame().await.unwrap();
+            assert_eq!(
+                (frame.fin, frame.opcode, &frame.payload[..]),
+                (fin, opcode, payload)
+            );
+        }
     }
 
     #[tokio::test]
