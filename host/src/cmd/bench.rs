@@ -49,7 +49,7 @@ pub struct ComponentsArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct EngineArgs {
-    /// The echo example component (buffered).
+    /// The echo example component (its buffered export is measured).
     #[arg(long)]
     pub echo: PathBuf,
     /// The md5 example component (buffered).

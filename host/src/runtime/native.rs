@@ -16,7 +16,7 @@ const CHUNK: u32 = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NativeTransform {
-    /// Returns the object unchanged (buffered).
+    /// Returns the object unchanged (both shapes, as `examples/echo`).
     Echo,
     /// The object's MD5 digest, 32 lowercase hex characters (buffered).
     Md5,
@@ -28,7 +28,7 @@ impl NativeTransform {
     pub(crate) fn shapes(self) -> Shapes {
         Shapes {
             buffered: self != NativeTransform::Upper,
-            streaming: self == NativeTransform::Upper,
+            streaming: self != NativeTransform::Md5,
         }
     }
 

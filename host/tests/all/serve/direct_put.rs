@@ -1,6 +1,7 @@
 //! Direct put (§6): parsing `Ais-Node-Url`, composing the next hop's URL (§6.3),
 //! mapping its answer (§6.4), local retries and the 503 contract (§7.3, §7.4).
 
+use ais_wasm::runtime::STREAM_AT_OR_ABOVE;
 use bytes::Bytes;
 
 use super::fake_target::{FakeTarget, Put, SECRET};
@@ -306,7 +307,8 @@ async fn reset_mid_body_with_a_buffered_result_is_retried_locally() {
         .env("AIS_DIRECT_PUT_RETRIES", "1")
         .start()
         .await;
-    let data = vec![b'b'; 2 << 20];
+    // Below the size from which echo (both shapes) streams.
+    let data = vec![b'b'; STREAM_AT_OR_ABOVE as usize / 2];
     let entry = destination(&target, "ais/@#/dst/o");
     target.script([Put::Reset]);
     let response = request(

@@ -401,7 +401,8 @@ async fn objects_not_in_the_page_cache_are_served_too() {
     let data: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
     std::fs::create_dir_all(fqn.parent().unwrap()).unwrap();
     std::fs::write(&fqn, &data).unwrap();
-    // Read whole (echo is buffered) and streamed to the guest (upper streams).
+    // Read whole (echo buffers objects under 1 MiB) and streamed to the guest (upper
+    // streams).
     for (component, expected) in [
         ("examples/echo", data.clone()),
         ("examples/upper", data.to_ascii_uppercase()),
