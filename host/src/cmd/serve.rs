@@ -128,6 +128,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .is_some_and(crate::outbound::truthy),
         guests: guests.handle(),
         pace: Default::default(),
+        stream_pace: Default::default(),
     })));
     tracing::info!(%address, "ready");
     // A plain line on stdout once ready: scripts and tests wait for it.
@@ -201,6 +202,7 @@ impl Reloader {
             self.slot.store(Some(Arc::new(Etl {
                 transform,
                 pace: Default::default(),
+                stream_pace: Default::default(),
                 ..Etl::clone(&current)
             })));
             anyhow::Ok(report.sha256)

@@ -102,6 +102,12 @@ impl Source {
         !matches!(self, Source::Body { .. })
     }
 
+    /// Whether its bytes come over a connection, in pieces as they arrive (rather
+    /// than from a file or memory, whenever asked for).
+    pub fn arrives(&self) -> bool {
+        matches!(self, Source::Body { .. } | Source::Http { .. })
+    }
+
     /// Open the source and read it whole if `whole(size)` says so, the size being
     /// known once the source is open (`None`: it has no length). A file is loaded
     /// on this thread when the kernel has it cached, else in one trip to the
