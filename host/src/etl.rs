@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -22,10 +22,6 @@ use crate::source::{Loaded, Source, SourceError};
 /// Output chunks in flight between a streaming guest and its receiver: the bound
 /// that makes streaming constant-memory.
 const OUTPUT_QUEUE: usize = 4;
-
-/// [`OutputStream::collect`] joins consecutive chunks smaller than this: each chunk
-/// becomes a WebSocket frame, with its header and the peer's read of it.
-const JOIN_BELOW: usize = 16 * 1024;
 
 /// Everything the server needs per process to process objects.
 #[derive(Clone)]
@@ -414,38 +410,18 @@ impl OutputStream {
         join(self.take_handle()).await.map(|_| None)
     }
 
-    /// Read everything (a WebSocket reply is one message), up to `limit` bytes: a
-    /// streaming guest's output has no end of its own. Past the limit, the stream is
-    /// dropped, which stops the guest at its next write.
-    ///
-    /// The chunks are kept as they came rather than copied into one buffer; only runs
-    /// of small ones (a guest writing a line at a time) are joined, into chunks of
-    /// 16 KiB or so.
-    pub async fn collect(mut self, limit: u64) -> Result<Vec<Bytes>, EtlError> {
+    /// Hand every chunk to `each` (a WebSocket reply is one message), then return
+    /// the transform's result. An error from `each` drops the stream, which stops
+    /// the guest at its next write: a streaming guest's output has no end of its own.
+    pub async fn for_each(
+        mut self,
+        mut each: impl FnMut(Bytes) -> Result<(), EtlError>,
+    ) -> Result<(), EtlError> {
         let handle = self.take_handle();
-        let (mut chunks, mut small, mut total) = (Vec::new(), BytesMut::new(), 0u64);
         while let Some(chunk) = self.receiver.recv().await {
-            total += chunk.len() as u64;
-            if total > limit {
-                return Err(EtlError::ReplyTooLarge { limit });
-            }
-            if chunk.len() >= JOIN_BELOW {
-                if !small.is_empty() {
-                    chunks.push(small.split().freeze());
-                }
-                chunks.push(chunk);
-            } else {
-                small.extend_from_slice(&chunk);
-                if small.len() >= JOIN_BELOW {
-                    chunks.push(small.split().freeze());
-                }
-            }
+            each(chunk)?;
         }
-        if !small.is_empty() {
-            chunks.push(small.freeze());
-        }
-        join(handle).await?;
-        Ok(chunks)
+        join(handle).await.map(drop)
     }
 }
 
@@ -481,58 +457,7 @@ impl Stream for OutputStream {
 mod tests {
     use std::time::Duration;
 
-    use bytes::Bytes;
-    use tokio::sync::{mpsc, oneshot};
-
-    use super::{EtlError, JOIN_BELOW, OutputStream, Pace};
-
-    /// The output stream of a transform that wrote `chunks` and succeeded.
-    fn written(chunks: Vec<Vec<u8>>) -> OutputStream {
-        let (sender, receiver) = mpsc::channel(1);
-        let (finished, outcome) = oneshot::channel();
-        let handle = tokio::spawn(async move {
-            let mut written = 0;
-            for chunk in chunks {
-                written += chunk.len() as u64;
-                sender.send(chunk.into()).await.unwrap();
-            }
-            let _ = finished.send(true);
-            Ok(written)
-        });
-        OutputStream {
-            receiver,
-            outcome: Some(outcome),
-            handle: Some(handle),
-        }
-    }
-
-    #[tokio::test]
-    async fn collect_keeps_large_chunks_and_joins_runs_of_small_ones() {
-        let large = vec![b'L'; JOIN_BELOW];
-        let line = b"a line\n".to_vec();
-        let mut chunks = vec![line.clone(), line.clone(), large.clone()];
-        chunks.extend(std::iter::repeat_n(
-            line.clone(),
-            JOIN_BELOW / line.len() + 1,
-        ));
-        chunks.extend([Vec::new(), large.clone(), line.clone()]);
-        let whole: Vec<u8> = chunks.concat();
-        let collected = written(chunks).collect(u64::MAX).await.unwrap();
-        let sizes: Vec<usize> = collected.iter().map(Bytes::len).collect();
-        let run = (JOIN_BELOW / line.len() + 1) * line.len();
-        assert_eq!(
-            sizes,
-            [2 * line.len(), JOIN_BELOW, run, JOIN_BELOW, line.len()]
-        );
-        assert_eq!(collected.concat(), whole);
-
-        assert!(written(Vec::new()).collect(0).await.unwrap().is_empty());
-        let over = written(vec![large.clone(), large]).collect(JOIN_BELOW as u64 + 1);
-        assert!(matches!(
-            over.await,
-            Err(EtlError::ReplyTooLarge { limit }) if limit == JOIN_BELOW as u64 + 1
-        ));
-    }
+    use super::Pace;
 
     #[test]
     fn pace_follows_the_recent_calls() {

@@ -87,3 +87,30 @@ async fn two_stages_inline_return_the_last_output() {
         hex::encode(md5::Md5::digest(data.to_ascii_uppercase())).into_bytes()
     );
 }
+
+/// §4.4 and §6.5 over WebSocket: the next stage's body, streamed back in many
+/// chunks, is the BINARY reply, whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stages_inline_over_websocket_reply_with_the_last_output() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::ws;
+
+    let a = ServerBuilder::new("examples/echo").start().await;
+    let b = ServerBuilder::new("examples/upper").start().await;
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| b"abcdefgh\n"[i as usize % 9])
+        .collect();
+    let mut socket = ws::connect(&a).await;
+    socket
+        .send(ws::control(&b.stage(), "", "", "src/x"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Binary(data.clone().into()))
+        .await
+        .unwrap();
+    let reply = ws::binary(ws::next_reply(&mut socket).await);
+    assert!(reply == data.to_ascii_uppercase(), "{} bytes", reply.len());
+}
