@@ -8,9 +8,16 @@
 #             bench/python-runtime.sh)
 #   native    `ais-wasm serve --native`: the same transform compiled into the host,
 #             behind the same server code (when this build has it)
+#   fresh     `ais-wasm serve --instance-mode fresh`: a new instance for every object
+#             (only when asked for with --servers)
 #
 #   bench/serve.sh [--quick] [--runs N] [--record | --record-as NAME] [--transform echo|md5]
-#                  [ARGS for bench serve]
+#                  [--servers LIST] [ARGS for bench serve]
+#
+# --servers picks servers by name, comma-separated (default: ais-wasm,python,native).
+# What a fresh instance per object costs (goal e) is measured on a small matrix:
+#   bench/serve.sh --servers ais-wasm,fresh --transports hpush-body,ws \
+#     --sizes 1KiB,64KiB,1MiB --concurrency 1,8 --duration 2s --warmup 300ms
 #
 # Throughput on a shared machine varies by ±20% between identical runs, so the servers
 # run interleaved, N rounds of ais-wasm, python, native (--runs, default 3), and every
@@ -32,7 +39,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 command=("$@")
-quick=0 record=0 name= transform=echo runs=3
+quick=0 record=0 name= transform=echo runs=3 asked=
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -40,11 +47,19 @@ while [[ $# -gt 0 ]]; do
     --record-as) record=1 name=$2; shift ;;
     --transform) transform=$2; shift ;;
     --runs) runs=$2; shift ;;
+    --servers) asked=$2; shift ;;
     *) break ;;
   esac
   shift
 done
 case "$transform" in echo | md5) ;; *) echo "--transform: echo or md5" >&2; exit 2 ;; esac
+IFS=, read -r -a asked <<<"${asked:-ais-wasm,python,native}"
+for server in "${asked[@]}"; do
+  case "$server" in
+    ais-wasm | python | native | fresh) ;;
+    *) echo "--servers: a comma-separated list of ais-wasm, python, native, fresh" >&2; exit 2 ;;
+  esac
+done
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "--runs: a positive number" >&2; exit 2; }
 
 # clap refuses a single-valued option twice and appends lists, so --quick's settings
@@ -64,7 +79,6 @@ bin="$repo/target/release/ais-wasm"
 declare -A wasm
 wasm[echo]=$(examples/echo/build.sh | tail -n 1)
 wasm[md5]=$(examples/md5/build.sh | tail -n 1)
-bench/python-runtime.sh install
 
 out="$repo/target/bench-serve/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
@@ -75,11 +89,16 @@ revision=$(git rev-parse --short HEAD)
 dirty=$(git diff --name-only HEAD -- host wit guest-sdk Cargo.lock | tr '\n' ' ')
 [[ -n "$dirty" ]] && revision+=" plus uncommitted changes to $dirty"
 
-servers=(ais-wasm python)
-if "$bin" serve --help | grep -q -- '--native'; then
-  servers+=(native)
-else
-  echo "this ais-wasm has no serve --native: skipping the native baseline" >&2
+servers=()
+for server in "${asked[@]}"; do
+  if [[ $server == native ]] && ! "$bin" serve --help | grep -q -- '--native'; then
+    echo "this ais-wasm has no serve --native: skipping the native baseline" >&2
+    continue
+  fi
+  servers+=("$server")
+done
+if [[ " ${servers[*]} " == *" python "* ]]; then
+  bench/python-runtime.sh install
 fi
 
 failed=()
@@ -89,6 +108,7 @@ for ((round = 1; round <= runs; round++)); do
       ais-wasm) cmd=(--component "${wasm[$transform]}") ;;
       python) cmd=(--server-cmd "$repo/bench/python-runtime.sh $transform {port}") ;;
       native) cmd=(--server-cmd "$bin serve --native $transform") ;;
+      fresh) cmd=(--server-cmd "$bin serve --component ${wasm[$transform]} --instance-mode fresh") ;;
     esac
     run="$server-$round"
     echo "== $server, run $round of $runs" >&2
@@ -405,6 +425,35 @@ else:
     print(f"- {name}: {'PASS' if a * 5 <= p else 'MISS'}, {a:.0f} MiB vs {p:.0f} MiB "
           f"({p / a:.1f}x less)")
 
+name = "e. fresh instance per object, 1 KiB and 64 KiB: extra server CPU per object <= 50 µs"
+small = [k for k in keys if k[1] in (KiB, 64 * KiB)]
+if "fresh" not in medians:
+    print(f"- {name}: not measured (needs fresh in --servers)")
+elif not small:
+    print(f"- {name}: not measured (needs 1KiB or 64KiB in --sizes)")
+else:
+    extra = {}
+    for k in keys:
+        (pooled, _), (fresh, _) = cpu_per_object(base, k), cpu_per_object("fresh", k)
+        if pooled is not None and fresh is not None:
+            extra[k] = (pooled, fresh, fresh - pooled)
+    misses = [k for k in small if k not in extra or extra[k][2] > 50]
+    worst = max((extra[k][2] for k in small if k in extra), default=None)
+    verdict = "MISS" if misses else "PASS"
+    print(f"- {name}: {verdict}" + ("" if worst is None else f", at most {worst:.1f} µs")
+          + (f", over in {len(misses)} of {len(small)} cells" if misses else "") + "\n")
+    print("Server CPU microseconds per object with an instance kept between objects "
+          f"({base}) and a new one for each (fresh), every cell; at concurrency 1 also what "
+          "each object took longer (1/objects per second):\n")
+    header(["cell", base, "fresh", "extra CPU", "extra time at c1"])
+    for k, (pooled, fresh, more) in extra.items():
+        slower = "-"
+        if k[2] == 1:
+            a, f = value(base, k, "objects_per_s"), value("fresh", k, "objects_per_s")
+            slower = f"{1e6 / f - 1e6 / a:.1f}" if a and f else "-"
+        row([describe(k), f"{pooled:.1f}", f"{fresh:.1f}", f"{more:.1f}", slower])
+    print()
+
 wanted = [("hpush-body", KiB, 7), ("ws", KiB, 7), ("hpush-body", 64 * KiB, 3),
           ("ws", 64 * KiB, 3), ("hpush-direct-put", KiB, 25), ("ws-direct-put", KiB, 25),
           ("hpull-target", KiB, 25)]
@@ -439,9 +488,12 @@ if [[ $record == 1 ]]; then
     echo "other builds may have been running; the server and the load generator share the"
     echo "same cores, so the generator's CPU, \`gen CPU\`, is load the server did not get)."
     echo
-    echo "Python runtime: aistore[etl] $(sed -n 's/^aistore==//p' target/python-runtime-venv/.aistore-etl-* 2>/dev/null | head -n1),"
-    echo "$(grep -E '^(fastapi|uvicorn|uvloop|httptools|websockets)==' target/python-runtime-venv/.aistore-etl-* 2>/dev/null | tr '\n' ' ')"
-    echo "(CPython $(target/python-runtime-venv/bin/python -c 'import platform; print(platform.python_version())'), 4 uvicorn workers); ais-wasm NUM_WORKERS default (2 x CPUs)."
+    if [[ " ${servers[*]} " == *" python "* ]]; then
+      echo "Python runtime: aistore[etl] $(sed -n 's/^aistore==//p' target/python-runtime-venv/.aistore-etl-* 2>/dev/null | head -n1),"
+      echo "$(grep -E '^(fastapi|uvicorn|uvloop|httptools|websockets)==' target/python-runtime-venv/.aistore-etl-* 2>/dev/null | tr '\n' ' ')"
+      echo "(CPython $(target/python-runtime-venv/bin/python -c 'import platform; print(platform.python_version())'), 4 uvicorn workers)."
+    fi
+    echo "ais-wasm NUM_WORKERS default (2 x CPUs)."
     echo
     echo "## Medians"
     echo

@@ -35,6 +35,9 @@ pub enum BenchWhat {
     /// Soak a server: many objects of mixed sizes over every transport, every byte
     /// verified; fails on any error or when memory or descriptors grow.
     Soak(Box<crate::load::soak::SoakArgs>),
+    /// Start-up: from spawning `serve` to a healthy server, per component, with an
+    /// empty compile cache and then from the cache.
+    Start(crate::load::start::StartArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +72,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchWhat::Components(args) => components(args).await,
         BenchWhat::Serve(args) => serve(*args).await,
         BenchWhat::Soak(args) => crate::load::soak::run(*args).await,
+        BenchWhat::Start(args) => crate::load::start::run(args).await,
     }
 }
 

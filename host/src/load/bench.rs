@@ -213,6 +213,7 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers,
         start_timeout: args.start_timeout,
         log,
+        env: Vec::new(),
     })
     .await?;
     println!(

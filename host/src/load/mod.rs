@@ -15,6 +15,7 @@
 //! - [`driver::Driver`]: one [`Workload`] (a transport, objects, concurrency, a stop
 //!   condition) run against the server, giving a [`stats::Cell`].
 //! - [`bench`](mod@bench): the `ais-wasm bench serve` command over a matrix of cells.
+//! - [`start`]: the `ais-wasm bench start` command: spawn to healthy, cold and cached.
 //!
 //! The wire forms (paths, `etl_fqn`, `Ais-Node-Url`, WebSocket control messages)
 //! follow the protocol document (../shared/protocol/ais-etl-protocol.md, §4-§6); they
@@ -24,6 +25,7 @@ pub mod bench;
 pub mod driver;
 pub mod process;
 pub mod soak;
+pub mod start;
 pub mod stats;
 pub mod target;
 pub mod wire;

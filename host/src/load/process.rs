@@ -39,6 +39,8 @@ pub struct ServerSpec {
     pub start_timeout: Duration,
     /// Where its stdout and stderr go.
     pub log: PathBuf,
+    /// More environment variables for it.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running server; its process tree is killed when this is dropped.
@@ -55,8 +57,9 @@ pub struct ServerProcess {
 
 /// How often the RSS of the tree is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
-/// How often `/health` is polled while the server starts.
-const HEALTH_POLL: Duration = Duration::from_millis(20);
+/// How often `/health` is polled while the server starts: start-up times are
+/// measured to this.
+pub const HEALTH_POLL: Duration = Duration::from_millis(5);
 /// How long SIGTERM is given before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(3);
 
@@ -116,6 +119,7 @@ impl ServerProcess {
         if let Some(workers) = spec.workers {
             command.env("NUM_WORKERS", workers.to_string());
         }
+        command.envs(spec.env.iter().map(|(name, value)| (name, value)));
         let started = Instant::now();
         let child = command
             .spawn()

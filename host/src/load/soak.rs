@@ -68,6 +68,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers,
         start_timeout: Duration::from_secs(60),
         log: log_dir.path().join("server.log"),
+        env: Vec::new(),
     })
     .await?;
     let driver = Arc::new(Driver::new(

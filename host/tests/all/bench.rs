@@ -1,14 +1,32 @@
 //! `ais-wasm bench serve` end to end on tiny settings: the default server (this
 //! binary's `serve`) with the echo example, driven over hpush, direct put and
-//! WebSocket; every object verified, none failed.
+//! WebSocket; every object verified, none failed. And `bench start`.
+
+use std::path::Path;
+use std::process::Command;
 
 use crate::support::{ais_wasm, component};
+
+/// Runs a bench command that must succeed, with `--json` into `dir`: its stdout and
+/// the JSON it wrote.
+fn succeeds(mut command: Command, dir: &Path) -> (String, serde_json::Value) {
+    let json = dir.join("report.json");
+    let output = command.arg("--json").arg(&json).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (stdout, report)
+}
 
 #[test]
 fn bench_serve_verifies_every_transport_it_drives() {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
-    let output = ais_wasm(dir.path())
+    let mut command = ais_wasm(dir.path());
+    command
         .args(["bench", "serve", "--component"])
         .arg(component("examples/echo"))
         .args([
@@ -25,18 +43,8 @@ fn bench_serve_verifies_every_transport_it_drives() {
             // Each WebSocket object in four frames, joined by the server.
             "--ws-frame",
             "1KiB",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        ]);
+    let (stdout, report) = succeeds(command, dir.path());
     let cells = report["cells"].as_array().unwrap();
     let transports: Vec<&str> = cells
         .iter()
@@ -117,4 +125,29 @@ fn bench_serve_fails_on_wrong_output() {
         assert_eq!(cell["objects"], 0, "{cell}");
         assert!(cell["errors"].as_u64().unwrap() > 0, "{cell}");
     }
+}
+
+/// `bench start` starts the server once to compile, then from the compile cache, and
+/// reports each start.
+#[test]
+fn bench_start_times_a_cold_start_and_starts_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = ais_wasm(dir.path());
+    command
+        .args(["bench", "start", "--runs", "2"])
+        .arg(component("examples/echo"));
+    let (stdout, report) = succeeds(command, dir.path());
+    assert!(stdout.contains("| etl_echo.wasm |"), "{stdout}");
+    let [starts] = report.as_array().unwrap().as_slice() else {
+        panic!("one component, one entry: {report}")
+    };
+    assert_eq!(starts["component"], "etl_echo.wasm");
+    assert!(starts["size_bytes"].as_u64().unwrap() > 0, "{starts}");
+    assert!(starts["cold_ms"].as_f64().unwrap() > 0.0, "{starts}");
+    let cached = starts["cached_ms"].as_array().unwrap();
+    assert_eq!(cached.len(), 2, "{starts}");
+    assert!(
+        cached.iter().all(|ms| ms.as_f64().unwrap() > 0.0),
+        "{starts}"
+    );
 }

@@ -242,6 +242,22 @@ async fn fresh_mode_creates_an_instance_per_object() {
 }
 
 #[tokio::test]
+async fn a_fresh_instance_starts_from_the_components_image() {
+    // A kept instance remembers its earlier objects and what they wrote.
+    let pooled = runtime(InstanceMode::Pooled, None);
+    let kept = hostile(&pooled).await;
+    assert_eq!(call(&kept, "residue").await.unwrap(), b"0 0");
+    assert_eq!(call(&kept, "residue").await.unwrap(), b"1 10485760");
+    // A fresh one sees neither, though its slot and the pages it keeps mapped are
+    // the last instance's.
+    let fresh = runtime(InstanceMode::Fresh, None);
+    let each = hostile(&fresh).await;
+    for _ in 0..3 {
+        assert_eq!(call(&each, "residue").await.unwrap(), b"0 0");
+    }
+}
+
+#[tokio::test]
 async fn init_errors_fail_the_load() {
     let runtime = runtime(InstanceMode::Pooled, None);
     let wasm = std::fs::read(component("host/tests/components/hostile")).unwrap();

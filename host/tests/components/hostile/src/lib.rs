@@ -1,5 +1,7 @@
 //! Misbehaving transform for the host's sandbox and limit tests; see ../README.md.
 use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aistore_etl::{Buffered, Config, Error, Input, Object, Output, Streaming, Transform};
 
@@ -22,11 +24,24 @@ fn recurse(depth: u64) -> u64 {
     recurse(std::hint::black_box(depth + 1)) + std::hint::black_box(1)
 }
 
+/// Buffered objects this instance transformed before the current one.
+static EARLIER: AtomicUsize = AtomicUsize::new(0);
+/// Memory that `residue` reads and then fills: zeros in the component's image (it is
+/// all `.bss`), and more than the 8 MiB of a slot the host resets in place.
+static AREA: Mutex<[u8; 10 << 20]> = Mutex::new([0; 10 << 20]);
+
 impl Buffered for Hostile {
     fn transform(&mut self, data: Vec<u8>, object: &Object) -> Result<Vec<u8>, Error> {
+        let earlier = EARLIER.fetch_add(1, Ordering::Relaxed);
         let (verb, arg) = object.args().split_once(':').unwrap_or((object.args(), ""));
         match verb {
             "" => Ok(data),
+            "residue" => {
+                let mut area = AREA.lock().unwrap();
+                let written = area.iter().filter(|b| **b != 0).count();
+                area.fill(0xa5);
+                Ok(format!("{earlier} {written}").into_bytes())
+            }
             "loop" => loop {
                 std::hint::black_box(&data);
             },
