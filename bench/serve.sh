@@ -30,7 +30,7 @@
 #
 # The default matrix, 8 transports x sizes 1KiB..16MiB x concurrency 1,8,32 x 3.5 s
 # (3 s measured after 0.5 s of warm-up), should take 6-9 min per server run. With
-# --duration 2s --warmup 300ms, as recorded, timed runs took 4-6 min each, 35-55 min
+# --duration 2s --warmup 300ms, as recorded, timed runs took 4-7 min each, 35-60 min
 # for 3 runs of 3 servers. --quick is every size at concurrency 8, 1 s cells, about
 # 1 min per server run (10 min in all); ARGS such as --sizes or --duration replace
 # its settings. Memory goal d needs concurrency 32.
