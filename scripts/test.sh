@@ -41,7 +41,12 @@ fi
 # objects): every transport, mixed sizes, every byte verified, flat memory and files.
 cargo build --quiet -p ais-wasm
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
-"$target_dir/debug/ais-wasm" bench soak --component "$(examples/echo/build.sh | tail -n 1)" \
+echo_wasm=$(examples/echo/build.sh | tail -n 1)
+"$target_dir/debug/ais-wasm" bench soak --component "$echo_wasm" \
+  --objects 8000 --warmup-objects 2000 --sizes 1KiB,64KiB,256KiB --concurrency 32
+# Again with a new instance for every object (the server inherits the setting): the
+# pages each discarded instance's slot keeps must not add up.
+ETL_WASM_INSTANCE_MODE=fresh "$target_dir/debug/ais-wasm" bench soak --component "$echo_wasm" \
   --objects 8000 --warmup-objects 2000 --sizes 1KiB,64KiB,256KiB --concurrency 32
 
 # Last, so its summary closes the output.
