@@ -42,12 +42,12 @@ fi
 cargo build --quiet -p ais-wasm
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 echo_wasm=$(examples/echo/build.sh | tail -n 1)
-"$target_dir/debug/ais-wasm" bench soak --component "$echo_wasm" \
-  --objects 8000 --warmup-objects 2000 --sizes 1KiB,64KiB,256KiB --concurrency 32
-# Again with a new instance for every object (the server inherits the setting): the
-# pages each discarded instance's slot keeps must not add up.
-ETL_WASM_INSTANCE_MODE=fresh "$target_dir/debug/ais-wasm" bench soak --component "$echo_wasm" \
-  --objects 8000 --warmup-objects 2000 --sizes 1KiB,64KiB,256KiB --concurrency 32
+# Twice: instances kept, then a new one for every object (the server inherits the
+# setting), whose slots' kept pages must not add up.
+for mode in pooled fresh; do
+  ETL_WASM_INSTANCE_MODE=$mode "$target_dir/debug/ais-wasm" bench soak --component "$echo_wasm" \
+    --objects 8000 --warmup-objects 2000 --sizes 1KiB,64KiB,256KiB --concurrency 32
+done
 
 # Last, so its summary closes the output.
 cargo test --workspace

@@ -455,24 +455,30 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketRead};
-    use tokio::io::{DuplexStream, ReadHalf};
+    use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketRead, WebSocketWrite};
+    use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
     use tokio::sync::mpsc;
 
     use super::{JOIN_BELOW, Message, Pending, Reply, next_data};
     use crate::etl::EtlError;
 
-    /// The server's reader, and a client sending it frames over an in-memory pipe.
+    /// The server's reader and writer, and a client at the other end of an
+    /// in-memory pipe.
     fn connection() -> (
         WebSocketRead<ReadHalf<DuplexStream>>,
+        WebSocketWrite<WriteHalf<DuplexStream>>,
         WebSocket<DuplexStream>,
     ) {
         let (server, client) = tokio::io::duplex(1 << 16);
         let (read, write) = tokio::io::split(server);
-        let (mut read, _) = fastwebsockets::after_handshake_split(read, write, Role::Server);
+        let (mut read, write) = fastwebsockets::after_handshake_split(read, write, Role::Server);
         read.set_auto_pong(false);
         read.set_auto_close(false);
-        (read, WebSocket::after_handshake(client, Role::Client))
+        (
+            read,
+            write,
+            WebSocket::after_handshake(client, Role::Client),
+        )
     }
 
     fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Frame<'static> {
@@ -481,7 +487,7 @@ mod tests {
 
     #[tokio::test]
     async fn fragments_are_joined_and_a_ping_between_them_is_answered() {
-        let (mut read, mut client) = connection();
+        let (mut read, _, mut client) = connection();
         for (fin, opcode, payload) in [
             (false, OpCode::Binary, &b"frag"[..]),
             (true, OpCode::Ping, b"there?"),
@@ -541,10 +547,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reply_in_chunks_is_one_message_of_one_frame_per_chunk() {
-        let (server, client) = tokio::io::duplex(1 << 16);
-        let (read, write) = tokio::io::split(server);
-        let (_, mut write) = fastwebsockets::after_handshake_split(read, write, Role::Server);
-        let mut client = WebSocket::after_handshake(client, Role::Client);
+        let (_, mut write, mut client) = connection();
         for reply in [
             Reply::Binary(
                 [&b"one"[..], b"two", b"three"]
@@ -574,7 +577,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_over_the_limit_or_out_of_sequence_ends_the_connection() {
         let (replies, _queued) = mpsc::channel(4);
-        let (mut read, mut client) = connection();
+        let (mut read, _, mut client) = connection();
         client
             .write_frame(frame(false, OpCode::Binary, &[1; 40]))
             .await
@@ -585,7 +588,7 @@ mod tests {
             .unwrap();
         assert_eq!(next_data(&mut read, &replies, 64).await, None);
 
-        let (mut read, mut client) = connection();
+        let (mut read, _, mut client) = connection();
         client
             .write_frame(frame(true, OpCode::Continuation, b"no start"))
             .await
