@@ -165,6 +165,20 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
         "--concurrency levels must be at least 1"
     );
     anyhow::ensure!(args.distinct > 0, "--distinct must be at least 1");
+    match args.objects {
+        Some(objects) => anyhow::ensure!(objects > 0, "--objects must be at least 1"),
+        None => anyhow::ensure!(
+            !args.duration.is_zero(),
+            "--duration must be more than 0s: it is how long each cell is measured \
+             (or give --objects to measure each cell over a number of objects)"
+        ),
+    }
+    for (flag, timeout) in [
+        ("--start-timeout", args.start_timeout),
+        ("--request-timeout", args.request_timeout),
+    ] {
+        anyhow::ensure!(!timeout.is_zero(), "{flag} must be more than 0s");
+    }
     anyhow::ensure!(
         args.sizes.iter().all(|s| s.as_u64() > 0),
         "sizes must be at least one byte"

@@ -53,6 +53,7 @@ pub struct SoakArgs {
 pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(!args.transports.is_empty(), "give at least one transport");
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    anyhow::ensure!(args.objects > 0, "--objects must be at least 1");
     let mut corpus = Corpus::new(args.verify)?;
     for size in &args.sizes {
         corpus.add_sized(size.as_u64(), 2)?;

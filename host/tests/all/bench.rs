@@ -1,6 +1,7 @@
 //! `ais-wasm bench serve` end to end on tiny settings: the default server (this
 //! binary's `serve`) with the echo example, driven over hpush, direct put and
-//! WebSocket; every object verified, none failed. And `bench start`.
+//! WebSocket; every object verified, none failed. And `bench start`; and settings
+//! under which a run would measure nothing, refused.
 
 use std::path::Path;
 use std::process::Command;
@@ -150,4 +151,42 @@ fn bench_start_times_a_cold_start_and_starts_from_the_cache() {
         cached.iter().all(|ms| ms.as_f64().unwrap() > 0.0),
         "{starts}"
     );
+}
+
+/// Settings under which a run would measure nothing are refused up front, each with
+/// the flag to change, before a server is started.
+#[test]
+fn bench_refuses_settings_that_would_measure_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = ["bench", "serve", "--component"];
+    let soak = ["bench", "soak", "--component"];
+    for (command, settings, message) in [
+        (
+            serve,
+            &["--duration", "0s"][..],
+            "--duration must be more than 0s",
+        ),
+        (serve, &["--objects", "0"], "--objects must be at least 1"),
+        (
+            serve,
+            &["--concurrency", "8,0"],
+            "--concurrency levels must be at least 1",
+        ),
+        (
+            serve,
+            &["--request-timeout", "0s"],
+            "--request-timeout must be more than 0s",
+        ),
+        (soak, &["--objects", "0"], "--objects must be at least 1"),
+    ] {
+        let output = ais_wasm(dir.path())
+            .args(command)
+            .arg(component("examples/echo"))
+            .args(settings)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{settings:?}: {stderr}");
+        assert!(stderr.contains(message), "{settings:?}: {stderr}");
+    }
 }
