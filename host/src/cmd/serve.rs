@@ -88,9 +88,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     // The port opens first, so readiness probes see 503 while a large component
     // compiles instead of a refused connection.
-    let listener = TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = TcpListener::bind(&args.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (--listen/ETL_WASM_LISTEN: HOST:PORT, a free port, \
+                 such as 0.0.0.0:8000)",
+            args.listen
+        )
+    })?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(crate::protocol::serve(
