@@ -57,9 +57,9 @@ impl ServerBuilder {
             .env("ETL_WASM_CACHE_DIR", cache.path())
             .env("ETL_WASM_DIRECT_PUT_BACKOFF", "10ms")
             .env("RUST_LOG", "warn")
+            // By variable, so that a test can still give --listen.
+            .env("ETL_WASM_LISTEN", "127.0.0.1:0")
             .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
             .arg("--component")
             .arg(wasm);
         ServerBuilder { command, cache }

@@ -1,11 +1,31 @@
 //! Issue 7, operating the server: readiness while the component loads, Prometheus
-//! metrics, and hot swap (SIGHUP and the admin endpoint).
+//! metrics, hot swap (SIGHUP and the admin endpoint), and a port in use.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use super::harness::{ServerBuilder, client};
 use crate::support::{ais_wasm, component};
+
+/// A port that cannot be had stops the start with the address and what the flag
+/// takes.
+#[test]
+fn a_port_in_use_stops_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let (status, stderr) = ServerBuilder::new("examples/echo")
+        .arg("--listen")
+        .arg(&address)
+        .start_expecting_failure();
+    assert!(!status.success());
+    for needle in [
+        format!("cannot listen on {address}"),
+        "HOST:PORT, a free port".into(),
+        "Address already in use".into(),
+    ] {
+        assert!(stderr.contains(&needle), "{needle:?} missing: {stderr}");
+    }
+}
 
 /// Poll `check` until it holds, or fail after `deadline`.
 async fn eventually(what: &str, deadline: Duration, mut check: impl AsyncFnMut() -> bool) {
