@@ -91,7 +91,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(&args.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (--listen/ETL_WASM_LISTEN: HOST:PORT, a free port, \
-                 such as 0.0.0.0:8000)",
+             such as 0.0.0.0:8000)",
             args.listen
         )
     })?;
