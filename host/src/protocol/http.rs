@@ -256,22 +256,25 @@ async fn respond(
             state.metrics.bytes_out(transport, bytes.len() as u64);
             ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
         }
-        Outcome::Output(Output::Stream(mut stream)) => match stream.first().await {
-            // The status is sent with the first chunk, so a transform that fails
-            // before producing anything still gets a proper error status. After
-            // that, a failure aborts the body (§9.2).
-            Ok(first) => {
-                let body = futures::stream::iter(first.map(Ok))
-                    .chain(stream)
-                    .inspect(counted);
-                (
-                    [(header::CONTENT_TYPE, "application/octet-stream")],
-                    Body::from_stream(body),
-                )
-                    .into_response()
+        Outcome::Output(Output::Stream(call)) => {
+            let mut stream = call.start();
+            match stream.first().await {
+                // The status is sent with the first chunk, so a transform that fails
+                // before producing anything still gets a proper error status. After
+                // that, a failure aborts the body (§9.2).
+                Ok(first) => {
+                    let body = futures::stream::iter(first.map(Ok))
+                        .chain(stream)
+                        .inspect(counted);
+                    (
+                        [(header::CONTENT_TYPE, "application/octet-stream")],
+                        Body::from_stream(body),
+                    )
+                        .into_response()
+                }
+                Err(error) => HttpError::for_object(object, error).into_response(),
             }
-            Err(error) => HttpError::for_object(object, error).into_response(),
-        },
+        }
         Outcome::Delivered { length } => {
             state.metrics.bytes_out(transport, length);
             let mut response = StatusCode::NO_CONTENT.into_response();

@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use super::control::Control;
 use super::{AppState, HttpError, http};
-use crate::etl::{EtlError, Job, Outcome, Output};
+use crate::etl::{EtlError, Held, Job, Outcome, Output};
 use crate::metrics::Transport;
 use crate::pipeline;
 use crate::runtime::ObjectRequest;
@@ -374,82 +374,25 @@ fn error_reply(object: &str, error: EtlError) -> Reply {
 async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, EtlError> {
     Ok(match outcome? {
         Outcome::Output(Output::Full(bytes)) => Reply::Binary(vec![bytes]),
-        Outcome::Output(Output::Stream(stream)) => {
-            let mut message = Message::new(limit);
-            stream.for_each(|chunk| message.push(chunk)).await?;
-            Reply::Binary(message.finish())
-        }
+        Outcome::Output(Output::Stream(call)) => Reply::Binary(call.gather(limit).await?),
         Outcome::Delivered { length } => Reply::Text(length.to_string()),
         Outcome::Returned { first, rest } => {
-            let mut message = Message::new(limit);
-            message.push(first)?;
+            let mut held = Held::new(limit);
+            held.push(first)?;
             let mut rest = rest.bytes_stream();
             while let Some(chunk) = rest.next().await {
-                message.push(chunk.map_err(|e| {
+                held.push(chunk.map_err(|e| {
                     EtlError::DirectPut(crate::sink::PutError::Transient(
                         e.without_url().to_string(),
                     ))
                 })?)?;
             }
-            match message.total {
-                0 => Reply::Text("0".into()),
-                _ => Reply::Binary(message.finish()),
+            match held.finish() {
+                chunks if chunks.is_empty() => Reply::Text("0".into()),
+                chunks => Reply::Binary(chunks),
             }
         }
     })
-}
-
-/// A BINARY reply assembled from a stream, at most `limit` bytes. The chunks are
-/// kept as they came, one frame each, rather than copied into one buffer; only runs
-/// of small ones (a guest writing a line at a time) are joined, up to [`JOIN_BELOW`],
-/// so that a frame is worth its header and the peer's read of it.
-struct Message {
-    chunks: Vec<Bytes>,
-    small: BytesMut,
-    total: u64,
-    limit: u64,
-}
-
-/// Chunks smaller than this are joined with their neighbours.
-const JOIN_BELOW: usize = 16 * 1024;
-
-impl Message {
-    fn new(limit: u64) -> Self {
-        Message {
-            chunks: Vec::new(),
-            small: BytesMut::new(),
-            total: 0,
-            limit,
-        }
-    }
-
-    fn push(&mut self, chunk: Bytes) -> Result<(), EtlError> {
-        self.total += chunk.len() as u64;
-        if self.total > self.limit {
-            return Err(EtlError::ReplyTooLarge { limit: self.limit });
-        }
-        if chunk.len() >= JOIN_BELOW {
-            self.join_small();
-            self.chunks.push(chunk);
-        } else {
-            self.small.extend_from_slice(&chunk);
-            if self.small.len() >= JOIN_BELOW {
-                self.join_small();
-            }
-        }
-        Ok(())
-    }
-
-    fn join_small(&mut self) {
-        if !self.small.is_empty() {
-            self.chunks.push(self.small.split().freeze());
-        }
-    }
-
-    fn finish(mut self) -> Vec<Bytes> {
-        self.join_small();
-        self.chunks
-    }
 }
 
 #[cfg(test)]
@@ -459,8 +402,7 @@ mod tests {
     use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
     use tokio::sync::mpsc;
 
-    use super::{JOIN_BELOW, Message, Pending, Reply, next_data};
-    use crate::etl::EtlError;
+    use super::{Pending, Reply, next_data};
 
     /// The server's reader and writer, and a client at the other end of an
     /// in-memory pipe.
@@ -510,39 +452,6 @@ mod tests {
             Ok(Pending::Ready(Reply::Control(OpCode::Pong, payload))) if payload == b"there?"
         ));
         assert_eq!(next_data(&mut read, &replies, 64).await.unwrap(), "whole");
-    }
-
-    #[test]
-    fn a_message_keeps_large_chunks_and_joins_runs_of_small_ones() {
-        let large = vec![b'L'; JOIN_BELOW];
-        let line = b"a line\n".to_vec();
-        let mut chunks = vec![line.clone(), line.clone(), large.clone()];
-        chunks.extend(std::iter::repeat_n(
-            line.clone(),
-            JOIN_BELOW / line.len() + 1,
-        ));
-        chunks.extend([Vec::new(), large.clone(), line.clone()]);
-        let whole: Vec<u8> = chunks.concat();
-        let mut message = Message::new(u64::MAX);
-        for chunk in chunks {
-            message.push(chunk.into()).unwrap();
-        }
-        let collected = message.finish();
-        let sizes: Vec<usize> = collected.iter().map(Bytes::len).collect();
-        let run = (JOIN_BELOW / line.len() + 1) * line.len();
-        assert_eq!(
-            sizes,
-            [2 * line.len(), JOIN_BELOW, run, JOIN_BELOW, line.len()]
-        );
-        assert_eq!(collected.concat(), whole);
-
-        assert!(Message::new(0).finish().is_empty());
-        let mut over = Message::new(JOIN_BELOW as u64 + 1);
-        over.push(large.clone().into()).unwrap();
-        assert!(matches!(
-            over.push(large.into()),
-            Err(EtlError::ReplyTooLarge { limit }) if limit == JOIN_BELOW as u64 + 1
-        ));
     }
 
     #[tokio::test]

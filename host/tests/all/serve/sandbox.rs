@@ -1,7 +1,7 @@
 //! Hostile guests through the server (tests/components/hostile): the sandbox (no
 //! network, no files, no environment), every limit (memory, deadline, stack,
-//! buffered output), floods of guest output, and guests that ignore their input or
-//! keep writing after their receiver went away. Each gives a clear error for its
+//! buffered output), floods of guest output, and guests that ignore their input,
+//! keep writing after their receiver went away, or fail after writing. Each gives a clear error for its
 //! object only: the status and a body naming the object and the cause; `/health`
 //! stays 200 and the next object is transformed correctly. One worker only, so an
 //! instance or a permit that leaked would stall the next object.
@@ -365,6 +365,30 @@ async fn a_guest_that_keeps_writing_after_its_receiver_went_away() {
         reply.contains("w: the result is larger than 1048576 bytes"),
         "{reply}"
     );
+    assert_healthy_and_serving(&server).await;
+}
+
+/// A WebSocket reply is held until the transform ends: a streaming guest that fails
+/// after writing gets its failure as TEXT, never the part it wrote as BINARY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_guest_failing_after_writing_sends_no_partial_reply() {
+    let server = hostile().start().await;
+    let mut socket = ws::connect(&server).await;
+    // Streamed (1 MiB and up), and within --max-output.
+    let data = Bytes::from(vec![b'x'; 1 << 20]);
+    socket
+        .send(ws::control("", "fail-midway", "", "w"))
+        .await
+        .unwrap();
+    socket.send(Message::Binary(data.clone())).await.unwrap();
+    socket.send(ws::control("", "", "", "w")).await.unwrap();
+    socket.send(Message::Binary(data.clone())).await.unwrap();
+    let reply = ws::text(ws::next_reply(&mut socket).await);
+    assert!(
+        reply.contains("w: the transform failed: failed after writing 64 KiB"),
+        "{reply}"
+    );
+    assert!(ws::binary(ws::next_reply(&mut socket).await) == data);
     assert_healthy_and_serving(&server).await;
 }
 

@@ -126,6 +126,10 @@ impl Streaming for Hostile {
                     output.write(&chunk);
                 }
             }
+            "fail-midway" => {
+                output.write(&[b'p'; 64 * 1024]);
+                Err(Error::failed("failed after writing 64 KiB"))
+            }
             "loop" => {
                 let first = input.next_chunk();
                 loop {
