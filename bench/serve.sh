@@ -61,6 +61,15 @@ for server in "${asked[@]}"; do
   esac
 done
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "--runs: a positive number" >&2; exit 2; }
+# Named before the runs, so that an hour of them never overwrites an earlier recording.
+if [[ $record == 1 ]]; then
+  mode=$([[ $quick == 1 ]] && echo "-quick" || true)
+  results="bench/results/$(date +%Y-%m-%d)-${name:-serve$mode-$transform}.md"
+  if [[ -e $results ]]; then
+    echo "$results exists already: record under another name with --record-as NAME" >&2
+    exit 2
+  fi
+fi
 
 # clap refuses a single-valued option twice and appends lists, so --quick's settings
 # give way to those in ARGS.
@@ -475,8 +484,6 @@ EOF
 cat "$out/ratios.md"
 
 if [[ $record == 1 ]]; then
-  mode=$([[ $quick == 1 ]] && echo "-quick" || true)
-  results="bench/results/$(date +%Y-%m-%d)-${name:-serve$mode-$transform}.md"
   {
     echo "# End-to-end benchmark ($transform), $(date +%Y-%m-%d)"
     echo
