@@ -412,7 +412,7 @@ impl StreamCall {
     /// Run the transform and hold its output whole, at most `limit` bytes (a
     /// WebSocket reply, which cannot be begun before the transform has succeeded).
     /// The output is gathered in the guest's own task: handing each chunk to the
-    /// caller's thread instead cost a wake-up per chunk, and a fifth of the CPU per
+    /// caller's thread instead cost a wake-up per chunk, and 10-15% more CPU per
     /// object (WebSocket by FQN, 16 MiB, concurrency 1).
     pub async fn gather(self, limit: u64) -> Result<Vec<Bytes>, EtlError> {
         let (sender, mut receiver) = mpsc::channel(GATHER_QUEUE);
