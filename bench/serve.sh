@@ -14,7 +14,8 @@
 #   bench/serve.sh [--quick] [--runs N] [--record | --record-as NAME] [--transform echo|md5]
 #                  [--servers LIST] [ARGS for bench serve]
 #
-# --servers picks servers by name, comma-separated (default: ais-wasm,python,native).
+# The options above may stand anywhere among the ARGS. --servers picks servers by name,
+# comma-separated (default: ais-wasm,python,native).
 # What a fresh instance per object costs (goal e) is measured on a small matrix:
 #   bench/serve.sh --servers ais-wasm,fresh --transports hpush-body,ws \
 #     --sizes 1KiB,64KiB,1MiB --concurrency 1,8 --duration 2s --warmup 300ms
@@ -40,7 +41,13 @@ cd "$repo"
 
 command=("$@")
 quick=0 record=0 name= transform=echo runs=3 asked=
+# This script's options may stand anywhere; the rest go to bench serve.
+passed=()
 while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --record-as | --transform | --runs | --servers)
+      [[ $# -ge 2 ]] || { echo "$1 needs a value" >&2; exit 2; } ;;
+  esac
   case "$1" in
     --quick) quick=1 ;;
     --record) record=1 ;;
@@ -48,7 +55,7 @@ while [[ $# -gt 0 ]]; do
     --transform) transform=$2; shift ;;
     --runs) runs=$2; shift ;;
     --servers) asked=$2; shift ;;
-    *) break ;;
+    *) passed+=("$1") ;;
   esac
   shift
 done
@@ -61,10 +68,12 @@ for server in "${asked[@]}"; do
   esac
 done
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "--runs: a positive number" >&2; exit 2; }
-# Named before the runs, so that an hour of them never overwrites an earlier recording.
+# Named before the runs, so that an hour of them never overwrites an earlier recording;
+# the title takes the same date, however late the runs end.
+started=$(date +%Y-%m-%d)
 if [[ $record == 1 ]]; then
   mode=$([[ $quick == 1 ]] && echo "-quick" || true)
-  results="bench/results/$(date +%Y-%m-%d)-${name:-serve$mode-$transform}.md"
+  results="bench/results/$started-${name:-serve$mode-$transform}.md"
   if [[ -e $results ]]; then
     echo "$results exists already: record under another name with --record-as NAME" >&2
     exit 2
@@ -78,7 +87,7 @@ if [[ $quick == 1 ]]; then
   defaults=(--sizes 1KiB,64KiB,1MiB,16MiB --concurrency 8 --duration 1s --warmup 300ms)
   for ((i = 0; i < ${#defaults[@]}; i += 2)); do
     option=${defaults[i]} given=0
-    for arg in "$@"; do [[ $arg == "$option" || $arg == "$option="* ]] && given=1; done
+    for arg in "${passed[@]}"; do [[ $arg == "$option" || $arg == "$option="* ]] && given=1; done
     [[ $given == 1 ]] || matrix+=("$option" "${defaults[i + 1]}")
   done
 fi
@@ -122,11 +131,16 @@ for ((round = 1; round <= runs; round++)); do
     run="$server-$round"
     echo "== $server, run $round of $runs" >&2
     # A run with errors still reports; its cells with errors are left out of the medians.
-    if ! RUST_LOG=warn "$bin" bench serve "${cmd[@]}" --label "$server" --verify "$transform" \
-      --json "$out/$run.json" --server-log "$out/$run.log" "${matrix[@]}" "$@" \
-      | tee "$out/$run.md"; then
-      failed+=("$run")
+    status=0
+    RUST_LOG=warn "$bin" bench serve "${cmd[@]}" --label "$server" --verify "$transform" \
+      --json "$out/$run.json" --server-log "$out/$run.log" "${matrix[@]}" "${passed[@]}" \
+      | tee "$out/$run.md" || status=${PIPESTATUS[0]}
+    # 2: the arguments were refused, and would be in every run.
+    if [[ $status == 2 ]]; then
+      echo "bench serve refused the arguments above: no run made" >&2
+      exit 2
     fi
+    [[ $status == 0 ]] || failed+=("$run")
     echo
   done
 done
@@ -482,10 +496,14 @@ for server, docs in reports.items():
     print(f"- {server}: {peak / MiB:.0f}")
 EOF
 cat "$out/ratios.md"
+if ! compgen -G "$out/*.json" >/dev/null; then
+  echo "no run finished with a report: nothing recorded (see $out/*.md and *.log)" >&2
+  exit 1
+fi
 
 if [[ $record == 1 ]]; then
   {
-    echo "# End-to-end benchmark ($transform), $(date +%Y-%m-%d)"
+    echo "# End-to-end benchmark ($transform), $started"
     echo
     echo "Command: \`bench/serve.sh${command[*]:+ ${command[*]}}\`"
     echo "(release build of $revision): $runs run$([[ $runs == 1 ]] || echo s) of each server, interleaved; every figure"

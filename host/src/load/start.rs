@@ -44,6 +44,10 @@ const UNUSED_TARGET: &str = "http://127.0.0.1:9/v1/etl/_object/bench-start/unuse
 
 pub async fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    anyhow::ensure!(
+        !args.start_timeout.is_zero(),
+        "--start-timeout must be more than 0s: it is how long one start may take"
+    );
     let scratch = tempfile::tempdir()?;
     let mut results = Vec::new();
     for (index, path) in args.components.iter().enumerate() {

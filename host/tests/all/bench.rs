@@ -158,8 +158,9 @@ fn bench_start_times_a_cold_start_and_starts_from_the_cache() {
 #[test]
 fn bench_refuses_settings_that_would_measure_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = ["bench", "serve", "--component"];
-    let soak = ["bench", "soak", "--component"];
+    let serve = &["bench", "serve", "--component"][..];
+    let soak = &["bench", "soak", "--component"][..];
+    let start = &["bench", "start"][..];
     for (command, settings, message) in [
         (
             serve,
@@ -178,6 +179,12 @@ fn bench_refuses_settings_that_would_measure_nothing() {
             "--request-timeout must be more than 0s",
         ),
         (soak, &["--objects", "0"], "--objects must be at least 1"),
+        (start, &["--runs", "0"], "--runs must be at least 1"),
+        (
+            start,
+            &["--start-timeout", "0s"],
+            "--start-timeout must be more than 0s",
+        ),
     ] {
         let output = ais_wasm(dir.path())
             .args(command)
