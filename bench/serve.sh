@@ -137,7 +137,7 @@ for ((round = 1; round <= runs; round++)); do
       | tee "$out/$run.md" || status=${PIPESTATUS[0]}
     # 2: the arguments were refused, and would be in every run.
     if [[ $status == 2 ]]; then
-      echo "bench serve refused the arguments above: no run made" >&2
+      echo "bench serve refused the arguments above: stopping" >&2
       exit 2
     fi
     [[ $status == 0 ]] || failed+=("$run")
