@@ -1,10 +1,10 @@
 //! Hostile guests through the server (tests/components/hostile): the sandbox (no
 //! network, no files, no environment), every limit (memory, deadline, stack,
 //! buffered output), floods of guest output, and guests that ignore their input,
-//! keep writing after their receiver went away, or fail after writing. Each gives a clear error for its
-//! object only: the status and a body naming the object and the cause; `/health`
-//! stays 200 and the next object is transformed correctly. One worker only, so an
-//! instance or a permit that leaked would stall the next object.
+//! keep writing after their receiver went away, or fail after writing. Each gives a
+//! clear error for its object only: the status and a body naming the object and the
+//! cause; `/health` stays 200 and the next object is transformed correctly. One
+//! worker only, so an instance or a permit that leaked would stall the next object.
 //!
 //! `engine.rs` proves the same behaviours against the runtime library; these prove
 //! that the server reports them as such.
