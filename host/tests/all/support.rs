@@ -67,10 +67,14 @@ pub fn ais_wasm(cache: &Path) -> Command {
 }
 
 /// Run `command` to completion; returns (exit code, stdout, stderr, peak RSS bytes).
-// The child is reaped by wait4 below, which std does not know about.
-#[allow(clippy::zombie_processes)]
+///
+/// The peak is the child's `VmHWM`, read until it exits: `wait4`'s `ru_maxrss` would
+/// count this process's own peak too, since a spawned child runs on its parent's
+/// memory until it execs, and this process holds other tests' data.
 pub fn run_measured(command: &mut Command) -> (i32, Vec<u8>, String, u64) {
     use std::io::Read;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -88,23 +92,42 @@ pub fn run_measured(command: &mut Command) -> (i32, Vec<u8>, String, u64) {
         stderr_pipe.read_to_string(&mut buf).unwrap();
         buf
     });
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // wait4 reports this child's own peak RSS, unlike RUSAGE_CHILDREN, which other
-    // tests' children would pollute.
-    // SAFETY: the pid is our unwaited child; both pointers are valid.
-    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(rc, child.id() as i32, "wait4 failed");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
+    let (peak, done) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let sampler = {
+        let (peak, done, pid) = (peak.clone(), done.clone(), child.id());
+        // VmHWM only rises, so the last reading before the exit is the peak, but
+        // for what the last few milliseconds might add.
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(kib) = status_kib(pid, "VmHWM:") {
+                    peak.fetch_max(kib * 1024, Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
     };
+    let status = child.wait().expect("waiting for ais-wasm");
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
     (
-        code,
+        status.code().unwrap_or(-1),
         stdout.join().unwrap(),
         stderr.join().unwrap(),
-        usage.ru_maxrss as u64 * 1024,
+        peak.load(Ordering::Relaxed),
     )
+}
+
+/// A `kB` field of /proc/PID/status; `None` once the process has gone (or is a zombie,
+/// whose memory is released).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    line[field.len()..]
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .ok()
 }
