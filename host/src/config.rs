@@ -48,7 +48,7 @@ pub enum Command {
     Payload(PayloadArgs),
     /// Print the AIStore ETL runtime spec (`ais etl init spec`) for a component.
     Spec(crate::cmd::spec::SpecArgs),
-    /// Measure the engine: instantiation, per-call overhead and throughput.
+    /// Benchmarks: the engine, each component, a server end to end, a soak, start-up.
     Bench(crate::cmd::bench::BenchArgs),
 }
 
