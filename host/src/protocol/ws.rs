@@ -1,12 +1,14 @@
 //! `/ws`: each request is a binary JSON control message, followed by a binary data
 //! message unless the control names an FQN (§4.4). Requests on a connection are
 //! processed concurrently and answered strictly in order, since the target matches
-//! replies to requests by position only.
+//! replies to requests by position only. A data message is held whole up to
+//! `HOLD_AT_MOST`; a longer one streams to its transform as it arrives.
 //!
 //! There is no error frame in this protocol. A connection is never closed because
 //! one request failed (that would strand every request queued behind it); a failure
 //! is answered with a TEXT diagnostic and logged (§13 Q1).
 
+use std::io;
 use std::sync::{Arc, LazyLock};
 
 use axum::extract::{Request, State};
@@ -15,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use fastwebsockets::upgrade::{UpgradeFut, is_upgrade_request};
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, WriteHalf};
 use tokio::sync::mpsc;
@@ -32,10 +35,11 @@ use crate::source::Source;
 /// The target reads replies of up to 16 GiB, and sends objects as large (§4.4).
 const MAX_MESSAGE: usize = 16 << 30;
 
-/// The largest message accepted, and so the largest frame: `MAX_MESSAGE`, or less on
-/// a machine with less memory. A frame's whole length is reserved when its header
-/// arrives, and a reservation beyond the machine's memory would abort the process
-/// rather than end one connection.
+/// The largest frame, and the longest message ever held (a control message, or a
+/// data message sent as one frame): `MAX_MESSAGE`, or less on a machine with less
+/// memory. A frame's whole length is reserved when its header arrives, and a
+/// reservation beyond the machine's memory would abort the process rather than end
+/// one connection.
 static MESSAGE_LIMIT: LazyLock<usize> = LazyLock::new(|| {
     // SAFETY: sysconf only reads system parameters.
     let (pages, page) = unsafe {
@@ -49,6 +53,16 @@ static MESSAGE_LIMIT: LazyLock<usize> = LazyLock::new(|| {
         _ => MAX_MESSAGE,
     }
 });
+
+/// A data message that outgrows this before its last frame is not held whole: its
+/// transform reads it as it arrives, in constant memory, as §4.4 advises for objects
+/// of up to 16 GiB. A held one can be read again, so a failed direct put of its result
+/// is retried here; a streamed one cannot (its failure is the TEXT diagnostic).
+const HOLD_AT_MOST: usize = 16 << 20;
+
+/// Frames of a streamed message waiting for its transform; beyond them the
+/// connection is not read, and TCP pushes back on the target.
+const FEED_DEPTH: usize = 64;
 
 /// Requests of one connection in progress at once; beyond it the connection is not
 /// read, and TCP pushes back on the target.
@@ -64,6 +78,8 @@ type Socket = TokioIo<hyper::upgrade::Upgraded>;
 enum Input {
     /// In the data message that followed the control message.
     Data(Bytes),
+    /// In a data message too long to hold, as it arrives.
+    Streamed(BoxStream<'static, io::Result<Bytes>>),
     /// In the file named by the control message's `fqn`.
     Fqn,
 }
@@ -168,25 +184,33 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
     });
     let limit = *MESSAGE_LIMIT;
     read.set_max_message_size(limit);
-    // Pings and closes come back to `next_data`, which queues their answers.
+    // Pings and closes come back to the reader, which queues their answers.
     read.set_auto_pong(false);
     read.set_auto_close(false);
     let (replies, pending) = mpsc::channel::<Pending>(IN_FLIGHT);
     let writer = tokio::spawn(write_replies(write, pending));
+    let mut reader = Reader {
+        read,
+        replies,
+        limit,
+    };
     loop {
-        let Some(control) = next_data(&mut read, &replies, limit).await else {
+        let Some(Message::Whole(control)) = reader.message(limit).await else {
             break;
         };
+        let mut feed = None;
         let reply = match Control::parse(&control) {
             Ok(control) if control.expects_data() => {
-                match next_data(&mut read, &replies, limit).await {
-                    Some(data) => Pending::Running(tokio::spawn(process(
-                        state.clone(),
-                        control,
-                        Input::Data(data),
-                    ))),
+                let input = match reader.message(HOLD_AT_MOST).await {
+                    Some(Message::Whole(data)) => Input::Data(data),
+                    Some(Message::Begun(start)) => {
+                        let (sender, rest) = mpsc::channel(FEED_DEPTH);
+                        feed = Some(sender);
+                        Input::Streamed(streamed(start, rest))
+                    }
                     None => break,
-                }
+                };
+                Pending::Running(tokio::spawn(process(state.clone(), control, input)))
             }
             Ok(control) => {
                 Pending::Running(tokio::spawn(process(state.clone(), control, Input::Fqn)))
@@ -196,12 +220,19 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
                 Pending::Ready(Reply::Text(error.to_string()))
             }
         };
-        if replies.send(reply).await.is_err() {
+        if reader.replies.send(reply).await.is_err() {
+            break;
+        }
+        // The rest of a message too long to hold, read as its transform takes it (its
+        // reply's place is already kept).
+        if let Some(feed) = feed
+            && !reader.feed(feed).await
+        {
             break;
         }
     }
     // Answer what was received before the connection ended, then stop.
-    drop(replies);
+    drop(reader);
     let _ = writer.await;
 }
 
@@ -233,64 +264,152 @@ async fn write_replies(
     }
 }
 
-/// The next binary (or text) message's payload, whole however the peer fragmented
-/// it (gorilla sends ~4 KiB frames); `None` when the connection ends, or when a
-/// message outgrows `limit`. A ping's pong and a close's answer are queued behind the
-/// replies owed before them.
-async fn next_data<S: AsyncRead + Unpin>(
-    read: &mut WebSocketRead<S>,
-    replies: &mpsc::Sender<Pending>,
+/// The connection's reading side. gorilla fragments a message into frames of about
+/// 4 KiB; they are joined here, or passed on one by one once a message is too long to
+/// hold. A ping's pong and a close's answer are queued behind the replies owed before
+/// them.
+struct Reader<S> {
+    read: WebSocketRead<S>,
+    replies: mpsc::Sender<Pending>,
+    /// The longest message held whole (`MESSAGE_LIMIT`).
     limit: usize,
-) -> Option<Bytes> {
-    let mut fragments: Option<BytesMut> = None;
-    loop {
-        let frame = match read.read_frame(&mut nothing_owed).await {
-            Ok(frame) => frame,
-            // The target closes by dropping the socket, without a close frame (§4.4).
-            Err(error) => {
-                tracing::debug!("WebSocket connection ended: {error}");
-                return None;
-            }
-        };
-        let answer = match (frame.opcode, fragments.as_mut()) {
-            (OpCode::Binary | OpCode::Text, None) if frame.fin => {
-                return Some(bytes(frame.payload));
-            }
-            (OpCode::Binary | OpCode::Text, None) => {
-                fragments = Some(BytesMut::from(&frame.payload[..]));
-                continue;
-            }
-            (OpCode::Continuation, Some(message)) => {
-                if message.len() + frame.payload.len() > limit {
-                    tracing::warn!(
-                        "a WebSocket message over {limit} bytes: closing the connection, \
-                         since the message cannot be held"
-                    );
+}
+
+/// A message as read: whole, or begun and too long to hold, its start here and the
+/// rest to come through [`Reader::feed`].
+enum Message {
+    Whole(Bytes),
+    Begun(Vec<Bytes>),
+}
+
+/// One frame of a BINARY or TEXT message.
+struct Piece {
+    fin: bool,
+    opcode: OpCode,
+    payload: Bytes,
+}
+
+impl<S: AsyncRead + Unpin> Reader<S> {
+    /// The next frame of a message; `None` when the connection ends or is closed.
+    async fn piece(&mut self) -> Option<Piece> {
+        loop {
+            let frame = match self.read.read_frame(&mut nothing_owed).await {
+                Ok(frame) => frame,
+                // The target closes by dropping the socket, without a close frame (§4.4).
+                Err(error) => {
+                    tracing::debug!("WebSocket connection ended: {error}");
                     return None;
                 }
-                message.extend_from_slice(&frame.payload);
-                match frame.fin {
-                    true => return fragments.map(BytesMut::freeze),
-                    false => continue,
+            };
+            let answer = match frame.opcode {
+                OpCode::Binary | OpCode::Text | OpCode::Continuation => {
+                    return Some(Piece {
+                        fin: frame.fin,
+                        opcode: frame.opcode,
+                        payload: bytes(frame.payload),
+                    });
                 }
-            }
-            (OpCode::Binary | OpCode::Text | OpCode::Continuation, _) => {
-                tracing::warn!("a WebSocket frame out of sequence: closing the connection");
+                OpCode::Ping => Reply::Control(OpCode::Pong, frame.payload.to_vec()),
+                // The answer echoes the status code, if the close had one.
+                OpCode::Close => Reply::Control(
+                    OpCode::Close,
+                    frame.payload.get(..2).unwrap_or_default().to_vec(),
+                ),
+                OpCode::Pong => continue,
+            };
+            let closing = frame.opcode == OpCode::Close;
+            if self.replies.send(Pending::Ready(answer)).await.is_err() || closing {
                 return None;
             }
-            (OpCode::Ping, _) => Reply::Control(OpCode::Pong, frame.payload.to_vec()),
-            // The answer echoes the status code, if the close had one.
-            (OpCode::Close, _) => Reply::Control(
-                OpCode::Close,
-                frame.payload.get(..2).unwrap_or_default().to_vec(),
-            ),
-            (OpCode::Pong, _) => continue,
-        };
-        let closing = frame.opcode == OpCode::Close;
-        if replies.send(Pending::Ready(answer)).await.is_err() || closing {
-            return None;
         }
     }
+
+    /// The next BINARY (or TEXT) message: whole if it ends within `hold` bytes, else
+    /// begun. `None` when the connection ends, or when the peer breaks the framing
+    /// or sends more than `limit` bytes to be held.
+    async fn message(&mut self, hold: usize) -> Option<Message> {
+        let first = self.piece().await?;
+        if first.opcode == OpCode::Continuation {
+            out_of_sequence();
+            return None;
+        }
+        if first.fin {
+            return Some(Message::Whole(first.payload));
+        }
+        let mut message = BytesMut::from(&first.payload[..]);
+        loop {
+            let piece = self.piece().await?;
+            if piece.opcode != OpCode::Continuation {
+                out_of_sequence();
+                return None;
+            }
+            let length = message.len() + piece.payload.len();
+            if length > self.limit {
+                tracing::warn!(
+                    "a WebSocket message over {} bytes: closing the connection, since the \
+                     message cannot be held",
+                    self.limit
+                );
+                return None;
+            }
+            // Not grown past `hold`: growing copies the buffer, and could briefly take
+            // twice what it holds.
+            if length > hold && !piece.fin {
+                return Some(Message::Begun(vec![message.freeze(), piece.payload]));
+            }
+            message.extend_from_slice(&piece.payload);
+            if piece.fin {
+                return Some(Message::Whole(message.freeze()));
+            }
+        }
+    }
+
+    /// The rest of a begun message into `feed`, frame by frame as it arrives; `false`
+    /// when the connection ended first, which `feed` then reports. Once `feed` is
+    /// closed (the transform stopped reading), frames are skipped to the message's
+    /// end, where the next request starts.
+    async fn feed(&mut self, feed: mpsc::Sender<io::Result<Bytes>>) -> bool {
+        loop {
+            let piece = match self.piece().await {
+                Some(piece) if piece.opcode == OpCode::Continuation => piece,
+                broken => {
+                    if broken.is_some() {
+                        out_of_sequence();
+                    }
+                    let ended = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the object's WebSocket message broke off: the connection ended, or \
+                         its frames went out of sequence",
+                    );
+                    let _ = feed.send(Err(ended)).await;
+                    return false;
+                }
+            };
+            let _ = feed.send(Ok(piece.payload)).await;
+            if piece.fin {
+                return true;
+            }
+        }
+    }
+}
+
+/// The frame just read does not continue the message it had to, or continues one
+/// that never began: the connection cannot be followed any more.
+fn out_of_sequence() {
+    tracing::warn!("a WebSocket frame out of sequence: closing the connection");
+}
+
+/// A begun message as a body: its start, then the rest as it is fed.
+fn streamed(
+    head: Vec<Bytes>,
+    rest: mpsc::Receiver<io::Result<Bytes>>,
+) -> BoxStream<'static, io::Result<Bytes>> {
+    let rest = futures::stream::unfold(rest, |mut rest| async move {
+        rest.recv().await.map(|piece| (piece, rest))
+    });
+    futures::stream::iter(head.into_iter().map(Ok))
+        .chain(rest)
+        .boxed()
 }
 
 /// With automatic pongs and closes off, the reader owes nothing of its own.
@@ -316,6 +435,10 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
     };
     let source = match input {
         Input::Data(data) => Source::Bytes(data),
+        Input::Streamed(body) => Source::Body {
+            body: Some(body),
+            length: None,
+        },
         Input::Fqn => Source::fqn(&state.fqn_policy, &control.fqn),
     };
     let job = Job {
@@ -398,65 +521,164 @@ async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, 
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketRead, WebSocketWrite};
+    use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketWrite};
+    use futures::StreamExt;
     use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
     use tokio::sync::mpsc;
 
-    use super::{Pending, Reply, next_data};
+    use super::{Message, Pending, Reader, Reply, streamed};
 
-    /// The server's reader and writer, and a client at the other end of an
+    /// The server's side of a connection, and a client at the other end of an
     /// in-memory pipe.
-    fn connection() -> (
-        WebSocketRead<ReadHalf<DuplexStream>>,
-        WebSocketWrite<WriteHalf<DuplexStream>>,
-        WebSocket<DuplexStream>,
-    ) {
+    struct Connection {
+        /// Holds messages of up to 64 bytes.
+        reader: Reader<ReadHalf<DuplexStream>>,
+        /// What the reader queued for the writer.
+        queued: mpsc::Receiver<Pending>,
+        write: WebSocketWrite<WriteHalf<DuplexStream>>,
+        client: WebSocket<DuplexStream>,
+    }
+
+    fn connection() -> Connection {
         let (server, client) = tokio::io::duplex(1 << 16);
         let (read, write) = tokio::io::split(server);
         let (mut read, write) = fastwebsockets::after_handshake_split(read, write, Role::Server);
         read.set_auto_pong(false);
         read.set_auto_close(false);
-        (
-            read,
+        let (replies, queued) = mpsc::channel(4);
+        Connection {
+            reader: Reader {
+                read,
+                replies,
+                limit: 64,
+            },
+            queued,
             write,
-            WebSocket::after_handshake(client, Role::Client),
-        )
+            client: WebSocket::after_handshake(client, Role::Client),
+        }
     }
 
     fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Frame<'static> {
         Frame::new(fin, opcode, None, Payload::Owned(payload.to_vec()))
     }
 
-    #[tokio::test]
-    async fn fragments_are_joined_and_a_ping_between_them_is_answered() {
-        let (mut read, _, mut client) = connection();
-        for (fin, opcode, payload) in [
-            (false, OpCode::Binary, &b"frag"[..]),
-            (true, OpCode::Ping, b"there?"),
-            (false, OpCode::Continuation, b"men"),
-            (true, OpCode::Continuation, b"ted"),
-            (true, OpCode::Binary, b"whole"),
-        ] {
-            client
+    /// A connection on which the client has sent `frames`.
+    async fn sent(frames: &[(bool, OpCode, &[u8])]) -> Connection {
+        let mut connection = connection();
+        for &(fin, opcode, payload) in frames {
+            connection
+                .client
                 .write_frame(frame(fin, opcode, payload))
                 .await
                 .unwrap();
         }
-        let (replies, mut queued) = mpsc::channel(4);
-        assert_eq!(
-            next_data(&mut read, &replies, 64).await.unwrap(),
-            "fragmented"
-        );
-        assert!(matches!(
-            queued.try_recv(),
-            Ok(Pending::Ready(Reply::Control(OpCode::Pong, payload))) if payload == b"there?"
-        ));
-        assert_eq!(next_data(&mut read, &replies, 64).await.unwrap(), "whole");
+        connection
+    }
+
+    fn whole(message: Option<Message>) -> Bytes {
+        match message {
+            Some(Message::Whole(bytes)) => bytes,
+            Some(Message::Begun(frames)) => panic!("begun, not whole: {frames:?}"),
+            None => panic!("no message"),
+        }
+    }
+
+    fn is_pong(reply: Result<Pending, mpsc::error::TryRecvError>, payload: &[u8]) -> bool {
+        matches!(reply, Ok(Pending::Ready(Reply::Control(OpCode::Pong, p))) if p == payload)
+    }
+
+    #[tokio::test]
+    async fn fragments_are_joined_and_a_ping_between_them_is_answered() {
+        let Connection {
+            mut reader,
+            mut queued,
+            ..
+        } = sent(&[
+            (false, OpCode::Binary, b"frag"),
+            (true, OpCode::Ping, b"there?"),
+            (false, OpCode::Continuation, b"men"),
+            (true, OpCode::Continuation, b"ted"),
+            (true, OpCode::Binary, b"whole"),
+        ])
+        .await;
+        assert_eq!(whole(reader.message(64).await), "fragmented");
+        assert!(is_pong(queued.try_recv(), b"there?"));
+        assert_eq!(whole(reader.message(64).await), "whole");
+    }
+
+    #[tokio::test]
+    async fn a_message_longer_than_held_streams_as_it_arrives() {
+        let Connection {
+            mut reader,
+            mut queued,
+            ..
+        } = sent(&[
+            (false, OpCode::Binary, b"ab"),
+            (false, OpCode::Continuation, b"cd"),
+            (false, OpCode::Continuation, b"ef"),
+            (true, OpCode::Ping, b"there?"),
+            (true, OpCode::Continuation, b"gh"),
+            (true, OpCode::Binary, b"next"),
+        ])
+        .await;
+        // Held while it is at most 3 bytes long: begun with its first 4.
+        let Some(Message::Begun(head)) = reader.message(3).await else {
+            panic!("a message over 3 bytes is begun");
+        };
+        assert_eq!(head.concat(), b"abcd");
+        let (feed, rest) = mpsc::channel(8);
+        assert!(reader.feed(feed).await);
+        let body: Vec<Bytes> = streamed(head, rest)
+            .map(|piece| piece.unwrap())
+            .collect()
+            .await;
+        assert_eq!(body.concat(), b"abcdefgh");
+        assert!(is_pong(queued.try_recv(), b"there?"));
+        assert_eq!(whole(reader.message(3).await), "next");
+    }
+
+    #[tokio::test]
+    async fn a_stream_nobody_reads_is_skipped_to_the_next_message() {
+        let Connection { mut reader, .. } = sent(&[
+            (false, OpCode::Binary, b"abcd"),
+            (false, OpCode::Continuation, b"ef"),
+            (true, OpCode::Continuation, b"gh"),
+            (true, OpCode::Binary, b"next"),
+        ])
+        .await;
+        assert!(matches!(reader.message(3).await, Some(Message::Begun(_))));
+        let (feed, rest) = mpsc::channel(1);
+        drop(rest);
+        assert!(reader.feed(feed).await);
+        assert_eq!(whole(reader.message(3).await), "next");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_ends_mid_stream_fails_the_stream() {
+        // The client, dropped here, has closed the connection after these.
+        let Connection { mut reader, .. } = sent(&[
+            (false, OpCode::Binary, b"abcd"),
+            (false, OpCode::Continuation, b"ef"),
+        ])
+        .await;
+        let Some(Message::Begun(head)) = reader.message(3).await else {
+            panic!("a message over 3 bytes is begun");
+        };
+        let (feed, rest) = mpsc::channel(8);
+        assert!(!reader.feed(feed).await);
+        let body: Vec<_> = streamed(head, rest).collect().await;
+        assert_eq!(body.len(), 3, "two frames and the error");
+        let error = body[2].as_ref().unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     #[tokio::test]
     async fn a_reply_in_chunks_is_one_message_of_one_frame_per_chunk() {
-        let (_, mut write, mut client) = connection();
+        let Connection {
+            mut write,
+            mut client,
+            ..
+        } = connection();
         for reply in [
             Reply::Binary(
                 [&b"one"[..], b"two", b"three"]
@@ -485,23 +707,34 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_over_the_limit_or_out_of_sequence_ends_the_connection() {
-        let (replies, _queued) = mpsc::channel(4);
-        let (mut read, _, mut client) = connection();
-        client
-            .write_frame(frame(false, OpCode::Binary, &[1; 40]))
-            .await
-            .unwrap();
-        client
-            .write_frame(frame(true, OpCode::Continuation, &[2; 40]))
-            .await
-            .unwrap();
-        assert_eq!(next_data(&mut read, &replies, 64).await, None);
+        let Connection { mut reader, .. } = sent(&[
+            (false, OpCode::Binary, &[1; 40]),
+            (true, OpCode::Continuation, &[2; 40]),
+        ])
+        .await;
+        assert!(reader.message(64).await.is_none());
 
-        let (mut read, _, mut client) = connection();
-        client
-            .write_frame(frame(true, OpCode::Continuation, b"no start"))
-            .await
-            .unwrap();
-        assert_eq!(next_data(&mut read, &replies, 64).await, None);
+        for frames in [
+            &[(true, OpCode::Continuation, &b"no start"[..])][..],
+            &[
+                (false, OpCode::Binary, b"begun"),
+                (true, OpCode::Binary, b"again"),
+            ],
+        ] {
+            let Connection { mut reader, .. } = sent(frames).await;
+            assert!(reader.message(64).await.is_none());
+        }
+
+        // A streamed message interrupted by a new one.
+        let Connection { mut reader, .. } = sent(&[
+            (false, OpCode::Binary, b"abcd"),
+            (false, OpCode::Continuation, b"ef"),
+            (true, OpCode::Binary, b"again"),
+        ])
+        .await;
+        assert!(matches!(reader.message(3).await, Some(Message::Begun(_))));
+        let (feed, mut rest) = mpsc::channel(8);
+        assert!(!reader.feed(feed).await);
+        assert!(rest.recv().await.unwrap().is_err());
     }
 }

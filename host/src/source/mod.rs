@@ -18,12 +18,13 @@ use tokio_util::io::StreamReader;
 
 /// An object's input.
 pub enum Source {
-    /// A request body: can be read once (hpush body mode, pipeline stages).
+    /// A request body, or a WebSocket data message too long to hold: can be read
+    /// once (hpush body mode, pipeline stages).
     Body {
         body: Option<BoxStream<'static, io::Result<Bytes>>>,
         length: Option<u64>,
     },
-    /// Bytes already in memory (a WebSocket data message).
+    /// Bytes already in memory (a WebSocket data message, held whole).
     Bytes(Bytes),
     /// The object's file on a mountpath: `etl_fqn` decoded, checked against the
     /// policy and resolved when the source is loaded.

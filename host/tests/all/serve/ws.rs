@@ -37,6 +37,26 @@ pub(super) fn control(pipeline: &str, etl_args: &str, fqn: &str, path: &str) -> 
     Message::Binary(serde_json::to_vec(&map).unwrap().into())
 }
 
+/// `count` copies of `frame` as one message, as gorilla writes an object: the first
+/// BINARY, the rest continuations, the last one ending the message if `finished`.
+pub(super) async fn send_fragmented(
+    socket: &mut Socket,
+    frame: &Bytes,
+    count: usize,
+    finished: bool,
+) {
+    for i in 0..count {
+        let opcode = match i {
+            0 => Data::Binary,
+            _ => Data::Continue,
+        };
+        let fin = finished && i + 1 == count;
+        let frame = Frame::message(frame.clone(), OpCode::Data(opcode), fin);
+        socket.feed(Message::Frame(frame)).await.unwrap();
+    }
+    socket.flush().await.unwrap();
+}
+
 pub(super) async fn next_reply(socket: &mut Socket) -> Message {
     let message = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next())
         .await
@@ -83,25 +103,7 @@ async fn body_mode_control_then_data() {
     assert_eq!(binary(next_reply(&mut socket).await), "");
     // gorilla fragments a message into ~4 KiB frames; it is reassembled.
     socket.send(control("", "", "", "frag")).await.unwrap();
-    let piece = Bytes::from(vec![b'f'; 4096]);
-    socket
-        .send(Message::Frame(Frame::message(
-            piece.clone(),
-            OpCode::Data(Data::Binary),
-            false,
-        )))
-        .await
-        .unwrap();
-    for last in [false, false, true] {
-        socket
-            .send(Message::Frame(Frame::message(
-                piece.clone(),
-                OpCode::Data(Data::Continue),
-                last,
-            )))
-            .await
-            .unwrap();
-    }
+    send_fragmented(&mut socket, &Bytes::from(vec![b'f'; 4096]), 4, true).await;
     assert_eq!(binary(next_reply(&mut socket).await), vec![b'F'; 4 * 4096]);
 }
 
@@ -220,6 +222,35 @@ async fn direct_put_is_answered_with_a_text_byte_count() {
     assert_eq!(decoded, "dir/a b#c?d%e@ü");
 }
 
+/// A data message too long to hold streams through the transform into the direct
+/// put, and cannot be read again: a transient failure of that put is its TEXT
+/// diagnostic after one attempt, where a held message's put is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_message_is_put_once_and_a_held_one_retried() {
+    let target = FakeTarget::start().await;
+    target.always(super::fake_target::Put::Reset);
+    let server = ServerBuilder::new("examples/upper")
+        .target(&target, "w")
+        .env("AIS_DIRECT_PUT_RETRIES", "2")
+        .start()
+        .await;
+    let dest = format!("{}/{}", target.url(), path_escape("ais/@#/dst/o"));
+    let mut socket = connect(&server).await;
+    // 20 MiB in 4 KiB frames, more than is held, then a small object.
+    socket.send(control(&dest, "", "", "big")).await.unwrap();
+    send_fragmented(&mut socket, &Bytes::from(vec![b'q'; 4096]), 5120, true).await;
+    socket.send(control(&dest, "", "", "small")).await.unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(b"small")))
+        .await
+        .unwrap();
+    let streamed = text(next_reply(&mut socket).await);
+    assert!(streamed.contains("cannot be replayed"), "{streamed}");
+    let held = text(next_reply(&mut socket).await);
+    assert!(held.contains("after 3 attempts"), "{held}");
+    assert_eq!(target.puts().len(), 4, "one attempt, then three");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_text_replies_and_the_connection_stays() {
     let server = ServerBuilder::new("examples/echo").start().await;
@@ -253,6 +284,60 @@ async fn failures_are_text_replies_and_the_connection_stays() {
         .await
         .unwrap();
     assert_eq!(binary(next_reply(&mut socket).await), "still here");
+}
+
+/// A connection dropped in the middle of a message too long to hold, which streams
+/// to its transform as it arrives: the transform stops, failing its object, and the
+/// server serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_in_a_streamed_message_stops_its_transform() {
+    let server = ServerBuilder::new("examples/hash").start().await;
+    let mut socket = connect(&server).await;
+    socket.send(control("", "", "", "cut")).await.unwrap();
+    // 20 MiB, more than is held, and no final frame.
+    send_fragmented(&mut socket, &Bytes::from(vec![7; 4096]), 5120, false).await;
+    drop(socket);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let metrics = server.metrics().await;
+        let ws: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("ais_wasm_objects_total{transport=\"ws\""))
+            .collect();
+        if !ws.is_empty() {
+            assert_eq!(ws.len(), 1, "{metrics}");
+            assert!(
+                ws[0].ends_with(" 1") && !ws[0].contains("\"ok\""),
+                "{}",
+                ws[0]
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transform did not stop:\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        server
+            .stderr()
+            .contains("the object's WebSocket message broke off"),
+        "{}",
+        server.stderr()
+    );
+
+    let mut socket = connect(&server).await;
+    socket.send(control("", "", "", "next")).await.unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(b"abc")))
+        .await
+        .unwrap();
+    assert_eq!(
+        binary(next_reply(&mut socket).await),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
 }
 
 /// The target never pings or closes (§4.4), but a peer that does is answered: a pong
