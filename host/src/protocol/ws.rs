@@ -365,10 +365,10 @@ impl<S: AsyncRead + Unpin> Reader<S> {
     }
 
     /// The rest of a begun message into `feed`, frame by frame as it arrives; `false`
-    /// when the connection ended first, which `feed` then reports. Once `feed` is
-    /// closed (the transform stopped reading), frames are skipped to the message's
-    /// end, where the next request starts.
-    async fn feed(&mut self, feed: mpsc::Sender<io::Result<Bytes>>) -> bool {
+    /// when the connection ended or broke the framing first. Once `feed` is closed
+    /// (the transform stopped reading), frames are skipped to the message's end,
+    /// where the next request starts.
+    async fn feed(&mut self, feed: mpsc::Sender<Fed>) -> bool {
         loop {
             let piece = match self.piece().await {
                 Some(piece) if piece.opcode == OpCode::Continuation => piece,
@@ -376,21 +376,27 @@ impl<S: AsyncRead + Unpin> Reader<S> {
                     if broken.is_some() {
                         out_of_sequence();
                     }
-                    let ended = io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the object's WebSocket message broke off: the connection ended, or \
-                         its frames went out of sequence",
-                    );
-                    let _ = feed.send(Err(ended)).await;
                     return false;
                 }
             };
-            let _ = feed.send(Ok(piece.payload)).await;
-            if piece.fin {
+            let fin = piece.fin;
+            let _ = feed
+                .send(Fed {
+                    piece: piece.payload,
+                    fin,
+                })
+                .await;
+            if fin {
                 return true;
             }
         }
     }
+}
+
+/// A frame of a streamed message, and whether it is the last.
+struct Fed {
+    piece: Bytes,
+    fin: bool,
 }
 
 /// The frame just read does not continue the message it had to, or continues one
@@ -399,13 +405,25 @@ fn out_of_sequence() {
     tracing::warn!("a WebSocket frame out of sequence: closing the connection");
 }
 
-/// A begun message as a body: its start, then the rest as it is fed.
-fn streamed(
-    head: Vec<Bytes>,
-    rest: mpsc::Receiver<io::Result<Bytes>>,
-) -> BoxStream<'static, io::Result<Bytes>> {
-    let rest = futures::stream::unfold(rest, |mut rest| async move {
-        rest.recv().await.map(|piece| (piece, rest))
+/// A begun message as a body: its start, then the rest as it is fed. It ends only
+/// with the message's last frame: a feed that stops before it (the connection broke,
+/// the reader was dropped) is an error, never an end, or a truncated object would
+/// pass for a whole one.
+fn streamed(head: Vec<Bytes>, rest: mpsc::Receiver<Fed>) -> BoxStream<'static, io::Result<Bytes>> {
+    let rest = futures::stream::unfold(Some(rest), |rest| async move {
+        let mut rest = rest?;
+        Some(match rest.recv().await {
+            Some(Fed { piece, fin: false }) => (Ok(piece), Some(rest)),
+            Some(Fed { piece, fin: true }) => (Ok(piece), None),
+            None => {
+                let broken = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the object's WebSocket message broke off before its last frame: the \
+                     connection ended, or its frames went out of sequence",
+                );
+                (Err(broken), None)
+            }
+        })
     });
     futures::stream::iter(head.into_iter().map(Ok))
         .chain(rest)
@@ -526,7 +544,7 @@ mod tests {
     use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
     use tokio::sync::mpsc;
 
-    use super::{Message, Pending, Reader, Reply, streamed};
+    use super::{Fed, Message, Pending, Reader, Reply, streamed};
 
     /// The server's side of a connection, and a client at the other end of an
     /// in-memory pipe.
@@ -673,6 +691,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_feed_dropped_before_the_last_frame_is_an_error_not_an_end() {
+        let (feed, rest) = mpsc::channel(8);
+        let body = streamed(vec![Bytes::from_static(b"start")], rest);
+        let piece = Bytes::from_static(b"more");
+        feed.send(Fed { piece, fin: false }).await.unwrap();
+        drop(feed);
+        let body: Vec<_> = body.collect().await;
+        assert_eq!(body.len(), 3);
+        assert_eq!(body[1].as_ref().unwrap(), "more");
+        assert_eq!(
+            body[2].as_ref().unwrap_err().kind(),
+            std::io::ErrorKind::UnexpectedEof
+        );
+    }
+
+    #[tokio::test]
     async fn a_reply_in_chunks_is_one_message_of_one_frame_per_chunk() {
         let Connection {
             mut write,
@@ -732,9 +766,12 @@ mod tests {
             (true, OpCode::Binary, b"again"),
         ])
         .await;
-        assert!(matches!(reader.message(3).await, Some(Message::Begun(_))));
-        let (feed, mut rest) = mpsc::channel(8);
+        let Some(Message::Begun(head)) = reader.message(3).await else {
+            panic!("a message over 3 bytes is begun");
+        };
+        let (feed, rest) = mpsc::channel(8);
         assert!(!reader.feed(feed).await);
-        assert!(rest.recv().await.unwrap().is_err());
+        let body: Vec<_> = streamed(head, rest).collect().await;
+        assert!(body.last().unwrap().is_err(), "{body:?}");
     }
 }
