@@ -20,7 +20,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, WriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -67,6 +67,11 @@ const FEED_DEPTH: usize = 64;
 /// Requests of one connection in progress at once; beyond it the connection is not
 /// read, and TCP pushes back on the target.
 const IN_FLIGHT: usize = 256;
+
+/// Bytes of data messages one connection holds, read and not yet transformed; beyond
+/// them the connection is not read until a transform finishes. Without it, slow
+/// transforms would let a connection hold `IN_FLIGHT` messages of `HOLD_AT_MOST`.
+const HELD_PER_CONNECTION: u32 = 64 << 20;
 
 /// Small replies are gathered here and sent together; a reply at least this large
 /// goes to the socket straight from its own buffer, its header beside it (writev).
@@ -194,6 +199,7 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
         replies,
         limit,
     };
+    let held = Arc::new(Semaphore::new(HELD_PER_CONNECTION as usize));
     loop {
         let Some(Message::Whole(control)) = reader.message(limit).await else {
             break;
@@ -201,16 +207,29 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
         let mut feed = None;
         let reply = match Control::parse(&control) {
             Ok(control) if control.expects_data() => {
-                let input = match reader.message(HOLD_AT_MOST).await {
-                    Some(Message::Whole(data)) => Input::Data(data),
+                let (input, length) = match reader.message(HOLD_AT_MOST).await {
+                    Some(Message::Whole(data)) => {
+                        let length = data.len();
+                        (Input::Data(data), length)
+                    }
                     Some(Message::Begun(start)) => {
+                        let length = start.iter().map(Bytes::len).sum();
                         let (sender, rest) = mpsc::channel(FEED_DEPTH);
                         feed = Some(sender);
-                        Input::Streamed(streamed(start, rest))
+                        (Input::Streamed(streamed(start, rest)), length)
                     }
                     None => break,
                 };
-                Pending::Running(tokio::spawn(process(state.clone(), control, input)))
+                let bytes = u32::try_from(length).map_or(HELD_PER_CONNECTION, |length| {
+                    length.min(HELD_PER_CONNECTION)
+                });
+                let permit = held.clone().acquire_many_owned(bytes).await;
+                let permit = permit.expect("the semaphore is never closed");
+                let state = state.clone();
+                Pending::Running(tokio::spawn(async move {
+                    let _held = permit;
+                    process(state, control, input).await
+                }))
             }
             Ok(control) => {
                 Pending::Running(tokio::spawn(process(state.clone(), control, Input::Fqn)))

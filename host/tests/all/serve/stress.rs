@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use tokio_tungstenite::tungstenite::Message;
@@ -123,6 +123,48 @@ async fn a_websocket_message_too_long_to_hold_streams_in_bounded_memory() {
         hex::encode(Sha256::digest(b"small"))
     );
     assert_streamed_in_bounded_memory(&server, "256 MiB over WebSocket through hash");
+}
+
+/// A WebSocket connection holds a bounded number of bytes: 240 messages of 512 KiB
+/// pipelined to a transform that takes 5 ms over each are read only as fast as they
+/// are transformed once 64 MiB wait, not all 120 MiB at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_connection_holds_a_bounded_number_of_bytes() {
+    const MESSAGES: usize = 240;
+    let server = ServerBuilder::new("host/tests/components/hostile")
+        .env("NUM_WORKERS", "1")
+        .start()
+        .await;
+    let (mut sink, mut replies) = ws::connect(&server).await.split();
+    let object = Bytes::from(vec![b'h'; 512 << 10]);
+    let sent = object.clone();
+    let sender = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            let control = ws::control("", "sleep:5", "", &format!("o{i}"));
+            sink.feed(control).await.unwrap();
+            sink.feed(Message::Binary(sent.clone())).await.unwrap();
+        }
+        sink.flush().await.unwrap();
+        sink
+    });
+    for i in 0..MESSAGES {
+        let reply = tokio::time::timeout(Duration::from_secs(60), replies.next())
+            .await
+            .expect("a reply in time")
+            .expect("the connection is open")
+            .unwrap();
+        assert!(reply == Message::Binary(object.clone()), "reply {i}");
+    }
+    let _sink = sender.await.unwrap();
+    // The 64 MiB held and the server's own (about 35 MiB); all of it held would
+    // take the server to about 160 MiB.
+    const BOUND: u64 = 128 << 20;
+    let rss = server.peak_rss();
+    eprintln!(
+        "120 MiB pipelined over one WebSocket; server peak RSS (VmHWM) {:.1} MiB",
+        rss as f64 / (1 << 20) as f64
+    );
+    assert!(rss < BOUND, "server peak RSS {rss} bytes, bound {BOUND}");
 }
 
 /// Issue 5's bound on the server's memory for a streamed object, start-up and
