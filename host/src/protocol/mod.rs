@@ -4,6 +4,7 @@
 //!
 //! API Boundary: every route and status here is what AIStore targets depend on.
 
+mod coalesce;
 mod control;
 mod error;
 mod http;

@@ -195,8 +195,19 @@ impl AsyncWrite for Counted {
     }
 }
 
+/// The socket of a connection `serve` accepted and hyper upgraded to WebSocket, the
+/// bytes hyper read past the upgrade request, and the socket's place in its thread's
+/// count (to be held while it is open). `None` for a connection accepted elsewhere.
+pub(super) fn upgraded_socket(
+    upgraded: hyper::upgrade::Upgraded,
+) -> Option<(TcpStream, bytes::Bytes, Load)> {
+    let parts = upgraded.downcast::<TokioIo<Counted>>().ok()?;
+    let Counted { stream, _load } = parts.io.into_inner();
+    Some((stream, parts.read_buf, _load))
+}
+
 /// One connection counted against its thread while alive.
-struct Load(Arc<AtomicUsize>);
+pub(super) struct Load(Arc<AtomicUsize>);
 
 impl Load {
     fn new(count: &Arc<AtomicUsize>) -> Load {

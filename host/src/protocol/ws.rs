@@ -15,17 +15,18 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::upgrade::{UpgradeFut, is_upgrade_request};
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, BufWriter, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::coalesce::{self, Pacer};
 use super::control::Control;
-use super::{AppState, HttpError, http};
+use super::{AppState, HttpError, http, server};
 use crate::etl::{EtlError, Held, Job, Outcome, Output};
 use crate::metrics::Transport;
 use crate::pipeline;
@@ -76,8 +77,6 @@ const HELD_PER_CONNECTION: u32 = 64 << 20;
 /// Small replies are gathered here and sent together; a reply at least this large
 /// goes to the socket straight from its own buffer, its header beside it (writev).
 const WRITE_BUFFER: usize = 64 << 10;
-
-type Socket = TokioIo<hyper::upgrade::Upgraded>;
 
 /// Where a WebSocket request's object is.
 enum Input {
@@ -183,10 +182,14 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
             return;
         }
     };
-    let (mut read, write) = socket.split(|socket: Socket| {
-        let (read, write) = tokio::io::split(socket);
-        (read, BufWriter::with_capacity(WRITE_BUFFER, write))
-    });
+    let Some((stream, early, _load)) = server::upgraded_socket(socket.into_inner().into_inner())
+    else {
+        tracing::error!("a WebSocket connection not accepted by protocol::serve: closing it");
+        return;
+    };
+    let (read, write, pacer) = coalesce::coalesced(stream, early);
+    let write = BufWriter::with_capacity(WRITE_BUFFER, write);
+    let (mut read, write) = fastwebsockets::after_handshake_split(read, write, Role::Server);
     let limit = *MESSAGE_LIMIT;
     read.set_max_message_size(limit);
     // Pings and closes come back to the reader, which queues their answers.
@@ -198,9 +201,11 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
         read,
         replies,
         limit,
+        pacer,
     };
     let held = Arc::new(Semaphore::new(HELD_PER_CONNECTION as usize));
     loop {
+        reader.pacer.begin();
         let Some(Message::Whole(control)) = reader.message(limit).await else {
             break;
         };
@@ -248,6 +253,7 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
         {
             break;
         }
+        reader.pacer.end();
     }
     // Answer what was received before the connection ended, then stop.
     drop(reader);
@@ -257,7 +263,7 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
 /// Writes the replies in order. Those already finished go out in one write; the
 /// socket is flushed as soon as the next would have to be waited for.
 async fn write_replies(
-    mut socket: WebSocketWrite<BufWriter<WriteHalf<Socket>>>,
+    mut socket: WebSocketWrite<BufWriter<OwnedWriteHalf>>,
     mut pending: mpsc::Receiver<Pending>,
 ) {
     let mut next = pending.recv().await;
@@ -291,6 +297,9 @@ struct Reader<S> {
     replies: mpsc::Sender<Pending>,
     /// The longest message held whole (`MESSAGE_LIMIT`).
     limit: usize,
+    /// Told of every frame and request, so that the socket wakes the reader once a
+    /// request is likely whole.
+    pacer: Pacer,
 }
 
 /// A message as read: whole, or begun and too long to hold, its start here and the
@@ -312,7 +321,10 @@ impl<S: AsyncRead + Unpin> Reader<S> {
     async fn piece(&mut self) -> Option<Piece> {
         loop {
             let frame = match self.read.read_frame(&mut nothing_owed).await {
-                Ok(frame) => frame,
+                Ok(frame) => {
+                    self.pacer.frame(frame.payload.len());
+                    frame
+                }
                 // The target closes by dropping the socket, without a close frame (§4.4).
                 Err(error) => {
                     tracing::debug!("WebSocket connection ended: {error}");
@@ -562,7 +574,7 @@ mod tests {
     use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
     use tokio::sync::mpsc;
 
-    use super::{Fed, Message, Pending, Reader, Reply, streamed};
+    use super::{Fed, Message, Pacer, Pending, Reader, Reply, streamed};
 
     /// The server's side of a connection, and a client at the other end of an
     /// in-memory pipe.
@@ -587,6 +599,7 @@ mod tests {
                 read,
                 replies,
                 limit: 64,
+                pacer: Pacer::detached(),
             },
             queued,
             write,

@@ -107,6 +107,59 @@ async fn body_mode_control_then_data() {
     assert_eq!(binary(next_reply(&mut socket).await), vec![b'F'; 4 * 4096]);
 }
 
+/// The server guesses a request's length from the last ones, and has the kernel wake
+/// it only once that many bytes arrived; a shorter request, or a pause, must not
+/// leave it waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_shorter_than_the_last_ones_and_one_after_a_pause_are_answered() {
+    let server = ServerBuilder::new("examples/upper").start().await;
+    let mut socket = connect(&server).await;
+    let frame = Bytes::from(vec![b'w'; 4096]);
+    // One at a time, as a target at concurrency 1: nothing else arrives to wake the
+    // server while it waits for the rest of a request.
+    let steady = [(16, false); 5];
+    for (frames, paused) in steady
+        .into_iter()
+        .chain([(16, true), (5, false), (1, false)])
+    {
+        if paused {
+            // Idle far longer than the server waits for a guessed length.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        socket.send(control("", "", "", "obj")).await.unwrap();
+        send_fragmented(&mut socket, &frame, frames, true).await;
+        let reply = binary(next_reply(&mut socket).await);
+        assert!(reply.len() == frames * 4096 && reply.iter().all(|&b| b == b'W'));
+    }
+}
+
+/// A client may send its first frames in the same write as the upgrade request, before
+/// the 101 arrives: hyper reads them with the request, and they must not be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_sent_with_the_upgrade_request_are_read() {
+    let server = ServerBuilder::new("examples/upper").start().await;
+    // Masked with a zero key, which leaves the payload as it is.
+    let frame = |opcode: u8, payload: &[u8]| -> Vec<u8> {
+        let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        frame
+    };
+    let mut request =
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            .to_vec();
+    request.extend(frame(0x2, br#"{"path":"early"}"#));
+    request.extend(frame(0x2, b"sent early"));
+    request.extend(frame(0x8, &1000u16.to_be_bytes()));
+    // The reply, then the close's answer, then the end of the connection.
+    let response = raw(server.addr, &request).await;
+    assert_eq!(response.status, 101, "{response:?}");
+    let mut expected = vec![0x82, 10];
+    expected.extend_from_slice(b"SENT EARLY");
+    expected.extend_from_slice(&[0x88, 2, 0x03, 0xe8]);
+    assert_eq!(response.body, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fqn_control_has_no_data_message() {
     let server = ServerBuilder::new("examples/echo").start().await;
