@@ -3,7 +3,7 @@
 //! A target sends an object as one message of frames of about 4 KiB, each in its own
 //! write, and a reader woken at every arrival wakes several times for one object: at
 //! 64 KiB over loopback, 5 times with 9 reads, 80 µs of server CPU per object against
-//! 48 µs when woken once. The socket's receive low-water mark (`SO_RCVLOWAT`) makes
+//! 57 µs when woken once. The socket's receive low-water mark (`SO_RCVLOWAT`) makes
 //! the kernel hold the wake-up until that many bytes wait. How many bytes a request
 //! brings is not said in advance (a message's length is the sum of its frames), so it
 //! is guessed: the smallest of the connection's last `RECENT` requests, if at least

@@ -202,8 +202,11 @@ pub(super) fn upgraded_socket(
     upgraded: hyper::upgrade::Upgraded,
 ) -> Option<(TcpStream, bytes::Bytes, Load)> {
     let parts = upgraded.downcast::<TokioIo<Counted>>().ok()?;
-    let Counted { stream, _load } = parts.io.into_inner();
-    Some((stream, parts.read_buf, _load))
+    let Counted {
+        stream,
+        _load: load,
+    } = parts.io.into_inner();
+    Some((stream, parts.read_buf, load))
 }
 
 /// One connection counted against its thread while alive.
