@@ -12,6 +12,7 @@
 
 mod bindings;
 mod cache;
+mod epoch;
 mod error;
 mod guest_log;
 mod host_io;
@@ -22,7 +23,6 @@ mod transform;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -38,12 +38,10 @@ pub use native::NativeTransform;
 pub use pool::PoolStats;
 pub use transform::{STREAM_AT_OR_ABOVE, Shapes, Transform, Turn};
 
+use epoch::EpochTicker;
 use instance::{ExportIndices, GuestCtx, Instance};
 use pool::InstancePool;
 
-/// How often the epoch advances. A guest yields to the executor at every tick and a
-/// deadline is noticed within one tick of passing.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How much of a discarded instance's linear memory (and of each table) its slot
 /// keeps mapped, reset in place for the next instance. Fresh-instance mode discards
 /// one per object: releasing the pages with `madvise` cost a TLB shootdown across
@@ -116,7 +114,7 @@ pub struct Runtime {
     linker: Arc<Linker<GuestCtx>>,
     cache: Arc<cache::CompileCache>,
     config: RuntimeConfig,
-    _ticker: EpochTicker,
+    ticker: EpochTicker,
 }
 
 impl Runtime {
@@ -140,7 +138,7 @@ impl Runtime {
             .context("linking aistore:etl/host-io")?;
 
         Ok(Runtime {
-            _ticker: EpochTicker::start(engine.clone()),
+            ticker: EpochTicker::start(engine.clone()),
             cache: Arc::new(cache::CompileCache::new(config.cache_dir.clone())),
             linker: Arc::new(linker),
             engine,
@@ -190,13 +188,16 @@ impl Runtime {
 
         let started = Instant::now();
         let limits = self.config.limits.clone();
+        let clock = self.ticker.clock().clone();
+        let running = clock.running();
         let first = Instance::new(&pre, &indices, &limits, &init_config)
             .await
             .map_err(LoadError::FirstInstance)?;
+        drop(running);
         let first_instance_time = started.elapsed();
 
         let pool = InstancePool::new(self.config.instance_mode, self.config.concurrency, first);
-        let transform = Transform::new(pre, indices, limits, init_config, pool);
+        let transform = Transform::new(pre, indices, limits, init_config, pool, clock);
         let report = LoadReport {
             sha256,
             cache: cache_status,
@@ -266,40 +267,4 @@ fn pooling(config: &RuntimeConfig) -> PoolingAllocationConfig {
         // keep, stay as many as the instances alive at once, across hot swaps too.
         .max_unused_warm_slots(0);
     pool
-}
-
-/// Advances the engine's epoch on a plain thread: a tokio timer would stall exactly
-/// when every executor thread is busy running guests, which is when it is needed.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("epoch-ticker".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawning the epoch thread");
-        EpochTicker {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }

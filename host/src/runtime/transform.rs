@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use wasmtime::component::InstancePre;
 
+use super::epoch::Clock;
 use super::error::ObjectError;
 use super::host_io::{InputStream, OutputStream};
 use super::instance::{ExportIndices, GuestCtx, Instance};
@@ -57,6 +58,8 @@ enum Backend {
         indices: ExportIndices,
         config: Vec<(String, String)>,
         pool: InstancePool,
+        /// Kept going while this transform's guests run.
+        clock: Arc<Clock>,
     },
     Native {
         transform: NativeTransform,
@@ -74,6 +77,7 @@ impl Transform {
         limits: Limits,
         config: Vec<(String, String)>,
         pool: InstancePool,
+        clock: Arc<Clock>,
     ) -> Self {
         let shapes = Shapes {
             buffered: indices.buffered.is_some(),
@@ -88,6 +92,7 @@ impl Transform {
                     indices,
                     config,
                     pool,
+                    clock,
                 },
             }),
         }
@@ -165,7 +170,8 @@ impl Transform {
         object: &ObjectRequest,
     ) -> Result<Vec<u8>, ObjectError> {
         match &self.inner.backend {
-            Backend::Wasm { pool, .. } => {
+            Backend::Wasm { pool, clock, .. } => {
+                let _running = clock.running();
                 let mut lease = pool.lend(turn.0, || self.new_instance()).await?;
                 let result = lease.instance.buffered(data, object).await;
                 pool.release(lease);
@@ -186,7 +192,8 @@ impl Transform {
     ) -> Result<u64, ObjectError> {
         let turn = self.turn().await;
         match &self.inner.backend {
-            Backend::Wasm { pool, .. } => {
+            Backend::Wasm { pool, clock, .. } => {
+                let _running = clock.running();
                 let mut lease = pool.lend(turn.0, || self.new_instance()).await?;
                 let result = lease
                     .instance
