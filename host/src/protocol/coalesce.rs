@@ -80,11 +80,14 @@ pub(super) fn coalesced(stream: TcpStream, early: Bytes) -> (Coalesced, OwnedWri
     (coalesced, write, Pacer::new(shared, *LOWERED_MARK_WAKES))
 }
 
-/// How far into the stream the request in progress is guessed to reach; 0 for no
-/// guess. Set by the [`Pacer`], read by the read half.
+/// What the [`Pacer`] and the read half tell each other.
 #[derive(Default)]
 struct Shared {
+    /// How far into the stream the request in progress is guessed to reach; 0 for no
+    /// guess.
     until: AtomicU64,
+    /// Bytes read from the stream so far.
+    read: AtomicU64,
 }
 
 /// The read half of a WebSocket connection's socket.
@@ -143,6 +146,7 @@ impl AsyncRead for Coalesced {
         let before = buf.filled().len();
         if let Poll::Ready(result) = Pin::new(&mut this.socket).poll_read(cx, buf) {
             this.read += (buf.filled().len() - before) as u64;
+            this.shared.read.store(this.read, Ordering::Relaxed);
             this.fallback = None;
             return Poll::Ready(result);
         }
@@ -210,8 +214,9 @@ impl Pacer {
     }
 
     /// A frame with this long a payload was handed out. Its header is counted as a
-    /// client sends it, masked and its length in the fewest bytes (RFC 6455 §5.2);
-    /// a peer that does not miscounts, and its guesses miss until they stop.
+    /// client sends it, masked and its length in the fewest bytes (RFC 6455 §5.2).
+    /// A peer that sends fewer header bytes (unmasked frames, which §5.1 forbids) is
+    /// counted past the bytes actually read, and is not guessed for again.
     pub(super) fn frame(&mut self, payload: usize) {
         let length = match payload {
             0..126 => 0,
@@ -224,6 +229,9 @@ impl Pacer {
     /// The next request begins.
     pub(super) fn begin(&mut self) {
         self.start = self.consumed;
+        if self.consumed > self.shared.read.load(Ordering::Relaxed) {
+            self.guessing = false;
+        }
         let smallest = self.recent.iter().copied().min().unwrap_or(0);
         self.guess = if self.paused > 0 {
             self.paused -= 1;
@@ -261,16 +269,19 @@ impl Pacer {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::{COALESCE_FROM, PAUSE, Pacer, RECENT};
 
     /// The rest of a begun request: a control frame, then a data message of `frames`
-    /// frames of 4 KiB. Its length on the wire.
+    /// frames of 4 KiB, read from the socket as counted. Its length on the wire.
     fn read(pacer: &mut Pacer, frames: usize) -> u64 {
         pacer.frame(200);
         for _ in 0..frames {
             pacer.frame(4096);
         }
         pacer.end();
+        pacer.shared.read.store(pacer.consumed, Ordering::Relaxed);
         pacer.consumed - pacer.start
     }
 
@@ -310,6 +321,23 @@ mod tests {
         pacer.begin();
         let smallest = lengths[lengths.len() - RECENT..].iter().min().unwrap();
         assert_eq!(pacer.until(), pacer.start + smallest);
+    }
+
+    #[test]
+    fn frames_counted_past_the_bytes_read_stop_the_guessing() {
+        let mut pacer = Pacer::detached();
+        for _ in 0..RECENT {
+            pacer.begin();
+            read(&mut pacer, 16);
+        }
+        // Unmasked frames: four header bytes fewer each than counted.
+        let counted = pacer.consumed;
+        pacer.shared.read.store(counted - 4 * 17, Ordering::Relaxed);
+        for _ in 0..1000 {
+            pacer.begin();
+            assert_eq!(pacer.until(), 0);
+            read(&mut pacer, 16);
+        }
     }
 
     #[test]
