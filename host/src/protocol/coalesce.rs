@@ -285,6 +285,16 @@ mod tests {
         pacer.consumed - pacer.start
     }
 
+    /// A pacer after `RECENT` requests of 64 KiB: guessing.
+    fn steady() -> Pacer {
+        let mut pacer = Pacer::detached();
+        for _ in 0..RECENT {
+            pacer.begin();
+            read(&mut pacer, 16);
+        }
+        pacer
+    }
+
     #[test]
     fn marks_are_guessed_from_linux_4_18_on() {
         for (release, guessing) in [
@@ -325,11 +335,10 @@ mod tests {
 
     #[test]
     fn frames_counted_past_the_bytes_read_stop_the_guessing() {
-        let mut pacer = Pacer::detached();
-        for _ in 0..RECENT {
-            pacer.begin();
-            read(&mut pacer, 16);
-        }
+        let mut pacer = steady();
+        pacer.begin();
+        assert_ne!(pacer.until(), 0);
+        read(&mut pacer, 16);
         // Unmasked frames: four header bytes fewer each than counted.
         let counted = pacer.consumed;
         pacer.shared.read.store(counted - 4 * 17, Ordering::Relaxed);
@@ -353,11 +362,7 @@ mod tests {
 
     #[test]
     fn a_request_shorter_than_its_guess_stops_the_guessing_for_longer_each_time() {
-        let mut pacer = Pacer::detached();
-        for _ in 0..RECENT {
-            pacer.begin();
-            read(&mut pacer, 16);
-        }
+        let mut pacer = steady();
         for pause in [PAUSE, 2 * PAUSE] {
             pacer.begin();
             assert_ne!(pacer.until(), 0);
