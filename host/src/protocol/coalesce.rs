@@ -72,7 +72,6 @@ pub(super) fn coalesced(stream: TcpStream, early: Bytes) -> (Coalesced, OwnedWri
         socket: read,
         fd,
         early,
-        read: 0,
         shared: shared.clone(),
         mark: 1,
         fallback: None,
@@ -96,8 +95,6 @@ pub(super) struct Coalesced {
     fd: RawFd,
     /// Bytes hyper had read past the upgrade request: they come first.
     early: Bytes,
-    /// Bytes read from the stream so far.
-    read: u64,
     shared: Arc<Shared>,
     /// The low-water mark set on the socket.
     mark: u64,
@@ -129,6 +126,14 @@ impl Coalesced {
     }
 }
 
+impl Shared {
+    /// Counts `n` more bytes read (only the read half writes it).
+    fn add_read(&self, n: usize) {
+        let read = self.read.load(Ordering::Relaxed) + n as u64;
+        self.read.store(read, Ordering::Relaxed);
+    }
+}
+
 impl AsyncRead for Coalesced {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -140,18 +145,18 @@ impl AsyncRead for Coalesced {
             let n = this.early.len().min(buf.remaining());
             buf.put_slice(&this.early[..n]);
             this.early.advance(n);
-            this.read += n as u64;
+            this.shared.add_read(n);
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
         if let Poll::Ready(result) = Pin::new(&mut this.socket).poll_read(cx, buf) {
-            this.read += (buf.filled().len() - before) as u64;
-            this.shared.read.store(this.read, Ordering::Relaxed);
+            this.shared.add_read(buf.filled().len() - before);
             this.fallback = None;
             return Poll::Ready(result);
         }
         let until = this.shared.until.load(Ordering::Relaxed);
-        let mark = until.saturating_sub(this.read).clamp(1, MAX_MARK);
+        let read = this.shared.read.load(Ordering::Relaxed);
+        let mark = until.saturating_sub(read).clamp(1, MAX_MARK);
         if mark != this.mark {
             this.set_mark(mark);
         }
@@ -293,6 +298,24 @@ mod tests {
             read(&mut pacer, 16);
         }
         pacer
+    }
+
+    #[tokio::test]
+    async fn bytes_read_with_the_upgrade_come_first_and_are_counted() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let early = bytes::Bytes::from_static(b"early, ");
+        let (mut read, _write, pacer) = super::coalesced(server, early);
+        client.write_all(b"then the rest").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut all = Vec::new();
+        read.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"early, then the rest");
+        assert_eq!(pacer.shared.read.load(Ordering::Relaxed), all.len() as u64);
     }
 
     #[test]

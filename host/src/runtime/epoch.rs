@@ -50,7 +50,7 @@ pub(crate) struct Clock {
 }
 
 /// Keeps the epoch advancing while alive.
-pub(crate) struct Running(Arc<Clock>);
+pub(crate) struct Running<'a>(&'a Clock);
 
 impl EpochTicker {
     pub(crate) fn start(engine: Engine) -> EpochTicker {
@@ -108,18 +108,18 @@ fn tick(engine: &Engine, state: &State, idle_ticks: u32) {
 impl Clock {
     /// Keep the epoch advancing until the guard is dropped: around anything that runs
     /// guest code.
-    pub(crate) fn running(self: &Arc<Self>) -> Running {
+    pub(crate) fn running(&self) -> Running<'_> {
         let state = &self.state;
         state.taken.fetch_add(1, Ordering::SeqCst);
         state.running.fetch_add(1, Ordering::SeqCst);
         if state.asleep.load(Ordering::SeqCst) {
             self.ticker.unpark();
         }
-        Running(self.clone())
+        Running(self)
     }
 }
 
-impl Drop for Running {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
         self.0.state.running.fetch_sub(1, Ordering::SeqCst);
     }

@@ -189,11 +189,12 @@ impl Runtime {
         let started = Instant::now();
         let limits = self.config.limits.clone();
         let clock = self.ticker.clock().clone();
-        let running = clock.running();
-        let first = Instance::new(&pre, &indices, &limits, &init_config)
-            .await
-            .map_err(LoadError::FirstInstance)?;
-        drop(running);
+        let first = {
+            let _running = clock.running();
+            Instance::new(&pre, &indices, &limits, &init_config)
+                .await
+                .map_err(LoadError::FirstInstance)?
+        };
         let first_instance_time = started.elapsed();
 
         let pool = InstancePool::new(self.config.instance_mode, self.config.concurrency, first);

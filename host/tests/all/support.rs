@@ -122,7 +122,7 @@ pub fn run_measured(command: &mut Command) -> (i32, Vec<u8>, String, u64) {
 
 /// A `kB` field of /proc/PID/status; `None` once the process has gone (or is a zombie,
 /// whose memory is released).
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with(field))?;
     line[field.len()..]

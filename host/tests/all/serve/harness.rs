@@ -212,17 +212,8 @@ impl Server {
     }
 
     fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"));
-        line.trim_start_matches(field)
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .unwrap()
+        crate::support::status_kib(self.pid(), field)
+            .unwrap_or_else(|| panic!("{field} in /proc/{}/status", self.pid()))
     }
 
     /// The server's open file descriptors: (all, sockets).
