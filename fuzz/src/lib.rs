@@ -8,6 +8,8 @@
 pub mod control;
 #[path = "../../host/src/source/fqn.rs"]
 pub mod fqn;
+#[path = "../../host/src/protocol/frames.rs"]
+pub mod frames;
 #[path = "../../host/src/pipeline.rs"]
 pub mod pipeline;
 /// The target's encodings, to build wire values from arbitrary bytes.

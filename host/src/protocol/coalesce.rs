@@ -177,13 +177,13 @@ impl AsyncRead for Coalesced {
     }
 }
 
-/// Follows a connection's requests through the frames its reader hands out, and
+/// Follows a connection's requests through the frames its reader reads, and
 /// guesses how far the socket can be read before the reader is woken.
 pub(super) struct Pacer {
     shared: Arc<Shared>,
-    /// Off where a guess too high could leave a request waiting for good.
+    /// Off where lowering the mark wakes no reader (before Linux 4.18).
     guessing: bool,
-    /// Where the reader is in the stream: the frames handed out, headers included.
+    /// Where the reader is in the stream: the frames begun, headers included.
     consumed: u64,
     /// Where the request in progress began.
     start: u64,
@@ -218,25 +218,21 @@ impl Pacer {
         Pacer::new(Arc::default(), true)
     }
 
-    /// A frame with this long a payload was handed out. Its header is counted as a
-    /// client sends it, masked and its length in the fewest bytes (RFC 6455 §5.2).
-    /// A peer that sends fewer header bytes (unmasked frames, which §5.1 forbids) is
-    /// counted past the bytes actually read, and is not guessed for again.
-    pub(super) fn frame(&mut self, payload: usize) {
-        let length = match payload {
-            0..126 => 0,
-            126..65_536 => 2,
-            _ => 8,
-        };
-        self.consumed += (2 + length + 4 + payload) as u64;
+    /// A frame begins that is this long on the wire, header and payload.
+    pub(super) fn frame(&mut self, wire: usize) {
+        self.consumed += wire as u64;
+    }
+
+    /// How many bytes the request in progress is guessed to bring after the frames
+    /// begun so far; 0 without a guess.
+    pub(super) fn rest(&self) -> usize {
+        let until = self.shared.until.load(Ordering::Relaxed);
+        usize::try_from(until.saturating_sub(self.consumed)).unwrap_or(usize::MAX)
     }
 
     /// The next request begins.
     pub(super) fn begin(&mut self) {
         self.start = self.consumed;
-        if self.consumed > self.shared.read.load(Ordering::Relaxed) {
-            self.guessing = false;
-        }
         let smallest = self.recent.iter().copied().min().unwrap_or(0);
         self.guess = if self.paused > 0 {
             self.paused -= 1;
@@ -281,9 +277,9 @@ mod tests {
     /// The rest of a begun request: a control frame, then a data message of `frames`
     /// frames of 4 KiB, read from the socket as counted. Its length on the wire.
     fn read(pacer: &mut Pacer, frames: usize) -> u64 {
-        pacer.frame(200);
+        pacer.frame(6 + 200);
         for _ in 0..frames {
-            pacer.frame(4096);
+            pacer.frame(8 + 4096);
         }
         pacer.end();
         pacer.shared.read.store(pacer.consumed, Ordering::Relaxed);
@@ -332,12 +328,20 @@ mod tests {
     }
 
     #[test]
-    fn frames_are_counted_with_their_headers() {
-        let mut pacer = Pacer::detached();
-        pacer.frame(125);
-        pacer.frame(4096);
-        pacer.frame(1 << 20);
-        assert_eq!(pacer.consumed, (6 + 125) + (8 + 4096) + (14 + (1 << 20)));
+    fn the_rest_of_a_request_is_what_its_guess_leaves_after_the_frames_begun() {
+        let mut pacer = steady();
+        pacer.begin();
+        let guess = (6 + 200) + 16 * (8 + 4096);
+        assert_eq!(pacer.rest(), guess);
+        pacer.frame(6 + 200);
+        pacer.frame(8 + 4096);
+        assert_eq!(pacer.rest(), 15 * (8 + 4096));
+        for _ in 0..15 {
+            pacer.frame(8 + 4096);
+        }
+        assert_eq!(pacer.rest(), 0);
+        pacer.frame(8 + 4096);
+        assert_eq!(pacer.rest(), 0, "past the guess");
     }
 
     #[test]
@@ -354,22 +358,6 @@ mod tests {
         pacer.begin();
         let smallest = lengths[lengths.len() - RECENT..].iter().min().unwrap();
         assert_eq!(pacer.until(), pacer.start + smallest);
-    }
-
-    #[test]
-    fn frames_counted_past_the_bytes_read_stop_the_guessing() {
-        let mut pacer = steady();
-        pacer.begin();
-        assert_ne!(pacer.until(), 0);
-        read(&mut pacer, 16);
-        // Unmasked frames: four header bytes fewer each than counted.
-        let counted = pacer.consumed;
-        pacer.shared.read.store(counted - 4 * 17, Ordering::Relaxed);
-        for _ in 0..1000 {
-            pacer.begin();
-            assert_eq!(pacer.until(), 0);
-            read(&mut pacer, 16);
-        }
     }
 
     #[test]

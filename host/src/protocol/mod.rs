@@ -7,6 +7,7 @@
 mod coalesce;
 mod control;
 mod error;
+mod frames;
 mod http;
 mod server;
 mod ws;

@@ -15,7 +15,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::upgrade::{UpgradeFut, is_upgrade_request};
-use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite};
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketWrite};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use super::coalesce::{self, Pacer};
 use super::control::Control;
+use super::frames::{FrameError, Frames, Header};
 use super::{AppState, HttpError, http, server};
 use crate::etl::{EtlError, Held, Job, Outcome, Output};
 use crate::metrics::Transport;
@@ -189,16 +190,13 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
     };
     let (read, write, pacer) = coalesce::coalesced(stream, early);
     let write = BufWriter::with_capacity(WRITE_BUFFER, write);
-    let (mut read, write) = fastwebsockets::after_handshake_split(read, write, Role::Server);
+    // fastwebsockets writes the frames; `Frames` reads them.
+    let (_, write) = fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Server);
     let limit = *MESSAGE_LIMIT;
-    read.set_max_message_size(limit);
-    // Pings and closes come back to the reader, which queues their answers.
-    read.set_auto_pong(false);
-    read.set_auto_close(false);
     let (replies, pending) = mpsc::channel::<Pending>(IN_FLIGHT);
     let writer = tokio::spawn(write_replies(write, pending));
     let mut reader = Reader {
-        read,
+        frames: Frames::new(read, limit),
         replies,
         limit,
         pacer,
@@ -289,11 +287,11 @@ async fn write_replies(
 }
 
 /// The connection's reading side. gorilla fragments a message into frames of about
-/// 4 KiB; they are joined here, or passed on one by one once a message is too long to
-/// hold. A ping's pong and a close's answer are queued behind the replies owed before
-/// them.
+/// 4 KiB; they are joined here, into one buffer sized from the connection's recent
+/// requests, or passed on one by one once a message is too long to hold. A ping's
+/// pong and a close's answer are queued behind the replies owed before them.
 struct Reader<S> {
-    read: WebSocketRead<S>,
+    frames: Frames<S>,
     replies: mpsc::Sender<Pending>,
     /// The longest message held whole (`MESSAGE_LIMIT`).
     limit: usize,
@@ -309,71 +307,77 @@ enum Message {
     Begun(Vec<Bytes>),
 }
 
-/// One frame of a BINARY or TEXT message.
-struct Piece {
-    fin: bool,
-    opcode: OpCode,
-    payload: Bytes,
-}
-
 impl<S: AsyncRead + Unpin> Reader<S> {
-    /// The next frame of a message; `None` when the connection ends or is closed.
-    async fn piece(&mut self) -> Option<Piece> {
+    /// The header of the next frame of a BINARY or TEXT message, its payload still to
+    /// be read; control frames before it are answered. `None` when the connection
+    /// ends or is closed.
+    async fn data_frame(&mut self) -> Option<Header> {
         loop {
-            let frame = match self.read.read_frame(&mut nothing_owed).await {
-                Ok(frame) => {
-                    self.pacer.frame(frame.payload.len());
-                    frame
-                }
-                // The target closes by dropping the socket, without a close frame (§4.4).
-                Err(error) => {
-                    tracing::debug!("WebSocket connection ended: {error}");
-                    return None;
-                }
+            let header = match self.frames.header().await {
+                Ok(header) => header,
+                Err(error) => return ended(error),
             };
-            let answer = match frame.opcode {
-                OpCode::Binary | OpCode::Text | OpCode::Continuation => {
-                    return Some(Piece {
-                        fin: frame.fin,
-                        opcode: frame.opcode,
-                        payload: bytes(frame.payload),
-                    });
-                }
-                OpCode::Ping => Reply::Control(OpCode::Pong, frame.payload.to_vec()),
+            self.pacer.frame(header.wire + header.len);
+            let answer = match header.opcode {
+                OpCode::Binary | OpCode::Text | OpCode::Continuation => return Some(header),
+                OpCode::Ping => Reply::Control(OpCode::Pong, self.payload(&header).await?.into()),
                 // The answer echoes the status code, if the close had one.
-                OpCode::Close => Reply::Control(
-                    OpCode::Close,
-                    frame.payload.get(..2).unwrap_or_default().to_vec(),
-                ),
-                OpCode::Pong => continue,
+                OpCode::Close => {
+                    let payload = self.payload(&header).await?;
+                    Reply::Control(OpCode::Close, payload.get(..2).unwrap_or_default().to_vec())
+                }
+                OpCode::Pong => {
+                    self.payload(&header).await?;
+                    continue;
+                }
             };
-            let closing = frame.opcode == OpCode::Close;
+            let closing = header.opcode == OpCode::Close;
             if self.replies.send(Pending::Ready(answer)).await.is_err() || closing {
                 return None;
             }
         }
     }
 
+    /// The payload of the frame whose header was read last, appended to `to`.
+    async fn payload_into(&mut self, header: &Header, to: &mut BytesMut) -> Option<()> {
+        match self.frames.payload(header, to).await {
+            Ok(()) => Some(()),
+            Err(error) => ended(error),
+        }
+    }
+
+    /// The payload of the frame whose header was read last, in a buffer of its own.
+    async fn payload(&mut self, header: &Header) -> Option<Bytes> {
+        let mut payload = BytesMut::with_capacity(header.len);
+        self.payload_into(header, &mut payload).await?;
+        Some(payload.freeze())
+    }
+
     /// The next BINARY (or TEXT) message: whole if it ends within `hold` bytes, else
     /// begun. `None` when the connection ends, or when the peer breaks the framing
     /// or sends more than `limit` bytes to be held.
     async fn message(&mut self, hold: usize) -> Option<Message> {
-        let first = self.piece().await?;
+        let first = self.data_frame().await?;
         if first.opcode == OpCode::Continuation {
             out_of_sequence();
             return None;
         }
         if first.fin {
-            return Some(Message::Whole(first.payload));
+            return whole(first.opcode, self.payload(&first).await?);
         }
-        let mut message = BytesMut::from(&first.payload[..]);
+        // Room for the frames the request is guessed to bring, so that the message is
+        // not copied as it grows. A request shorter than its guess leaves the rest
+        // unused, and pauses the guessing.
+        let expected = first.len + self.pacer.rest();
+        let mut message = BytesMut::with_capacity(expected.min(hold).max(first.len));
+        self.payload_into(&first, &mut message).await?;
         loop {
-            let piece = self.piece().await?;
-            if piece.opcode != OpCode::Continuation {
+            let frame = self.data_frame().await?;
+            if frame.opcode != OpCode::Continuation {
                 out_of_sequence();
                 return None;
             }
-            let length = message.len() + piece.payload.len();
+            let length = message.len() + frame.len;
             if length > self.limit {
                 tracing::warn!(
                     "a WebSocket message over {} bytes: closing the connection, since the \
@@ -384,12 +388,13 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             }
             // Not grown past `hold`: growing copies the buffer, and could briefly take
             // twice what it holds.
-            if length > hold && !piece.fin {
-                return Some(Message::Begun(vec![message.freeze(), piece.payload]));
+            if length > hold && !frame.fin {
+                let next = self.payload(&frame).await?;
+                return Some(Message::Begun(vec![message.freeze(), next]));
             }
-            message.extend_from_slice(&piece.payload);
-            if piece.fin {
-                return Some(Message::Whole(message.freeze()));
+            self.payload_into(&frame, &mut message).await?;
+            if frame.fin {
+                return whole(first.opcode, message.freeze());
             }
         }
     }
@@ -400,8 +405,8 @@ impl<S: AsyncRead + Unpin> Reader<S> {
     /// where the next request starts.
     async fn feed(&mut self, feed: mpsc::Sender<Fed>) -> bool {
         loop {
-            let piece = match self.piece().await {
-                Some(piece) if piece.opcode == OpCode::Continuation => piece,
+            let frame = match self.data_frame().await {
+                Some(frame) if frame.opcode == OpCode::Continuation => frame,
                 broken => {
                     if broken.is_some() {
                         out_of_sequence();
@@ -409,18 +414,40 @@ impl<S: AsyncRead + Unpin> Reader<S> {
                     return false;
                 }
             };
-            let fin = piece.fin;
+            let Some(piece) = self.payload(&frame).await else {
+                return false;
+            };
             let _ = feed
                 .send(Fed {
-                    piece: piece.payload,
-                    fin,
+                    piece,
+                    fin: frame.fin,
                 })
                 .await;
-            if fin {
+            if frame.fin {
                 return true;
             }
         }
     }
+}
+
+/// A message read whole; `None` for a TEXT one that is not UTF-8, after which the
+/// connection is closed (RFC 6455 §8.1).
+fn whole(opcode: OpCode, message: Bytes) -> Option<Message> {
+    if opcode == OpCode::Text && std::str::from_utf8(&message).is_err() {
+        tracing::warn!("a WebSocket TEXT message that is not UTF-8: closing the connection");
+        return None;
+    }
+    Some(Message::Whole(message))
+}
+
+/// The connection ended, or the peer broke the protocol: nothing more is read.
+fn ended<T>(error: FrameError) -> Option<T> {
+    if error.is_violation() {
+        tracing::warn!("a WebSocket peer broke the protocol: {error}; closing the connection");
+    } else {
+        tracing::debug!("WebSocket connection ended: {error}");
+    }
+    None
 }
 
 /// A frame of a streamed message, and whether it is the last.
@@ -458,20 +485,6 @@ fn streamed(head: Vec<Bytes>, rest: mpsc::Receiver<Fed>) -> BoxStream<'static, i
     futures::stream::iter(head.into_iter().map(Ok))
         .chain(rest)
         .boxed()
-}
-
-/// With automatic pongs and closes off, the reader owes nothing of its own.
-async fn nothing_owed(_: Frame<'_>) -> Result<(), std::io::Error> {
-    Ok(())
-}
-
-/// A received payload as `Bytes`. The reader hands out each frame's payload split
-/// off its own buffer, so this copies nothing; any other form is copied.
-fn bytes(payload: Payload<'_>) -> Bytes {
-    match payload {
-        Payload::Bytes(bytes) => bytes.freeze(),
-        other => Bytes::copy_from_slice(&other),
-    }
 }
 
 async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply {
@@ -574,7 +587,7 @@ mod tests {
     use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
     use tokio::sync::mpsc;
 
-    use super::{Fed, Message, Pacer, Pending, Reader, Reply, streamed};
+    use super::{Fed, Frames, Message, Pacer, Pending, Reader, Reply, streamed};
 
     /// The server's side of a connection, and a client at the other end of an
     /// in-memory pipe.
@@ -590,13 +603,12 @@ mod tests {
     fn connection() -> Connection {
         let (server, client) = tokio::io::duplex(1 << 16);
         let (read, write) = tokio::io::split(server);
-        let (mut read, write) = fastwebsockets::after_handshake_split(read, write, Role::Server);
-        read.set_auto_pong(false);
-        read.set_auto_close(false);
+        let (_, write) =
+            fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Server);
         let (replies, queued) = mpsc::channel(4);
         Connection {
             reader: Reader {
-                read,
+                frames: Frames::new(read, 64),
                 replies,
                 limit: 64,
                 pacer: Pacer::detached(),
@@ -772,6 +784,26 @@ mod tests {
                 (fin, opcode, payload)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_text_message_that_is_not_utf8_ends_the_connection() {
+        for frames in [
+            &[(true, OpCode::Text, &b"\xff"[..])][..],
+            &[
+                (false, OpCode::Text, b"\xe2\x82"),
+                (true, OpCode::Continuation, b"\xff"),
+            ],
+        ] {
+            let Connection { mut reader, .. } = sent(frames).await;
+            assert!(reader.message(64).await.is_none());
+        }
+        let Connection { mut reader, .. } = sent(&[
+            (false, OpCode::Text, b"\xe2\x82"),
+            (true, OpCode::Continuation, b"\xac"),
+        ])
+        .await;
+        assert_eq!(whole(reader.message(64).await), "\u{20ac}");
     }
 
     #[tokio::test]
