@@ -67,26 +67,17 @@ fn wakes_at_lowered_mark(release: &str) -> bool {
 pub(super) fn coalesced(stream: TcpStream, early: Bytes) -> (Coalesced, OwnedWriteHalf, Pacer) {
     let fd = stream.as_raw_fd();
     let (read, write) = stream.into_split();
-    let shared = Arc::new(Shared::default());
+    let until = Arc::new(AtomicU64::new(0));
     let coalesced = Coalesced {
         socket: read,
         fd,
         early,
-        shared: shared.clone(),
+        until: until.clone(),
+        read: 0,
         mark: 1,
         fallback: None,
     };
-    (coalesced, write, Pacer::new(shared, *LOWERED_MARK_WAKES))
-}
-
-/// What the [`Pacer`] and the read half tell each other.
-#[derive(Default)]
-struct Shared {
-    /// How far into the stream the request in progress is guessed to reach; 0 for no
-    /// guess.
-    until: AtomicU64,
-    /// Bytes read from the stream so far.
-    read: AtomicU64,
+    (coalesced, write, Pacer::new(until, *LOWERED_MARK_WAKES))
 }
 
 /// The read half of a WebSocket connection's socket.
@@ -95,7 +86,11 @@ pub(super) struct Coalesced {
     fd: RawFd,
     /// Bytes hyper had read past the upgrade request: they come first.
     early: Bytes,
-    shared: Arc<Shared>,
+    /// How far into the stream the request in progress is guessed to reach, as the
+    /// [`Pacer`] tells it; 0 for no guess.
+    until: Arc<AtomicU64>,
+    /// Bytes read from the stream so far.
+    read: u64,
     /// The low-water mark set on the socket.
     mark: u64,
     /// Ends a wait for a guessed mark.
@@ -126,14 +121,6 @@ impl Coalesced {
     }
 }
 
-impl Shared {
-    /// Counts `n` more bytes read (only the read half writes it).
-    fn add_read(&self, n: usize) {
-        let read = self.read.load(Ordering::Relaxed) + n as u64;
-        self.read.store(read, Ordering::Relaxed);
-    }
-}
-
 impl AsyncRead for Coalesced {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -145,18 +132,17 @@ impl AsyncRead for Coalesced {
             let n = this.early.len().min(buf.remaining());
             buf.put_slice(&this.early[..n]);
             this.early.advance(n);
-            this.shared.add_read(n);
+            this.read += n as u64;
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
         if let Poll::Ready(result) = Pin::new(&mut this.socket).poll_read(cx, buf) {
-            this.shared.add_read(buf.filled().len() - before);
+            this.read += (buf.filled().len() - before) as u64;
             this.fallback = None;
             return Poll::Ready(result);
         }
-        let until = this.shared.until.load(Ordering::Relaxed);
-        let read = this.shared.read.load(Ordering::Relaxed);
-        let mark = until.saturating_sub(read).clamp(1, MAX_MARK);
+        let until = this.until.load(Ordering::Relaxed);
+        let mark = until.saturating_sub(this.read).clamp(1, MAX_MARK);
         if mark != this.mark {
             this.set_mark(mark);
         }
@@ -180,7 +166,8 @@ impl AsyncRead for Coalesced {
 /// Follows a connection's requests through the frames its reader reads, and
 /// guesses how far the socket can be read before the reader is woken.
 pub(super) struct Pacer {
-    shared: Arc<Shared>,
+    /// Where the guess is told to the read half.
+    until: Arc<AtomicU64>,
     /// Off where lowering the mark wakes no reader (before Linux 4.18).
     guessing: bool,
     /// Where the reader is in the stream: the frames begun, headers included.
@@ -198,9 +185,9 @@ pub(super) struct Pacer {
 }
 
 impl Pacer {
-    fn new(shared: Arc<Shared>, guessing: bool) -> Pacer {
+    fn new(until: Arc<AtomicU64>, guessing: bool) -> Pacer {
         Pacer {
-            shared,
+            until,
             guessing,
             consumed: 0,
             start: 0,
@@ -226,7 +213,7 @@ impl Pacer {
     /// How many bytes the request in progress is guessed to bring after the frames
     /// begun so far; 0 without a guess.
     pub(super) fn rest(&self) -> usize {
-        let until = self.shared.until.load(Ordering::Relaxed);
+        let until = self.until.load(Ordering::Relaxed);
         usize::try_from(until.saturating_sub(self.consumed)).unwrap_or(usize::MAX)
     }
 
@@ -247,7 +234,7 @@ impl Pacer {
         } else {
             self.start + self.guess
         };
-        self.shared.until.store(until, Ordering::Relaxed);
+        self.until.store(until, Ordering::Relaxed);
     }
 
     /// The request in progress has been read to its end.
@@ -264,25 +251,22 @@ impl Pacer {
     /// How far into the stream the request in progress is guessed to reach.
     #[cfg(test)]
     fn until(&self) -> u64 {
-        self.shared.until.load(Ordering::Relaxed)
+        self.until.load(Ordering::Relaxed)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
-
     use super::{COALESCE_FROM, PAUSE, Pacer, RECENT};
 
     /// The rest of a begun request: a control frame, then a data message of `frames`
-    /// frames of 4 KiB, read from the socket as counted. Its length on the wire.
+    /// frames of 4 KiB. Its length on the wire.
     fn read(pacer: &mut Pacer, frames: usize) -> u64 {
         pacer.frame(6 + 200);
         for _ in 0..frames {
             pacer.frame(8 + 4096);
         }
         pacer.end();
-        pacer.shared.read.store(pacer.consumed, Ordering::Relaxed);
         pacer.consumed - pacer.start
     }
 
@@ -305,13 +289,13 @@ mod tests {
         let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let early = bytes::Bytes::from_static(b"early, ");
-        let (mut read, _write, pacer) = super::coalesced(server, early);
+        let (mut read, _write, _pacer) = super::coalesced(server, early);
         client.write_all(b"then the rest").await.unwrap();
         client.shutdown().await.unwrap();
         let mut all = Vec::new();
         read.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, b"early, then the rest");
-        assert_eq!(pacer.shared.read.load(Ordering::Relaxed), all.len() as u64);
+        assert_eq!(read.read, all.len() as u64);
     }
 
     #[test]

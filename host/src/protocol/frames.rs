@@ -86,11 +86,12 @@ pub fn parse(bytes: &[u8], limit: usize) -> Result<Option<Header>, FrameError> {
         return Ok(None);
     };
     let (length, mask) = rest.split_at(extra);
-    let len = match *length {
-        [] => u64::from(second & 0b0111_1111),
-        [a, b] => u64::from(u16::from_be_bytes([a, b])),
-        [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
-        _ => unreachable!("2 or 8 length bytes"),
+    let len = match extra {
+        0 => u64::from(second & 0b0111_1111),
+        // 2 or 8 bytes, big-endian.
+        _ => length
+            .iter()
+            .fold(0, |len, &byte| len << 8 | u64::from(byte)),
     };
     if matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong) {
         if !fin {
