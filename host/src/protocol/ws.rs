@@ -8,25 +8,24 @@
 //! one request failed (that would strand every request queued behind it); a failure
 //! is answered with a TEXT diagnostic and logged (§13 Q1).
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::{Arc, LazyLock};
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
+use fastwebsockets::OpCode;
 use fastwebsockets::upgrade::{UpgradeFut, is_upgrade_request};
-use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketWrite};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::coalesce::{self, Pacer};
 use super::control::Control;
-use super::frames::{FrameError, Frames, Header};
+use super::frames::{self, FrameError, Frames, Header, MAX_SERVER_HEADER};
 use super::{AppState, HttpError, http, server};
 use crate::etl::{EtlError, Held, Job, Outcome, Output};
 use crate::metrics::Transport;
@@ -75,9 +74,14 @@ const IN_FLIGHT: usize = 256;
 /// transforms would let a connection hold `IN_FLIGHT` messages of `HOLD_AT_MOST`.
 const HELD_PER_CONNECTION: u32 = 64 << 20;
 
-/// Small replies are gathered here and sent together; a reply at least this large
-/// goes to the socket straight from its own buffer, its header beside it (writev).
-const WRITE_BUFFER: usize = 64 << 10;
+/// Finished replies go out together, each frame's header beside its payload in one
+/// writev, until this many bytes are gathered; a reply is never split across writes
+/// for it.
+const WRITE_AT_ONCE: usize = 1 << 20;
+
+/// And until this many frames: a header and a payload each, within a writev's 1024
+/// buffers (IOV_MAX).
+const FRAMES_AT_ONCE: usize = 512;
 
 /// Where a WebSocket request's object is.
 enum Input {
@@ -98,35 +102,6 @@ enum Reply {
     Text(String),
     /// A pong or the close handshake's answer, owed to the peer.
     Control(OpCode, Vec<u8>),
-}
-
-impl Reply {
-    async fn write<S: AsyncWrite + Unpin>(
-        &self,
-        socket: &mut WebSocketWrite<S>,
-    ) -> Result<(), WebSocketError> {
-        let frame = match self {
-            Reply::Binary(chunks) => {
-                let Some((last, first)) = chunks.split_last() else {
-                    return socket
-                        .write_frame(Frame::binary(Payload::Borrowed(&[])))
-                        .await;
-                };
-                let mut opcode = OpCode::Binary;
-                for chunk in first {
-                    let frame = Frame::new(false, opcode, None, Payload::Borrowed(chunk));
-                    socket.write_frame(frame).await?;
-                    opcode = OpCode::Continuation;
-                }
-                Frame::new(true, opcode, None, Payload::Borrowed(last))
-            }
-            Reply::Text(text) => Frame::text(Payload::Borrowed(text.as_bytes())),
-            Reply::Control(opcode, payload) => {
-                Frame::new(true, *opcode, None, Payload::Borrowed(payload))
-            }
-        };
-        socket.write_frame(frame).await
-    }
 }
 
 /// A reply in the queue: being worked out, or known already.
@@ -189,9 +164,6 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
         return;
     };
     let (read, write, pacer) = coalesce::coalesced(stream, early);
-    let write = BufWriter::with_capacity(WRITE_BUFFER, write);
-    // fastwebsockets writes the frames; `Frames` reads them.
-    let (_, write) = fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Server);
     let limit = *MESSAGE_LIMIT;
     let (replies, pending) = mpsc::channel::<Pending>(IN_FLIGHT);
     let writer = tokio::spawn(write_replies(write, pending));
@@ -258,31 +230,104 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
     let _ = writer.await;
 }
 
-/// Writes the replies in order. Those already finished go out in one write; the
-/// socket is flushed as soon as the next would have to be waited for.
-async fn write_replies(
-    mut socket: WebSocketWrite<BufWriter<OwnedWriteHalf>>,
-    mut pending: mpsc::Receiver<Pending>,
-) {
+/// Writes the replies in order. Those already finished go out in one write, sent as
+/// soon as the next would have to be waited for; nothing follows a close frame.
+async fn write_replies<W: AsyncWrite + Unpin>(mut socket: W, mut pending: mpsc::Receiver<Pending>) {
+    let mut out = Outgoing::default();
     let mut next = pending.recv().await;
     while let Some(reply) = next {
-        let reply = reply.reply().await;
-        if let Err(error) = reply.write(&mut socket).await {
+        let closing = out.push(reply.reply().await);
+        let following = if closing {
+            None
+        } else {
+            pending.try_recv().ok()
+        };
+        if let Some(reply) = &following
+            && reply.is_ready()
+            && out.has_room()
+        {
+            next = following;
+            continue;
+        }
+        if let Err(error) = out.send(&mut socket).await {
             tracing::debug!("WebSocket connection ended: {error}");
             return;
         }
-        next = match pending.try_recv() {
-            Ok(reply) if reply.is_ready() => Some(reply),
-            ready => {
-                if socket.flush().await.is_err() {
-                    return;
-                }
-                match ready {
-                    Ok(reply) => Some(reply),
-                    Err(_) => pending.recv().await,
+        if closing {
+            return;
+        }
+        next = match following {
+            Some(reply) => Some(reply),
+            None => pending.recv().await,
+        };
+    }
+}
+
+/// Frames of finished replies, to go out in one write: each header beside its
+/// payload, which is never copied into a write buffer.
+#[derive(Default)]
+struct Outgoing {
+    frames: Vec<([u8; MAX_SERVER_HEADER], usize, Bytes)>,
+    bytes: usize,
+}
+
+impl Outgoing {
+    /// Adds a reply's frames; `true` for a close frame, after which nothing may be
+    /// sent (RFC 6455 §5.5.1).
+    fn push(&mut self, reply: Reply) -> bool {
+        match reply {
+            Reply::Binary(chunks) if chunks.is_empty() => {
+                self.frame(true, OpCode::Binary, Bytes::new());
+            }
+            Reply::Binary(chunks) => {
+                let last = chunks.len() - 1;
+                for (i, chunk) in chunks.into_iter().enumerate() {
+                    let opcode = if i == 0 {
+                        OpCode::Binary
+                    } else {
+                        OpCode::Continuation
+                    };
+                    self.frame(i == last, opcode, chunk);
                 }
             }
-        };
+            Reply::Text(text) => self.frame(true, OpCode::Text, text.into()),
+            Reply::Control(opcode, payload) => {
+                self.frame(true, opcode, payload.into());
+                return opcode == OpCode::Close;
+            }
+        }
+        false
+    }
+
+    fn frame(&mut self, fin: bool, opcode: OpCode, payload: Bytes) {
+        let (header, size) = frames::server_header(fin, opcode, payload.len());
+        self.bytes += size + payload.len();
+        self.frames.push((header, size, payload));
+    }
+
+    /// Whether another reply may join the write.
+    fn has_room(&self) -> bool {
+        self.bytes < WRITE_AT_ONCE && self.frames.len() < FRAMES_AT_ONCE
+    }
+
+    /// Writes the frames, and forgets them.
+    async fn send<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> io::Result<()> {
+        let mut slices: Vec<IoSlice> = (self.frames.iter())
+            .flat_map(|(header, size, payload)| {
+                [IoSlice::new(&header[..*size]), IoSlice::new(payload)]
+            })
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match socket.write_vectored(rest).await? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                written => IoSlice::advance_slices(&mut rest, written),
+            }
+        }
+        drop(slices);
+        self.frames.clear();
+        self.bytes = 0;
+        Ok(())
     }
 }
 
@@ -582,12 +627,12 @@ async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, 
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketWrite};
+    use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
     use futures::StreamExt;
     use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
     use tokio::sync::mpsc;
 
-    use super::{Fed, Frames, Message, Pacer, Pending, Reader, Reply, streamed};
+    use super::{Fed, Frames, Message, Pacer, Pending, Reader, Reply, streamed, write_replies};
 
     /// The server's side of a connection, and a client at the other end of an
     /// in-memory pipe.
@@ -596,15 +641,13 @@ mod tests {
         reader: Reader<ReadHalf<DuplexStream>>,
         /// What the reader queued for the writer.
         queued: mpsc::Receiver<Pending>,
-        write: WebSocketWrite<WriteHalf<DuplexStream>>,
+        write: WriteHalf<DuplexStream>,
         client: WebSocket<DuplexStream>,
     }
 
     fn connection() -> Connection {
         let (server, client) = tokio::io::duplex(1 << 16);
         let (read, write) = tokio::io::split(server);
-        let (_, write) =
-            fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Server);
         let (replies, queued) = mpsc::channel(4);
         Connection {
             reader: Reader {
@@ -753,37 +796,76 @@ mod tests {
         );
     }
 
+    /// What the client reads from a writer given `replies`, all finished: each frame
+    /// up to a close or the end, and whether nothing followed once the writer ended.
+    async fn written(replies: Vec<Reply>) -> (Vec<(bool, OpCode, Vec<u8>)>, bool) {
+        let Connection {
+            write, mut client, ..
+        } = connection();
+        // The close frame as it came, not answered on a pipe already closed.
+        client.set_auto_close(false);
+        let (queue, pending) = mpsc::channel(replies.len());
+        for reply in replies {
+            queue.try_send(Pending::Ready(reply)).unwrap();
+        }
+        drop(queue);
+        // Run beside the client: the pipe holds less than some replies.
+        let writer = tokio::spawn(write_replies(write, pending));
+        let mut frames = Vec::new();
+        loop {
+            match client.read_frame().await {
+                Ok(frame) if frame.opcode == OpCode::Close => {
+                    frames.push((frame.fin, frame.opcode, frame.payload.to_vec()));
+                    break;
+                }
+                Ok(frame) => frames.push((frame.fin, frame.opcode, frame.payload.to_vec())),
+                Err(_) => break,
+            }
+        }
+        writer.await.unwrap();
+        (frames, client.read_frame().await.is_err())
+    }
+
     #[tokio::test]
     async fn a_reply_in_chunks_is_one_message_of_one_frame_per_chunk() {
-        let Connection {
-            mut write,
-            mut client,
-            ..
-        } = connection();
-        for reply in [
-            Reply::Binary(
-                [&b"one"[..], b"two", b"three"]
-                    .map(Bytes::from_static)
-                    .into(),
-            ),
+        let chunks = [&b"one"[..], b"two", b"three"].map(Bytes::from_static);
+        let big = vec![7; 70_000];
+        let (frames, ended) = written(vec![
+            Reply::Binary(chunks.into()),
             Reply::Binary(vec![Bytes::from_static(b"whole")]),
             Reply::Binary(Vec::new()),
-        ] {
-            reply.write(&mut write).await.unwrap();
-        }
-        for (fin, opcode, payload) in [
+            Reply::Text("a diagnostic".into()),
+            Reply::Binary(vec![Bytes::from(big.clone())]),
+        ])
+        .await;
+        let expected = [
             (false, OpCode::Binary, &b"one"[..]),
             (false, OpCode::Continuation, b"two"),
             (true, OpCode::Continuation, b"three"),
             (true, OpCode::Binary, b"whole"),
             (true, OpCode::Binary, b""),
-        ] {
-            let frame = client.read_frame().await.unwrap();
-            assert_eq!(
-                (frame.fin, frame.opcode, &frame.payload[..]),
-                (fin, opcode, payload)
-            );
-        }
+            (true, OpCode::Text, b"a diagnostic"),
+            (true, OpCode::Binary, &big),
+        ]
+        .map(|(fin, opcode, payload)| (fin, opcode, payload.to_vec()));
+        assert_eq!(frames, expected);
+        assert!(ended, "the writer ended with its queue");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_after_a_close() {
+        let (frames, ended) = written(vec![
+            Reply::Binary(vec![Bytes::from_static(b"before")]),
+            Reply::Control(OpCode::Close, vec![0x03, 0xe8]),
+            Reply::Binary(vec![Bytes::from_static(b"after")]),
+        ])
+        .await;
+        let expected = [
+            (true, OpCode::Binary, b"before".to_vec()),
+            (true, OpCode::Close, vec![0x03, 0xe8]),
+        ];
+        assert_eq!(frames, expected);
+        assert!(ended);
     }
 
     #[tokio::test]
