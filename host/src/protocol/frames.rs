@@ -1,10 +1,12 @@
 //! WebSocket frames (RFC 6455 §5.2): a client's, read off the socket with each payload
 //! unmasked into the buffer it is read for (all of a message's frames into one
-//! buffer, with no copy in between), and the headers of the server's own. fastwebsockets' reader hands each frame out as a
-//! buffer of its own, split off a read buffer that it then reallocates for the next
-//! frame; gathered into a message that grew as they came, 64 KiB objects in 4 KiB
-//! frames spent 11% of the server's CPU reallocating, and at concurrency 8 waited on
-//! malloc's lock 0.9 times per object (`perf record`, `perf stat`).
+//! buffer, with no copy in between), and the headers of the server's own.
+//!
+//! fastwebsockets' reader hands each frame out as a buffer of its own, split off a
+//! read buffer that it then reallocates for the next frame; gathered into a message
+//! that grew as they came, 64 KiB objects in 4 KiB frames spent 11% of the server's
+//! CPU reallocating, and at concurrency 8 waited on malloc's lock 0.9 times per
+//! object (`perf record`, `perf stat`).
 //!
 //! Self-contained on purpose (bytes, tokio and fastwebsockets only, no `crate::`
 //! paths): the fuzz crate (`fuzz/`) compiles this file on its own.
