@@ -101,7 +101,7 @@ enum Reply {
     Binary(Vec<Bytes>),
     Text(String),
     /// A pong or the close handshake's answer, owed to the peer.
-    Control(OpCode, Vec<u8>),
+    Control(OpCode, Bytes),
 }
 
 /// A reply in the queue: being worked out, or known already.
@@ -292,7 +292,7 @@ impl Outgoing {
             }
             Reply::Text(text) => self.frame(true, OpCode::Text, text.into()),
             Reply::Control(opcode, payload) => {
-                self.frame(true, opcode, payload.into());
+                self.frame(true, opcode, payload);
                 return opcode == OpCode::Close;
             }
         }
@@ -365,11 +365,12 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             self.pacer.frame(header.wire + header.len);
             let answer = match header.opcode {
                 OpCode::Binary | OpCode::Text | OpCode::Continuation => return Some(header),
-                OpCode::Ping => Reply::Control(OpCode::Pong, self.payload(&header).await?.into()),
+                OpCode::Ping => Reply::Control(OpCode::Pong, self.payload(&header).await?),
                 // The answer echoes the status code, if the close had one.
                 OpCode::Close => {
                     let payload = self.payload(&header).await?;
-                    Reply::Control(OpCode::Close, payload.get(..2).unwrap_or_default().to_vec())
+                    let code = payload.get(..2).map(|code| payload.slice_ref(code));
+                    Reply::Control(OpCode::Close, code.unwrap_or_default())
                 }
                 OpCode::Pong => {
                     self.payload(&header).await?;
@@ -856,7 +857,7 @@ mod tests {
     async fn nothing_is_written_after_a_close() {
         let (frames, ended) = written(vec![
             Reply::Binary(vec![Bytes::from_static(b"before")]),
-            Reply::Control(OpCode::Close, vec![0x03, 0xe8]),
+            Reply::Control(OpCode::Close, Bytes::from_static(&[0x03, 0xe8])),
             Reply::Binary(vec![Bytes::from_static(b"after")]),
         ])
         .await;
