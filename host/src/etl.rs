@@ -214,8 +214,10 @@ impl Etl {
             self.direct_fqn && shapes.streaming && matches!(job.source, Source::Fqn { .. });
         let whole = move |size| !direct_fqn && !shapes.prefers_streaming(size);
         let arrives = job.source.arrives();
+        // A buffered transform takes the object into its instance's memory.
+        let at_most = self.transform.limits().max_memory;
         let loaded = self
-            .in_time("reading the object", job.source.load(whole))
+            .in_time("reading the object", job.source.load(whole, at_most))
             .await??;
         let transform = self.transform.clone();
         let object = job.object.clone();

@@ -11,7 +11,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::config::RunArgs;
-use crate::runtime::{InputStream, ObjectError, ObjectRequest, Runtime, Transform};
+use crate::runtime::{InputStream, ObjectRequest, Runtime, Transform};
+use crate::source::within;
 
 /// Chunks in flight between the guest and the output file.
 const OUTPUT_QUEUE: usize = 4;
@@ -121,26 +122,23 @@ async fn transform_file(
             .map(drop)
             .map_err(anyhow::Error::from)
             .and(write_result(written))
-    } else if transform.shapes().buffered {
-        let data = tokio::fs::read(input)
-            .await
-            .context("cannot read the input")?;
-        match transform.buffered(&data, object).await {
-            Ok(result) => write_result(
+    } else {
+        // Not streamed, so buffered: a component without either shape does not load.
+        async {
+            within(size, transform.limits().max_memory)?;
+            let data = tokio::fs::read(input)
+                .await
+                .context("cannot read the input")?;
+            let result = transform.buffered(&data, object).await?;
+            write_result(
                 async {
                     sink.write_all(&result).await?;
                     sink.flush().await
                 }
                 .await,
-            ),
-            Err(error) => Err(error.into()),
+            )
         }
-    } else {
-        Err(ObjectError::TooLarge {
-            size,
-            limit: transform.limits().max_output,
-        }
-        .into())
+        .await
     };
 
     match (result, partial, output) {

@@ -82,9 +82,9 @@ fn status_of(error: &EtlError) -> StatusCode {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             SourceError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+            SourceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         },
         EtlError::Transform(object) => match (object.fault(), object) {
-            (_, ObjectError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             // The transform says the object cannot be transformed: a 4xx, which the
             // target reports and does not retry.
             (Fault::BadInput, _) => StatusCode::UNPROCESSABLE_ENTITY,

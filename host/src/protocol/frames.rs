@@ -69,6 +69,30 @@ impl FrameError {
     }
 }
 
+impl Header {
+    /// The first `at` bytes of the payload as a frame of their own that does not end
+    /// the message, and the rest as its continuation, whose header is not on the wire.
+    pub fn split(self, at: usize) -> (Header, Header) {
+        let first = Header {
+            fin: false,
+            len: at,
+            ..self
+        };
+        let rest = Header {
+            opcode: OpCode::Continuation,
+            // The mask as it falls on the rest's first byte.
+            mask: self.mask.map(|mut mask| {
+                mask.rotate_left(at % 4);
+                mask
+            }),
+            len: self.len - at,
+            wire: 0,
+            ..self
+        };
+        (first, rest)
+    }
+}
+
 /// Parses the header at the start of `bytes`; `None` until all of it is there.
 pub fn parse(bytes: &[u8], limit: usize) -> Result<Option<Header>, FrameError> {
     let [first, second, ..] = *bytes else {

@@ -2,14 +2,16 @@
 //! message unless the control names an FQN (§4.4). Requests on a connection are
 //! processed concurrently and answered strictly in order, since the target matches
 //! replies to requests by position only. A data message is held whole up to
-//! `HOLD_AT_MOST`; a longer one streams to its transform as it arrives.
+//! `HOLD_AT_MOST`; a longer one streams to its transform as it arrives, and so does
+//! a frame longer than `PIECE`, piece by piece: what the connection holds does not
+//! grow with what the peer announces.
 //!
 //! There is no error frame in this protocol. A connection is never closed because
 //! one request failed (that would strand every request queued behind it); a failure
 //! is answered with a TEXT diagnostic and logged (§13 Q1).
 
 use std::io::{self, IoSlice};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -33,27 +35,14 @@ use crate::pipeline;
 use crate::runtime::ObjectRequest;
 use crate::source::Source;
 
-/// The target reads replies of up to 16 GiB, and sends objects as large (§4.4).
+/// The target reads replies of up to 16 GiB, and sends objects as large (§4.4): the
+/// longest frame accepted.
 const MAX_MESSAGE: usize = 16 << 30;
 
-/// The largest frame, and the longest message ever held (a control message, or a
-/// data message sent as one frame): `MAX_MESSAGE`, or less on a machine with less
-/// memory. A frame's whole length is reserved when its header arrives, and a
-/// reservation beyond the machine's memory would abort the process rather than end
-/// one connection.
-static MESSAGE_LIMIT: LazyLock<usize> = LazyLock::new(|| {
-    // SAFETY: sysconf only reads system parameters.
-    let (pages, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    match usize::try_from(pages.saturating_mul(page)) {
-        Ok(memory) if memory > 0 => memory.min(MAX_MESSAGE),
-        _ => MAX_MESSAGE,
-    }
-});
+/// A frame longer than this is read in pieces of this length, each passed on like a
+/// frame of its own. A payload is otherwise read whole, into a buffer reserved from
+/// its header's length: a frame announcing gigabytes would take them at once.
+const PIECE: usize = 64 << 10;
 
 /// A data message that outgrows this before its last frame is not held whole: its
 /// transform reads it as it arrives, in constant memory, as §4.4 advises for objects
@@ -164,20 +153,30 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
         return;
     };
     let (read, write, pacer) = coalesce::coalesced(stream, early);
-    let limit = *MESSAGE_LIMIT;
     let (replies, pending) = mpsc::channel::<Pending>(IN_FLIGHT);
     let writer = tokio::spawn(write_replies(write, pending));
     let mut reader = Reader {
-        frames: Frames::new(read, limit),
+        frames: Frames::new(read, MAX_MESSAGE),
+        piece: PIECE,
+        rest_of_frame: None,
         replies,
-        limit,
         pacer,
     };
     let held = Arc::new(Semaphore::new(HELD_PER_CONNECTION as usize));
     loop {
         reader.pacer.begin();
-        let Some(Message::Whole(control)) = reader.message(limit).await else {
-            break;
+        // A control message is a few hundred bytes of JSON; one too long to hold
+        // cannot be parsed, nor skipped, since whether data follows it is in it.
+        let control = match reader.message(HOLD_AT_MOST).await {
+            Some(Message::Whole(control)) => control,
+            Some(Message::Begun(_)) => {
+                tracing::warn!(
+                    "a WebSocket control message over {HOLD_AT_MOST} bytes: closing the \
+                     connection, since it cannot be held"
+                );
+                break;
+            }
+            None => break,
         };
         let mut feed = None;
         let reply = match Control::parse(&control) {
@@ -195,7 +194,7 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
                     }
                     None => break,
                 };
-                // A message sent as one frame can outgrow the budget: it takes all of it.
+                // A held message can outgrow the budget by its last piece: it takes all.
                 let bytes = length.min(HELD_PER_CONNECTION as usize) as u32;
                 let permit = held.clone().acquire_many_owned(bytes).await;
                 let permit = permit.expect("the semaphore is never closed");
@@ -337,9 +336,11 @@ impl Outgoing {
 /// pong and a close's answer are queued behind the replies owed before them.
 struct Reader<S> {
     frames: Frames<S>,
+    /// Frames longer than this are read in pieces this long (`PIECE`).
+    piece: usize,
+    /// What is left of a frame read in pieces, its header not on the wire.
+    rest_of_frame: Option<Header>,
     replies: mpsc::Sender<Pending>,
-    /// The longest message held whole (`MESSAGE_LIMIT`).
-    limit: usize,
     /// Told of every frame and request, so that the socket wakes the reader once a
     /// request is likely whole.
     pacer: Pacer,
@@ -353,10 +354,13 @@ enum Message {
 }
 
 impl<S: AsyncRead + Unpin> Reader<S> {
-    /// The header of the next frame of a BINARY or TEXT message, its payload still to
-    /// be read; control frames before it are answered. `None` when the connection
-    /// ends or is closed.
+    /// The header of the next frame of a BINARY or TEXT message (or of its next
+    /// piece), its payload still to be read; control frames before it are answered.
+    /// `None` when the connection ends or is closed.
     async fn data_frame(&mut self) -> Option<Header> {
+        if let Some(rest) = self.rest_of_frame.take() {
+            return Some(self.piece_of(rest));
+        }
         loop {
             let header = match self.frames.header().await {
                 Ok(header) => header,
@@ -364,7 +368,9 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             };
             self.pacer.frame(header.wire + header.len);
             let answer = match header.opcode {
-                OpCode::Binary | OpCode::Text | OpCode::Continuation => return Some(header),
+                OpCode::Binary | OpCode::Text | OpCode::Continuation => {
+                    return Some(self.piece_of(header));
+                }
                 OpCode::Ping => Reply::Control(OpCode::Pong, self.payload(&header).await?),
                 // The answer echoes the status code, if the close had one.
                 OpCode::Close => {
@@ -384,6 +390,16 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         }
     }
 
+    /// `header`, or its first piece if it is longer than a piece (the rest is kept).
+    fn piece_of(&mut self, header: Header) -> Header {
+        if header.len <= self.piece {
+            return header;
+        }
+        let (piece, rest) = header.split(self.piece);
+        self.rest_of_frame = Some(rest);
+        piece
+    }
+
     /// The payload of the frame whose header was read last, appended to `to`.
     async fn payload_into(&mut self, header: &Header, to: &mut BytesMut) -> Option<()> {
         match self.frames.payload(header, to).await {
@@ -399,9 +415,9 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         Some(payload.freeze())
     }
 
-    /// The next BINARY (or TEXT) message: whole if it ends within `hold` bytes, else
-    /// begun. `None` when the connection ends, or when the peer breaks the framing
-    /// or sends more than `limit` bytes to be held.
+    /// The next BINARY (or TEXT) message: whole if it ends within `hold` bytes (and
+    /// a piece), else begun. `None` when the connection ends, or when the peer breaks
+    /// the framing.
     async fn message(&mut self, hold: usize) -> Option<Message> {
         let first = self.data_frame().await?;
         if first.opcode == OpCode::Continuation {
@@ -411,10 +427,12 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         if first.fin {
             return whole(first.opcode, self.payload(&first).await?);
         }
-        // Room for the frames the request is guessed to bring, so that the message is
-        // not copied as it grows. A request shorter than its guess leaves the rest
-        // unused, and pauses the guessing.
-        let expected = first.len + self.pacer.rest();
+        // Room for the frames the request is guessed to bring (and for the rest of a
+        // frame read in pieces), so that the message is not copied as it grows. A
+        // request shorter than its guess leaves the rest unused, and pauses the
+        // guessing.
+        let rest_of_frame = self.rest_of_frame.map_or(0, |rest| rest.len);
+        let expected = first.len + rest_of_frame + self.pacer.rest();
         let mut message = BytesMut::with_capacity(expected.min(hold).max(first.len));
         self.payload_into(&first, &mut message).await?;
         loop {
@@ -424,14 +442,6 @@ impl<S: AsyncRead + Unpin> Reader<S> {
                 return None;
             }
             let length = message.len() + frame.len;
-            if length > self.limit {
-                tracing::warn!(
-                    "a WebSocket message over {} bytes: closing the connection, since the \
-                     message cannot be held",
-                    self.limit
-                );
-                return None;
-            }
             // Not grown past `hold`: growing copies the buffer, and could briefly take
             // twice what it holds.
             if length > hold && !frame.fin {
@@ -633,12 +643,14 @@ mod tests {
     use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
     use tokio::sync::mpsc;
 
-    use super::{Fed, Frames, Message, Pacer, Pending, Reader, Reply, streamed, write_replies};
+    use super::{
+        Fed, Frames, MAX_MESSAGE, Message, Pacer, Pending, Reader, Reply, streamed, write_replies,
+    };
 
     /// The server's side of a connection, and a client at the other end of an
     /// in-memory pipe.
     struct Connection {
-        /// Holds messages of up to 64 bytes.
+        /// Reads frames over 64 bytes in pieces of 64 (`PIECE`, scaled down).
         reader: Reader<ReadHalf<DuplexStream>>,
         /// What the reader queued for the writer.
         queued: mpsc::Receiver<Pending>,
@@ -652,9 +664,10 @@ mod tests {
         let (replies, queued) = mpsc::channel(4);
         Connection {
             reader: Reader {
-                frames: Frames::new(read, 64),
+                frames: Frames::new(read, MAX_MESSAGE),
+                piece: 64,
+                rest_of_frame: None,
                 replies,
-                limit: 64,
                 pacer: Pacer::detached(),
             },
             queued,
@@ -746,6 +759,38 @@ mod tests {
         assert_eq!(body.concat(), b"abcdefgh");
         assert!(is_pong(queued.try_recv(), b"there?"));
         assert_eq!(whole(reader.message(3).await), "next");
+    }
+
+    #[tokio::test]
+    async fn a_frame_longer_than_a_piece_is_read_piece_by_piece() {
+        let payload: Vec<u8> = (0..200).collect();
+        let Connection {
+            mut reader,
+            mut queued,
+            ..
+        } = sent(&[
+            (true, OpCode::Binary, &payload),
+            (false, OpCode::Binary, &payload[..30]),
+            (true, OpCode::Ping, b"there?"),
+            (true, OpCode::Continuation, &payload[30..]),
+        ])
+        .await;
+        // Pieces of 7 bytes: the client's mask falls on each at another offset.
+        reader.piece = 7;
+        // Held whole while at most 100 bytes (and a piece) long: begun.
+        let head = begun(reader.message(100).await);
+        assert_eq!(head.iter().map(Bytes::len).collect::<Vec<_>>(), [98, 7]);
+        let (feed, rest) = mpsc::channel(64);
+        assert!(reader.feed(feed).await);
+        let body: Vec<Bytes> = streamed(head, rest)
+            .map(|piece| piece.unwrap())
+            .collect()
+            .await;
+        assert!(body[1..].iter().all(|piece| piece.len() <= 7), "{body:?}");
+        assert_eq!(body.concat(), payload);
+        // Held whole: one buffer, though it came in pieces around a ping.
+        assert_eq!(whole(reader.message(256).await), payload);
+        assert!(is_pong(queued.try_recv(), b"there?"));
     }
 
     #[tokio::test]
@@ -890,14 +935,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_message_over_the_limit_or_out_of_sequence_ends_the_connection() {
-        let Connection { mut reader, .. } = sent(&[
-            (false, OpCode::Binary, &[1; 40]),
-            (true, OpCode::Continuation, &[2; 40]),
-        ])
-        .await;
-        assert!(reader.message(64).await.is_none());
-
+    async fn a_message_out_of_sequence_ends_the_connection() {
         for frames in [
             &[(true, OpCode::Continuation, &b"no start"[..])][..],
             &[

@@ -54,18 +54,6 @@ pub enum ObjectError {
     /// The host could not deliver the output (receiver gone).
     #[error("writing the result failed: {0}")]
     Output(io::Error),
-    /// The object is larger than a buffered transform accepts and the component has
-    /// no streaming export.
-    #[error(
-        "the object is {size} bytes, over the buffered limit of {limit} bytes; export \
-         aistore:etl/streaming for large objects or raise --max-output"
-    )]
-    TooLarge {
-        /// The object's size.
-        size: u64,
-        /// The buffered limit.
-        limit: u64,
-    },
     /// The host failed to create an instance for the call.
     #[error("the host could not create an instance: {0:#}")]
     Instance(anyhow::Error),
@@ -86,7 +74,7 @@ impl ObjectError {
     /// Who is at fault, which decides the status an AIStore target gets.
     pub fn fault(&self) -> Fault {
         match self {
-            ObjectError::BadInput(_) | ObjectError::TooLarge { .. } => Fault::BadInput,
+            ObjectError::BadInput(_) => Fault::BadInput,
             ObjectError::Failed(_) | ObjectError::Aborted(_) => Fault::Guest,
             ObjectError::Input(_) | ObjectError::Output(_) | ObjectError::Instance(_) => {
                 Fault::Host

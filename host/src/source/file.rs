@@ -41,13 +41,15 @@ pub(super) enum Wait {
     Allowed,
 }
 
-/// Open the FQN's file and read it whole when `whole(size)` says so, else hand it
-/// over to be streamed. `Ok(None)` only with [`Wait::Never`]: the kernel would have
-/// had to wait; nothing is lost by repeating the load with [`Wait::Allowed`].
+/// Open the FQN's file and read it whole when `whole(size)` says so (unless it is
+/// longer than `at_most`), else hand it over to be streamed. `Ok(None)` only with
+/// [`Wait::Never`]: the kernel would have had to wait; nothing is lost by repeating
+/// the load with [`Wait::Allowed`].
 pub(super) fn load(
     policy: &FqnPolicy,
     path: &Path,
     whole: &dyn Fn(Option<u64>) -> bool,
+    at_most: u64,
     wait: Wait,
 ) -> Result<Option<Loaded>, SourceError> {
     let refused = |reason| SourceError::FqnRefused {
@@ -79,6 +81,7 @@ pub(super) fn load(
             size: Some(size),
         })));
     }
+    super::within(size, at_most)?;
     let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
     let complete = match wait {
         Wait::Never => read_cached(&file, &mut data).map_err(failed)?,
@@ -357,7 +360,7 @@ mod tests {
         let policy = FqnPolicy::any_mountpath();
         let all = |_: Option<u64>| true;
         // Just written: in the page cache.
-        let cached = load(&policy, &path, &all, Wait::Never).unwrap();
+        let cached = load(&policy, &path, &all, u64::MAX, Wait::Never).unwrap();
         assert!(whole(cached).unwrap() == data);
 
         // Evicted: the kernel would have to read the disk.
@@ -366,12 +369,12 @@ mod tests {
         let advice =
             unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
         assert_eq!(advice, 0);
-        let evicted = load(&policy, &path, &all, Wait::Never).unwrap();
+        let evicted = load(&policy, &path, &all, u64::MAX, Wait::Never).unwrap();
         assert!(
             evicted.is_none(),
             "an evicted file was read without waiting"
         );
-        let loaded = load(&policy, &path, &all, Wait::Allowed).unwrap();
+        let loaded = load(&policy, &path, &all, u64::MAX, Wait::Allowed).unwrap();
         assert!(whole(loaded).unwrap() == data);
     }
 
@@ -427,7 +430,7 @@ mod tests {
         let policy = FqnPolicy::any_mountpath();
         let small = |size: Option<u64>| size.is_some_and(|size| size < 10);
         for wait in [Wait::Never, Wait::Allowed] {
-            match load(&policy, &path, &small, wait).unwrap() {
+            match load(&policy, &path, &small, u64::MAX, wait).unwrap() {
                 Some(Loaded::Stream(opened)) => assert_eq!(opened.size, Some(10)),
                 _ => panic!("not handed over open"),
             }

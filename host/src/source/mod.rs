@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::io::AsyncRead;
 use tokio_util::io::StreamReader;
 
@@ -74,6 +74,19 @@ pub enum SourceError {
     Download { url: String, cause: String },
     #[error("the object must be fetched from the target, but AIS_TARGET_URL is not set")]
     NoTargetUrl,
+    /// The object is to be read whole, for a buffered transform, and is larger than
+    /// any instance could hold.
+    #[error(
+        "the object is {} the {at_most} bytes of memory an instance may have, so a \
+         buffered transform cannot take it: export aistore:etl/streaming to take objects \
+         of any size, or raise --max-memory/ETL_WASM_MAX_MEMORY",
+        size.map_or("more than".to_string(), |size| format!("{size} bytes, more than"))
+    )]
+    TooLarge {
+        /// Its size, when it was announced.
+        size: Option<u64>,
+        at_most: u64,
+    },
 }
 
 /// A source opened for one attempt, to be streamed.
@@ -110,52 +123,48 @@ impl Source {
     }
 
     /// Open the source and read it whole if `whole(size)` says so, the size being
-    /// known once the source is open (`None`: it has no length). A file is loaded
+    /// known once the source is open (`None`: it has no length), refusing one longer
+    /// than `at_most` bytes before reading more than that. A file is loaded
     /// on this thread when the kernel has it cached, else in one trip to the
     /// blocking pool for all of it: a trip per step (resolve, open, stat, read)
     /// costs more than the reading itself for small objects.
     pub async fn load(
         &mut self,
         whole: impl Fn(Option<u64>) -> bool + Send + 'static,
+        at_most: u64,
     ) -> Result<Loaded, SourceError> {
         match self {
             Source::Body { body, length } => {
-                let mut body = body.take().ok_or(SourceError::Consumed)?;
+                let body = body.take().ok_or(SourceError::Consumed)?;
                 if !whole(*length) {
                     return Ok(Loaded::Stream(Opened {
                         reader: Box::new(StreamReader::new(body)),
                         size: *length,
                     }));
                 }
-                // A small body often arrives as one chunk, used as is rather than copied.
-                let Some(first) = body.next().await.transpose().map_err(SourceError::Body)? else {
-                    return Ok(Loaded::Whole(Bytes::new()));
-                };
-                let Some(second) = body.next().await.transpose().map_err(SourceError::Body)? else {
-                    return Ok(Loaded::Whole(first));
-                };
-                let mut data = Vec::with_capacity(length.unwrap_or(0).min(64 << 20) as usize);
-                data.extend_from_slice(&first);
-                data.extend_from_slice(&second);
-                while let Some(chunk) = body.next().await {
-                    data.extend_from_slice(&chunk.map_err(SourceError::Body)?);
-                }
-                Ok(Loaded::Whole(data.into()))
+                read_whole(body, *length, at_most, SourceError::Body)
+                    .await
+                    .map(Loaded::Whole)
             }
-            Source::Bytes(bytes) => Ok(match whole(Some(bytes.len() as u64)) {
-                true => Loaded::Whole(bytes.clone()),
-                false => Loaded::Stream(Opened {
-                    size: Some(bytes.len() as u64),
-                    reader: Box::new(io::Cursor::new(bytes.clone())),
-                }),
-            }),
+            Source::Bytes(bytes) => {
+                let size = bytes.len() as u64;
+                if !whole(Some(size)) {
+                    return Ok(Loaded::Stream(Opened {
+                        size: Some(size),
+                        reader: Box::new(io::Cursor::new(bytes.clone())),
+                    }));
+                }
+                within(size, at_most)?;
+                Ok(Loaded::Whole(bytes.clone()))
+            }
             Source::Fqn { path, policy } => {
-                if let Some(loaded) = file::load(policy, path, &whole, file::Wait::Never)? {
+                let wait = file::Wait::Never;
+                if let Some(loaded) = file::load(policy, path, &whole, at_most, wait)? {
                     return Ok(loaded);
                 }
                 let (path, policy) = (path.clone(), policy.clone());
                 tokio::task::spawn_blocking(move || {
-                    file::load(&policy, &path, &whole, file::Wait::Allowed)
+                    file::load(&policy, &path, &whole, at_most, file::Wait::Allowed)
                         .map(|loaded| loaded.expect("a load that may wait always finishes"))
                 })
                 .await
@@ -165,11 +174,11 @@ impl Source {
                 let response = get(client, url, *kind).await?;
                 let size = response.content_length();
                 if whole(size) {
-                    let data = response
-                        .bytes()
+                    let body = response.bytes_stream();
+                    let failed = |e| transport_error(url, *kind, e);
+                    return read_whole(body, size, at_most, failed)
                         .await
-                        .map_err(|e| transport_error(url, *kind, e))?;
-                    return Ok(Loaded::Whole(data));
+                        .map(Loaded::Whole);
                 }
                 let stream = response.bytes_stream().map_err(io::Error::other);
                 Ok(Loaded::Stream(Opened {
@@ -179,6 +188,54 @@ impl Source {
             }
         }
     }
+}
+
+/// Refuses an object of `size` bytes longer than `at_most`.
+pub fn within(size: u64, at_most: u64) -> Result<(), SourceError> {
+    match size <= at_most {
+        true => Ok(()),
+        false => Err(SourceError::TooLarge {
+            size: Some(size),
+            at_most,
+        }),
+    }
+}
+
+/// Reads `body` whole, `length` bytes if it says, refusing more than `at_most`. A
+/// small body often arrives as one chunk, used as is rather than copied.
+async fn read_whole<E>(
+    body: impl Stream<Item = Result<Bytes, E>>,
+    length: Option<u64>,
+    at_most: u64,
+    failed: impl Fn(E) -> SourceError,
+) -> Result<Bytes, SourceError> {
+    if let Some(length) = length {
+        within(length, at_most)?;
+    }
+    let over = |held: usize| {
+        (held as u64 > at_most).then_some(SourceError::TooLarge {
+            size: None,
+            at_most,
+        })
+    };
+    let mut body = std::pin::pin!(body);
+    let Some(first) = body.next().await.transpose().map_err(&failed)? else {
+        return Ok(Bytes::new());
+    };
+    let Some(second) = body.next().await.transpose().map_err(&failed)? else {
+        return over(first.len()).map_or(Ok(first), Err);
+    };
+    let mut data = Vec::with_capacity(length.unwrap_or(0).min(64 << 20) as usize);
+    let mut chunk = Some(second);
+    data.extend_from_slice(&first);
+    while let Some(piece) = chunk {
+        if let Some(error) = over(data.len() + piece.len()) {
+            return Err(error);
+        }
+        data.extend_from_slice(&piece);
+        chunk = body.next().await.transpose().map_err(&failed)?;
+    }
+    Ok(data.into())
 }
 
 fn fqn_error(path: &Path, error: io::Error) -> SourceError {

@@ -242,3 +242,95 @@ async fn clients_disconnecting_mid_upload_or_mid_download() {
         assert!(started.elapsed() < Duration::from_secs(60), "{component}");
     }
 }
+
+/// An object larger than the instance's memory could ever hold, for a transform that
+/// only buffers: refused with 413 before it is read, whatever brings it; the server
+/// serves on. The size it says is the announced one, or none for a chunked body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_larger_than_a_buffered_instance_are_refused_unread() {
+    use futures::SinkExt;
+
+    const MEMORY: usize = 4 << 20;
+    let target = FakeTarget::start().await;
+    let mountpath = Mountpath::new();
+    let big = vec![b'b'; MEMORY + 1];
+    target.put_object("ais/@#/src/big", big.clone());
+    let fqn = mountpath.store("src", "big", &big);
+    // md5 exports the buffered shape only.
+    let server = server("examples/md5", &target)
+        .env("ETL_WASM_MAX_MEMORY", "4MiB")
+        .start()
+        .await;
+    let announced = format!(
+        "{} bytes, more than the {MEMORY} bytes of memory",
+        MEMORY + 1
+    );
+    let unannounced = format!("is more than the {MEMORY} bytes of memory");
+    let addr = server.addr;
+    let chunked =
+        format!("PUT /src/chunked HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let fqn_path = format!("/src/fqn?{}", super::harness::etl_fqn_param(&fqn));
+    let cases = [
+        (
+            "hpush",
+            "PUT",
+            "/src/pushed".to_string(),
+            &big[..],
+            &announced,
+        ),
+        ("hpush-fqn", "PUT", fqn_path, &b""[..], &announced),
+        (
+            "hpull",
+            "GET",
+            "/ais%2F@%23%2Fsrc%2Fbig".to_string(),
+            &b""[..],
+            &announced,
+        ),
+    ];
+    for (case, method, path, body, cause) in cases {
+        let response = request(addr, method, &path, &[], body).await;
+        assert_eq!(response.status, 413, "{case}: {response:?}");
+        let text = String::from_utf8_lossy(&response.body);
+        assert!(text.contains(cause.as_str()), "{case}: {text}");
+        assert!(
+            text.contains("export aistore:etl/streaming"),
+            "{case}: {text}"
+        );
+    }
+    // Chunked: read up to the limit, then refused.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(chunked.as_bytes()).await.unwrap();
+    let piece = vec![b'c'; 1 << 20];
+    let mut answer = Vec::new();
+    for _ in 0..8 {
+        let chunk = [format!("{:x}\r\n", piece.len()).as_bytes(), &piece, b"\r\n"].concat();
+        if stream.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "chunked: {answer}");
+    assert!(answer.contains(&unannounced), "chunked: {answer}");
+    // WebSocket: a TEXT diagnostic, and the connection serves on.
+    let mut socket = super::ws::connect(&server).await;
+    socket
+        .send(super::ws::control("", "", "", "ws"))
+        .await
+        .unwrap();
+    let message = tokio_tungstenite::tungstenite::Message::Binary(big.clone().into());
+    socket.send(message).await.unwrap();
+    let reply = super::ws::text(super::ws::next_reply(&mut socket).await);
+    assert!(reply.contains(&announced), "ws: {reply}");
+    socket
+        .send(super::ws::control("", "", "", "ws"))
+        .await
+        .unwrap();
+    let small = tokio_tungstenite::tungstenite::Message::Binary(Bytes::from_static(b"small"));
+    socket.send(small).await.unwrap();
+    let digest = super::ws::binary(super::ws::next_reply(&mut socket).await);
+    assert_eq!(digest.len(), 32, "{digest:?}");
+    // Over HTTP too, with the one worker.
+    let response = request(addr, "PUT", "/src/small", &[], b"small").await;
+    assert_eq!(response.status, 200, "{response:?}");
+}

@@ -393,6 +393,22 @@ async fn a_connection_dropped_in_a_streamed_message_stops_its_transform() {
     );
 }
 
+/// A message sent as one frame longer than is held: read in pieces as it arrives and
+/// streamed to its transform, the client's mask carried from piece to piece, rather
+/// than a buffer as long as the frame announces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_in_one_frame_longer_than_held_streams_piece_by_piece() {
+    use sha2::Digest;
+    let server = ServerBuilder::new("examples/hash").start().await;
+    let mut socket = connect(&server).await;
+    let data: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+    let expected = hex::encode(sha2::Sha256::digest(&data));
+    socket.send(control("", "", "", "one-frame")).await.unwrap();
+    let frame = Frame::message(Bytes::from(data), OpCode::Data(Data::Binary), true);
+    socket.send(Message::Frame(frame)).await.unwrap();
+    assert_eq!(binary(next_reply(&mut socket).await), expected);
+}
+
 /// The target never pings or closes (§4.4), but a peer that does is answered: a pong
 /// behind the replies owed before it, a close after every request sent before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
