@@ -13,6 +13,14 @@ use crate::outbound::OutboundArgs;
 use crate::runtime::{InstanceMode, Limits, RuntimeConfig};
 use crate::source::fqn::FqnPolicy;
 
+/// The longest `--timeout`: a day is more than any object needs, and far less than
+/// would overflow a deadline computed from it.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// The most objects transformed at once: the instance pool reserves address space
+/// for three instances per worker.
+const MAX_WORKERS: usize = 1024;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ais-wasm",
@@ -185,11 +193,17 @@ impl RuntimeArgs {
                 self.max_memory
             );
         }
-        if self.timeout.is_zero() {
-            bail!("--timeout/ETL_WASM_TIMEOUT must be more than zero");
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            bail!(
+                "--timeout/ETL_WASM_TIMEOUT must be more than zero and at most {}, got {}",
+                humantime::format_duration(MAX_TIMEOUT),
+                humantime::format_duration(self.timeout)
+            );
         }
         let concurrency = match self.workers {
-            Some(0) => bail!("--workers/NUM_WORKERS must be at least 1"),
+            Some(workers) if !(1..=MAX_WORKERS).contains(&workers) => {
+                bail!("--workers/NUM_WORKERS must be from 1 to {MAX_WORKERS}, got {workers}")
+            }
             Some(workers) => workers,
             None => std::thread::available_parallelism()
                 .map_or(4, |n| n.get() * 2)

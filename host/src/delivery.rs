@@ -5,6 +5,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
@@ -13,6 +14,10 @@ use sha2::{Digest, Sha256};
 /// Largest component accepted from any source, after decompression: a guard
 /// against decompression bombs and runaway downloads.
 pub const MAX_COMPONENT_SIZE: u64 = 512 * 1024 * 1024;
+
+/// A download of the component that takes longer is given up: at start-up `/health`
+/// would answer 503 for ever, and a reload would hold off every later one.
+pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The variable that carries an inline component.
 pub const PAYLOAD_VAR: &str = "ETL_WASM_PAYLOAD";
@@ -48,12 +53,16 @@ pub struct ComponentArgs {
 }
 
 impl ComponentArgs {
-    /// A short name of the source for messages.
+    /// A short name of the source for messages: of a URL, only its origin (its path
+    /// may carry an AIStore ETL secret).
     pub fn describe(&self) -> String {
         match (&self.path, &self.payload, &self.url) {
             (Some(path), _, _) => path.display().to_string(),
             (_, Some(_), _) => PAYLOAD_VAR.to_string(),
-            (_, _, Some(url)) => url.clone(),
+            (_, _, Some(url)) => match url::Url::parse(url) {
+                Ok(url) => format!("the component at {}", url.origin().ascii_serialization()),
+                Err(_) => "ETL_WASM_URL".to_string(),
+            },
             _ => "the component".to_string(),
         }
     }
@@ -114,6 +123,8 @@ fn decompress(bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
         Box::new(zstd::stream::read::Decoder::new(bytes.as_slice()).context("zstd")?)
     } else if bytes.starts_with(&GZIP_MAGIC) {
         Box::new(flate2::read::GzDecoder::new(bytes.as_slice()))
+    } else if bytes.len() as u64 > MAX_COMPONENT_SIZE {
+        bail!("the component is larger than {MAX_COMPONENT_SIZE} bytes");
     } else {
         return Ok(bytes);
     };
@@ -129,8 +140,8 @@ fn decompress(bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn download(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>> {
-    let parsed =
-        url::Url::parse(url).with_context(|| format!("ETL_WASM_URL {url:?} is not a URL"))?;
+    // Not quoted: it may carry an AIStore ETL secret.
+    let parsed = url::Url::parse(url).context("ETL_WASM_URL is not a URL")?;
     if !matches!(parsed.scheme(), "http" | "https") {
         bail!(
             "ETL_WASM_URL must be an http or https URL, not {:?}",
@@ -139,11 +150,22 @@ async fn download(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>
     }
     // Only the origin is logged: the path may carry an AIStore ETL secret.
     let origin = parsed.origin().ascii_serialization();
+    let failed = |e: reqwest::Error| {
+        let cause = match e.is_timeout() {
+            true => format!("it took longer than {DOWNLOAD_TIMEOUT:?}"),
+            false => e.without_url().to_string(),
+        };
+        anyhow::anyhow!(
+            "cannot download the component from {origin}: {cause}; check ETL_WASM_URL and that \
+             the server is reachable"
+        )
+    };
     let mut response = client
         .get(parsed)
+        .timeout(DOWNLOAD_TIMEOUT)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot download the component from {origin}: {e}; check ETL_WASM_URL and that the server is reachable"))?;
+        .map_err(failed)?;
     if !response.status().is_success() {
         bail!(
             "downloading the component from {origin} failed with HTTP {}; check ETL_WASM_URL",
@@ -151,11 +173,7 @@ async fn download(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>
         );
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .with_context(|| format!("downloading the component from {origin}"))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
         body.extend_from_slice(&chunk);
         if body.len() as u64 > MAX_COMPONENT_SIZE {
             bail!("the component at {origin} is larger than {MAX_COMPONENT_SIZE} bytes");

@@ -10,7 +10,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures::Stream;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinError, JoinHandle};
 
@@ -71,7 +72,7 @@ pub enum Outcome {
     /// The next hop answered 200 with a body, which goes back to the caller.
     Returned {
         first: Bytes,
-        rest: reqwest::Response,
+        rest: BoxStream<'static, Result<Bytes, EtlError>>,
     },
 }
 
@@ -183,6 +184,8 @@ impl Etl {
                     return Ok(Outcome::Delivered { length });
                 }
                 Ok(Answer::Returned { first, rest }) => {
+                    let limit = self.transform.limits().timeout;
+                    let rest = paced(rest, limit);
                     return Ok(Outcome::Returned { first, rest });
                 }
                 Err(error @ (PutError::Refused(_) | PutError::Status { .. })) => {
@@ -272,6 +275,28 @@ impl Etl {
             .await
             .map_err(|_| EtlError::Timeout { during, limit })
     }
+}
+
+/// The rest of a next hop's answer, each chunk due within `limit` of the one before:
+/// a hop that stops sending would otherwise hold the reply for ever (on a WebSocket,
+/// with every reply queued behind it).
+fn paced(
+    rest: BoxStream<'static, Result<Bytes, PutError>>,
+    limit: Duration,
+) -> BoxStream<'static, Result<Bytes, EtlError>> {
+    futures::stream::unfold(Some(rest), move |rest| async move {
+        let mut rest = rest?;
+        match tokio::time::timeout(limit, rest.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(rest))),
+            Ok(None) => None,
+            Ok(Some(Err(error))) => Some((Err(EtlError::DirectPut(error)), None)),
+            Err(_) => {
+                let during = "the next hop's answer";
+                Some((Err(EtlError::Timeout { during, limit }), None))
+            }
+        }
+    })
+    .boxed()
 }
 
 impl Etl {

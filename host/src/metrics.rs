@@ -163,8 +163,9 @@ impl Metrics {
     }
 
     /// One object's outcome. Its request leaves `requests_in_flight` first, so that
-    /// no request is ever counted there and in `objects_total` at once: their sum is
-    /// the requests received so far.
+    /// no request is ever counted there and in `objects_total` at once. (A request
+    /// refused before it reached the transform, the component still loading, only
+    /// passes through `requests_in_flight`.)
     pub fn object(
         &self,
         in_flight: InFlight<'_>,

@@ -87,6 +87,20 @@ impl OutboundArgs {
     }
 }
 
+/// The start of an error answer's body, at most `at_most` bytes of it: enough to say
+/// what went wrong, and no more is read however long the body is.
+pub async fn body_head(mut response: reqwest::Response, at_most: usize) -> bytes::Bytes {
+    let mut head = bytes::BytesMut::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = at_most - head.len();
+        head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if head.len() == at_most {
+            break;
+        }
+    }
+    head.freeze()
+}
+
 /// The outbound client, one per thread that calls out.
 ///
 /// A pooled connection is driven by a task on the runtime that opened it. With one

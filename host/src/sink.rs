@@ -5,6 +5,12 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+
+/// `Ais-Direct-Put-Length` on a 204: bytes delivered downstream (§6.4), read from a
+/// next hop's answer and set on our own.
+pub const DIRECT_PUT_LENGTH: &str = "ais-direct-put-length";
 
 /// The next hop's answer, mapped per §6.4.
 pub enum Answer {
@@ -15,7 +21,7 @@ pub enum Answer {
     /// stage hop whose output was empty): pass it back to our caller.
     Returned {
         first: Bytes,
-        rest: reqwest::Response,
+        rest: BoxStream<'static, Result<Bytes, PutError>>,
     },
 }
 
@@ -74,7 +80,7 @@ impl DirectPut {
             204 => {
                 let length = response
                     .headers()
-                    .get("ais-direct-put-length")
+                    .get(DIRECT_PUT_LENGTH)
                     .and_then(|v| v.to_str().ok()?.trim().parse().ok())
                     .unwrap_or(0);
                 Ok(Answer::Delivered { length })
@@ -89,17 +95,14 @@ impl DirectPut {
                     }),
                     first => Ok(Answer::Returned {
                         first: first.unwrap_or_default(),
-                        rest: response,
+                        rest: response.bytes_stream().map_err(classify).boxed(),
                     }),
                 }
             }
-            _ => {
-                let body = response.bytes().await.unwrap_or_default();
-                Err(PutError::Status {
-                    status,
-                    body: body.slice(..body.len().min(4096)),
-                })
-            }
+            _ => Err(PutError::Status {
+                status,
+                body: crate::outbound::body_head(response, 4096).await,
+            }),
         }
     }
 }

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use bytes::Bytes;
 use md5::Digest;
 use tokio::sync::mpsc;
 
 use crate::runtime::{
-    InputStream, InstanceMode, Limits, NativeTransform, ObjectRequest, Runtime, RuntimeConfig,
-    Transform,
+    InputStream, InstanceMode, Limits, NativeTransform, ObjectError, ObjectRequest, Runtime,
+    RuntimeConfig, Transform,
 };
 
 #[derive(Debug, clap::Args)]
@@ -126,9 +126,9 @@ async fn components(args: ComponentsArgs) -> anyhow::Result<ExitCode> {
         let (fresh, _) = runtime(InstanceMode::Fresh)?
             .load(wasm.clone(), vec![])
             .await?;
-        let pooled_call = per_call(args.budget, || any_shape(&pooled, &small)).await;
-        let fresh_call = per_call(args.budget, || any_shape(&fresh, &small)).await;
-        let large_call = per_call(args.budget, || any_shape(&pooled, &large)).await;
+        let pooled_call = per_call(args.budget, || any_shape(&pooled, &small)).await?;
+        let fresh_call = per_call(args.budget, || any_shape(&fresh, &small)).await?;
+        let large_call = per_call(args.budget, || any_shape(&pooled, &large)).await?;
         let millis = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
         let micros = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
         rows.push([
@@ -153,7 +153,7 @@ async fn components(args: ComponentsArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Whichever shape the server would pick for `data`.
-async fn any_shape(transform: &Transform, data: &Bytes) {
+async fn any_shape(transform: &Transform, data: &Bytes) -> Result<(), ObjectError> {
     if transform
         .shapes()
         .prefers_streaming(Some(data.len() as u64))
@@ -172,6 +172,25 @@ async fn engine(args: EngineArgs) -> anyhow::Result<ExitCode> {
     let (echo, echo_report) = load(&pooled, &args.echo).await?;
     let (md5, _) = load(&pooled, &args.md5).await?;
     let (upper, _) = load(&pooled, &args.upper).await?;
+    for (flag, path, exported, shape) in [
+        ("--echo", &args.echo, echo.shapes().buffered, "buffered"),
+        ("--md5", &args.md5, md5.shapes().buffered, "buffered"),
+        (
+            "--upper",
+            &args.upper,
+            upper.shapes().streaming,
+            "streaming",
+        ),
+    ] {
+        if !exported {
+            bail!(
+                "{flag} {}: the component does not export aistore:etl/{shape}@0.1.0, which this \
+                 measurement needs; pass the {} example",
+                path.display(),
+                &flag[2..]
+            );
+        }
+    }
     // The same algorithm compiled into the host, behind the same streaming interface.
     let native_upper = Transform::native(NativeTransform::Upper, BENCH_LIMITS, 1);
     let (echo_fresh, _) = load(&fresh, &args.echo).await?;
@@ -179,12 +198,13 @@ async fn engine(args: EngineArgs) -> anyhow::Result<ExitCode> {
 
     let mut table = Table::default();
     let small = pattern(KIB);
-    let pooled_call = per_call(budget, || buffered(&echo, &small)).await;
-    let fresh_call = per_call(budget, || buffered(&echo_fresh, &small)).await;
+    let pooled_call = per_call(budget, || buffered(&echo, &small)).await?;
+    let fresh_call = per_call(budget, || buffered(&echo_fresh, &small)).await?;
     let native_call = per_call(budget, || async {
         std::hint::black_box(small.to_vec());
+        Ok(())
     })
-    .await;
+    .await?;
     table.latency(
         "echo 1 KiB, pooled instance (per object)",
         pooled_call,
@@ -209,20 +229,22 @@ async fn engine(args: EngineArgs) -> anyhow::Result<ExitCode> {
     for size in [MIB, 64 * MIB] {
         let data = pattern(size);
         let label = if size == MIB { "1 MiB" } else { "64 MiB" };
-        let wasm = per_call(budget, || buffered(&echo, &data)).await;
+        let wasm = per_call(budget, || buffered(&echo, &data)).await?;
         let native = per_call(budget, || async {
             std::hint::black_box(data.to_vec());
+            Ok(())
         })
-        .await;
+        .await?;
         table.throughput(&format!("echo {label} (buffered)"), size, wasm, native);
-        let wasm = per_call(budget, || buffered(&md5, &data)).await;
+        let wasm = per_call(budget, || buffered(&md5, &data)).await?;
         let native = per_call(budget, || async {
             std::hint::black_box(hex::encode(md5::Md5::digest(&data)));
+            Ok(())
         })
-        .await;
+        .await?;
         table.throughput(&format!("md5 {label} (buffered)"), size, wasm, native);
-        let wasm = per_call(budget, || streamed(&upper, &data)).await;
-        let native = per_call(budget, || streamed(&native_upper, &data)).await;
+        let wasm = per_call(budget, || streamed(&upper, &data)).await?;
+        let native = per_call(budget, || streamed(&native_upper, &data)).await?;
         table.throughput(
             &format!("upper {label} (streaming, 256 KiB chunks)"),
             size,
@@ -251,17 +273,13 @@ fn pattern(size: usize) -> Bytes {
         .collect()
 }
 
-async fn buffered(transform: &Transform, data: &[u8]) {
+async fn buffered(transform: &Transform, data: &[u8]) -> Result<(), ObjectError> {
     let object = ObjectRequest::default();
-    std::hint::black_box(
-        transform
-            .buffered(data, &object)
-            .await
-            .expect("the transform failed"),
-    );
+    std::hint::black_box(transform.buffered(data, &object).await?);
+    Ok(())
 }
 
-async fn streamed(transform: &Transform, data: &Bytes) {
+async fn streamed(transform: &Transform, data: &Bytes) -> Result<(), ObjectError> {
     let (sender, mut receiver) = mpsc::channel(4);
     let input = InputStream::new(std::io::Cursor::new(data.clone()), Some(data.len() as u64));
     let drain = async {
@@ -271,18 +289,18 @@ async fn streamed(transform: &Transform, data: &Bytes) {
     };
     let object = ObjectRequest::default();
     let (result, ()) = tokio::join!(transform.streaming(input, sender, &object), drain);
-    result.expect("the transform failed");
+    result.map(drop)
 }
 
 /// The median time of one call, from batches run for about `budget`.
-async fn per_call<F, Fut>(budget: Duration, mut call: F) -> Duration
+async fn per_call<F, Fut>(budget: Duration, mut call: F) -> Result<Duration, ObjectError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = Result<(), ObjectError>>,
 {
     // Warm up, and size a batch to about a tenth of the budget.
     let started = Instant::now();
-    call().await;
+    call().await?;
     let once = started.elapsed().max(Duration::from_nanos(100));
     let batch = ((budget / 10).as_nanos() / once.as_nanos()).clamp(1, 100_000) as u32;
     let mut samples = Vec::new();
@@ -290,12 +308,12 @@ where
     while samples.len() < 3 || (Instant::now() < deadline && samples.len() < 50) {
         let started = Instant::now();
         for _ in 0..batch {
-            call().await;
+            call().await?;
         }
         samples.push(started.elapsed() / batch);
     }
     samples.sort();
-    samples[samples.len() / 2]
+    Ok(samples[samples.len() / 2])
 }
 
 #[derive(Default)]

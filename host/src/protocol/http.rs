@@ -13,14 +13,12 @@ use futures::{StreamExt, TryStreamExt};
 use tracing::Instrument;
 
 use super::{AppState, HttpError};
-use crate::etl::{Job, Outcome, Output};
+use crate::etl::{EtlError, Job, Outcome, Output};
 use crate::metrics::Transport;
 use crate::pipeline;
 use crate::runtime::ObjectRequest;
-use crate::source::{HttpSource, Source, target};
-
-/// `Ais-Direct-Put-Length` on a 204: bytes delivered downstream.
-const DIRECT_PUT_LENGTH: &str = "ais-direct-put-length";
+use crate::sink::DIRECT_PUT_LENGTH;
+use crate::source::{HttpSource, Source, SourceError, target};
 
 /// §4.1: answered without touching the transform, so it stays fast under any load;
 /// 503 until the component is compiled, instantiated and initialised.
@@ -48,7 +46,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// `POST /admin/reload` with the admin token: hot-swap the component.
 pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let Some(admin) = &state.admin else {
-        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+        let body = "reloading is off: start the server with ETL_WASM_ADMIN_TOKEN set to enable it";
+        return (StatusCode::METHOD_NOT_ALLOWED, body).into_response();
     };
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -128,15 +127,16 @@ pub async fn object(
                     kind: HttpSource::Target,
                 },
                 None => {
-                    return HttpError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("{path}: no etl_fqn, and AIS_TARGET_URL is not set to fetch the object from"),
-                )
-                .into_response();
+                    let error = EtlError::Source(SourceError::NoTargetUrl);
+                    return HttpError::for_object(&path, error).into_response();
                 }
             }
         }
-        _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
+        _ => {
+            let allow = [(header::ALLOW, "GET, PUT")];
+            let body = "objects are transformed by PUT (hpush) or GET (hpull)";
+            return (StatusCode::METHOD_NOT_ALLOWED, allow, body).into_response();
+        }
     };
     let job = Job {
         object: ObjectRequest {
@@ -287,7 +287,7 @@ async fn respond(
         }
         Outcome::Returned { first, rest } => {
             let body = futures::stream::once(async { Ok(first) })
-                .chain(rest.bytes_stream().map_err(io::Error::other))
+                .chain(rest.map_err(io::Error::other))
                 .inspect(counted);
             Body::from_stream(body).into_response()
         }

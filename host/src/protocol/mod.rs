@@ -12,7 +12,6 @@ mod http;
 mod server;
 mod ws;
 
-pub use control::{Control, ControlError};
 pub use error::HttpError;
 pub use server::serve;
 

@@ -90,6 +90,9 @@ async fn serve_connection(
         }
     };
     let service = TowerToHyperService::new(router);
+    // No timer, so no header-read timeout: hyper's runs while a keep-alive connection
+    // waits for its next request too, and would close the target's idle connections,
+    // where a PUT that races the close fails without being replayed.
     let connection = http1::Builder::new()
         .serve_connection(
             TokioIo::new(Counted {

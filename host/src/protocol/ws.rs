@@ -616,16 +616,11 @@ async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, 
         Outcome::Output(Output::Full(bytes)) => Reply::Binary(vec![bytes]),
         Outcome::Output(Output::Stream(call)) => Reply::Binary(call.gather(limit).await?),
         Outcome::Delivered { length } => Reply::Text(length.to_string()),
-        Outcome::Returned { first, rest } => {
+        Outcome::Returned { first, mut rest } => {
             let mut held = Held::new(limit);
             held.push(first)?;
-            let mut rest = rest.bytes_stream();
             while let Some(chunk) = rest.next().await {
-                held.push(chunk.map_err(|e| {
-                    EtlError::DirectPut(crate::sink::PutError::Transient(
-                        e.without_url().to_string(),
-                    ))
-                })?)?;
+                held.push(chunk?)?;
             }
             match held.finish() {
                 chunks if chunks.is_empty() => Reply::Text("0".into()),

@@ -54,6 +54,10 @@ pub enum ObjectError {
     /// The host could not deliver the output (receiver gone).
     #[error("writing the result failed: {0}")]
     Output(io::Error),
+    /// The call needs a shape the component does not export: the caller's mistake,
+    /// which the server never makes (it asks [`Shapes`](super::Shapes) first).
+    #[error("the component does not export {0}, which this call needs")]
+    NotExported(&'static str),
     /// The host failed to create an instance for the call.
     #[error("the host could not create an instance: {0:#}")]
     Instance(anyhow::Error),
@@ -76,9 +80,10 @@ impl ObjectError {
         match self {
             ObjectError::BadInput(_) => Fault::BadInput,
             ObjectError::Failed(_) | ObjectError::Aborted(_) => Fault::Guest,
-            ObjectError::Input(_) | ObjectError::Output(_) | ObjectError::Instance(_) => {
-                Fault::Host
-            }
+            ObjectError::Input(_)
+            | ObjectError::Output(_)
+            | ObjectError::NotExported(_)
+            | ObjectError::Instance(_) => Fault::Host,
         }
     }
 }

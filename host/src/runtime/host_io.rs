@@ -17,7 +17,15 @@ use super::instance::GuestCtx;
 
 /// Largest read the host serves in one call, whatever the guest asks for: the buffer
 /// is allocated on the host, so its size must not be the guest's choice.
-pub const MAX_READ: u32 = 1024 * 1024;
+const MAX_READ: u32 = 1024 * 1024;
+
+/// Why a write of output failed: whoever took it (a client, a next hop) is gone.
+pub(super) fn receiver_gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the receiver of the output went away",
+    )
+}
 
 /// How much a read waits for (or the end) before it hands the guest what has come.
 const WAIT_FOR: usize = 64 * 1024;
@@ -116,12 +124,8 @@ impl HostWriter for GuestCtx {
     ) -> wasmtime::Result<()> {
         let output = self.table.get_mut(&output)?;
         output.written += data.len() as u64;
-        output.sender.send(Bytes::from(data)).await.map_err(|_| {
-            wasmtime::Error::new(HostIoError::Output(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the receiver of the output went away",
-            )))
-        })
+        (output.sender.send(Bytes::from(data)).await)
+            .map_err(|_| wasmtime::Error::new(HostIoError::Output(receiver_gone())))
     }
 
     async fn drop(&mut self, output: Resource<OutputStream>) -> wasmtime::Result<()> {

@@ -210,7 +210,7 @@ impl Instance {
         let guest = self
             .buffered
             .as_ref()
-            .expect("caller checks the component's shapes");
+            .expect("Transform checks the component's shapes");
         let call = guest.call_transform(&mut self.store, data, &object.path, &object.args);
         let outcome = tokio::time::timeout(self.limits.timeout, call).await;
         self.end_timed_call(outcome)
@@ -232,7 +232,7 @@ impl Instance {
         let guest = self
             .streaming
             .as_ref()
-            .expect("caller checks the component's shapes");
+            .expect("Transform checks the component's shapes");
         let call = guest.call_transform_stream(
             &mut self.store,
             Resource::new_borrow(input.rep()),

@@ -33,7 +33,7 @@ use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAll
 pub use cache::CacheStatus;
 pub use error::{Abort, Fault, LoadError, ObjectError};
 pub use guest_log::{LOG_BUDGET_PER_OBJECT, LOG_LINES_PER_OBJECT};
-pub use host_io::{InputStream, MAX_READ};
+pub use host_io::InputStream;
 pub use native::NativeTransform;
 pub use pool::PoolStats;
 pub use transform::{STREAM_AT_OR_ABOVE, Shapes, Transform, Turn};
@@ -163,7 +163,9 @@ impl Runtime {
         let (component, cache_status) =
             tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &wasm, &digest))
                 .await
-                .expect("compilation does not panic")?;
+                .map_err(|stopped| {
+                    LoadError::Compile(wasmtime::Error::msg(stopped.to_string()))
+                })??;
         let compile_time = started.elapsed();
 
         let pre = self

@@ -55,12 +55,8 @@ impl NativeTransform {
                 chunk.make_ascii_uppercase();
             }
             written += chunk.len() as u64;
-            output.send(chunk.into()).await.map_err(|_| {
-                ObjectError::Output(std::io::Error::new(
-                    std::io::ErrorKind::BrokenPipe,
-                    "the receiver of the output went away",
-                ))
-            })?;
+            (output.send(chunk.into()).await)
+                .map_err(|_| ObjectError::Output(super::host_io::receiver_gone()))?;
         }
     }
 }

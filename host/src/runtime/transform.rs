@@ -169,6 +169,9 @@ impl Transform {
         data: &[u8],
         object: &ObjectRequest,
     ) -> Result<Vec<u8>, ObjectError> {
+        if !self.inner.shapes.buffered {
+            return Err(ObjectError::NotExported("aistore:etl/buffered@0.1.0"));
+        }
         match &self.inner.backend {
             Backend::Wasm { pool, clock, .. } => {
                 let _running = clock.running();
@@ -190,6 +193,9 @@ impl Transform {
         output: mpsc::Sender<Bytes>,
         object: &ObjectRequest,
     ) -> Result<u64, ObjectError> {
+        if !self.inner.shapes.streaming {
+            return Err(ObjectError::NotExported("aistore:etl/streaming@0.1.0"));
+        }
         let turn = self.turn().await;
         match &self.inner.backend {
             Backend::Wasm { pool, clock, .. } => {

@@ -163,12 +163,13 @@ impl Source {
                     return Ok(loaded);
                 }
                 let (path, policy) = (path.clone(), policy.clone());
+                let on_pool = path.clone();
                 tokio::task::spawn_blocking(move || {
-                    file::load(&policy, &path, &whole, at_most, file::Wait::Allowed)
+                    file::load(&policy, &on_pool, &whole, at_most, file::Wait::Allowed)
                         .map(|loaded| loaded.expect("a load that may wait always finishes"))
                 })
                 .await
-                .unwrap_or_else(|error| Err(SourceError::Body(io::Error::other(error))))
+                .unwrap_or_else(|stopped| Err(fqn_error(&path, io::Error::other(stopped))))
             }
             Source::Http { url, client, kind } => {
                 let response = get(client, url, *kind).await?;
@@ -284,8 +285,8 @@ async fn get(
     if status.is_success() && (kind == HttpSource::Target || status.as_u16() <= 204) {
         return Ok(response);
     }
-    let body = response.text().await.unwrap_or_default();
-    let body: String = body.chars().take(512).collect();
+    let body = crate::outbound::body_head(response, 512).await;
+    let body = String::from_utf8_lossy(&body).trim().to_string();
     Err(match kind {
         HttpSource::Target => SourceError::Upstream {
             status: status.as_u16(),
@@ -293,7 +294,10 @@ async fn get(
         },
         HttpSource::Download => SourceError::Download {
             url: url.to_string(),
-            cause: format!("HTTP {status}"),
+            cause: match body.is_empty() {
+                true => format!("HTTP {status}"),
+                false => format!("HTTP {status}: {body}"),
+            },
         },
     })
 }

@@ -91,14 +91,20 @@ fn missing_file_unreachable_url_and_no_source() {
         &start(dir.path(), &[("ETL_WASM_PATH", "/nonexistent/x.wasm")]),
         &["cannot read the component file /nonexistent/x.wasm"],
     );
-    // Port 1 on loopback refuses connections.
+    // Port 1 on loopback refuses connections. The path is never shown: an AIStore
+    // URL carries the ETL's secret there.
+    let refused = start(
+        dir.path(),
+        &[("ETL_WASM_URL", "http://127.0.0.1:1/s3cr3t/x.wasm")],
+    );
     assert_says(
-        &start(dir.path(), &[("ETL_WASM_URL", "http://127.0.0.1:1/x.wasm")]),
+        &refused,
         &[
             "cannot download the component from http://127.0.0.1:1",
             "ETL_WASM_URL",
         ],
     );
+    assert!(!refused.contains("s3cr3t"), "{refused}");
     assert_says(
         &start(dir.path(), &[("ETL_WASM_URL", "ftp://example/x.wasm")]),
         &["http or https"],
@@ -120,20 +126,8 @@ fn missing_file_unreachable_url_and_no_source() {
 fn component_from_a_url_with_a_pin() {
     let wasm = std::fs::read(component("examples/hello")).unwrap();
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&wasm));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hello.wasm", listener.local_addr().unwrap());
-    let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut request = [0u8; 4096];
-        let _ = stream.read(&mut request).unwrap();
-        write!(
-            stream,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            wasm.len()
-        )
-        .unwrap();
-        stream.write_all(&wasm).unwrap();
-    });
+    let (origin, server) = serve_once(wasm);
+    let url = format!("{origin}/hello.wasm");
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     std::fs::write(&input, b"x").unwrap();
@@ -151,4 +145,40 @@ fn component_from_a_url_with_a_pin() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(output.stdout, b"Hello World!");
+}
+
+/// A component from a URL that is not one: the error names the URL's origin, never
+/// its path, where an AIStore URL carries the ETL's secret.
+#[test]
+fn a_component_url_is_shown_without_its_path() {
+    let (origin, server) = serve_once(b"not a component".to_vec());
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{origin}/v1/etl/s3cr3t/x.wasm");
+    let stderr = start(dir.path(), &[("ETL_WASM_URL", &url)]);
+    server.join().unwrap();
+    assert_says(
+        &stderr,
+        &[&format!("the component at {origin}"), "not WebAssembly"],
+    );
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+}
+
+/// An HTTP server on loopback that answers one request, whatever it asks, with `body`;
+/// its origin, and the thread to join once the request was made.
+fn serve_once(body: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request).unwrap();
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        stream.write_all(&body).unwrap();
+    });
+    (origin, server)
 }

@@ -59,6 +59,8 @@ pub enum Put {
     Reset,
     /// Read the whole body, then never answer (a hop slower than any deadline).
     Hang,
+    /// 200 announcing a longer body than these bytes, which never comes.
+    OkBodyThenStall(Bytes),
 }
 
 /// How the target fails a `GET` of an object (see [`FakeTarget::fail_object`]).
@@ -293,6 +295,18 @@ async fn handle(
                 response
             }
             Put::Status(status, body) => respond(StatusCode::from_u16(status).unwrap(), body),
+            Put::OkBodyThenStall(head) => {
+                let length = head.len() + 1;
+                let frames = futures::StreamExt::chain(
+                    futures::stream::iter([Ok::<_, std::io::Error>(Frame::data(head))]),
+                    futures::stream::pending(),
+                );
+                let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+                response
+                    .headers_mut()
+                    .insert(hyper::header::CONTENT_LENGTH, length.into());
+                response
+            }
             Put::Reset | Put::Hang => unreachable!(),
         });
     }

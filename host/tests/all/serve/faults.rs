@@ -334,3 +334,57 @@ async fn objects_larger_than_a_buffered_instance_are_refused_unread() {
     let response = request(addr, "PUT", "/src/small", &[], b"small").await;
     assert_eq!(response.status, 200, "{response:?}");
 }
+
+/// A next hop that answers 200 and stops halfway through its body: the rest is due
+/// within the deadline, chunk by chunk. Over HTTP the body breaks off; over a
+/// WebSocket the reply is a TEXT diagnostic, and the replies queued behind it go out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_hop_stalling_in_its_answer() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let target = FakeTarget::start().await;
+    target.always(Put::OkBodyThenStall(Bytes::from_static(b"half")));
+    let hop = format!("{}/ais%2F@%23%2Fdst%2Fo", target.url());
+    let server = server("examples/echo", &target).start().await;
+
+    let started = Instant::now();
+    let response = super::harness::client()
+        .put(server.url("/src/o"))
+        .header("Ais-Node-Url", &hop)
+        .body("object")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.is_err(), "a broken-off body passed");
+    assert!(started.elapsed() < DEADLINE * 5, "{:?}", started.elapsed());
+
+    let mut socket = super::ws::connect(&server).await;
+    let pipelined = super::ws::control(&hop, "", "", "src/o");
+    socket.send(pipelined).await.unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(b"object")))
+        .await
+        .unwrap();
+    socket
+        .send(super::ws::control("", "", "", "src/next"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(b"next")))
+        .await
+        .unwrap();
+    let reply = super::ws::text(super::ws::next_reply(&mut socket).await);
+    assert!(
+        reply.contains("the next hop's answer did not finish within the per-object deadline"),
+        "{reply}"
+    );
+    assert_eq!(
+        super::ws::binary(super::ws::next_reply(&mut socket).await),
+        "next"
+    );
+    assert!(started.elapsed() < DEADLINE * 10, "{:?}", started.elapsed());
+    drop(socket.close(None).await);
+    let _ = socket.next().await;
+}

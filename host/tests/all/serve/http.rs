@@ -296,6 +296,12 @@ async fn other_methods_are_405() {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "{method} {path}"
             );
+            if path != "/ws" {
+                let allow = response.headers().get("allow").cloned();
+                assert_eq!(allow.unwrap(), "GET, PUT", "{method} {path}");
+                let body = response.text().await.unwrap();
+                assert!(body.contains("PUT (hpush) or GET (hpull)"), "{body}");
+            }
         }
     }
     // PUT /health is an object called "health" (§4.1).
