@@ -1,6 +1,8 @@
-//! Every failure a caller can see, mapped to an HTTP status in this one place
-//! (protocol document §7.1). Bodies are short text naming the object and the cause:
-//! the target shows them to users as `ETL error: <body>`.
+//! Every failure of an object, mapped to an HTTP status in this one place (protocol
+//! document §7.1). Bodies are short text naming the object and the cause: the target
+//! shows them to users as `ETL error: <body>`. The few answers about the server
+//! itself (health, reload, a method or request no object can have) are made where
+//! they are asked for.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
