@@ -63,7 +63,6 @@ pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
 }
 
 /// The query parameters of an object request. First value wins, as in Go (§5.1).
-#[derive(Default)]
 struct Params {
     fqn: Option<String>,
     args: String,
@@ -72,23 +71,29 @@ struct Params {
 
 impl Params {
     fn parse(query: Option<&str>) -> Self {
-        let mut params = Params::default();
-        let (mut fqn, mut args, mut latest) = (None, None, None);
-        for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            let slot = match &*key {
-                "etl_fqn" => &mut fqn,
-                "etl_args" => &mut args,
-                "latest-ver" => &mut latest,
-                _ => continue,
-            };
-            slot.get_or_insert(value.into_owned());
+        let [fqn, args, latest] = first_values(query, ["etl_fqn", "etl_args", "latest-ver"]);
+        Params {
+            fqn: fqn.filter(|f| !f.trim().is_empty()),
+            args: etl_args(args),
+            latest_ver: latest.is_some_and(|v| crate::outbound::truthy(&v)),
         }
-        params.fqn = fqn.filter(|f| !f.trim().is_empty());
-        // §5.4: the Python references strip etl_args.
-        params.args = args.map(|a| a.trim().to_string()).unwrap_or_default();
-        params.latest_ver = latest.is_some_and(|v| crate::outbound::truthy(&v));
-        params
     }
+}
+
+/// The first value of each of `keys` in `query`, as Go's `Query().Get` takes it.
+fn first_values<const N: usize>(query: Option<&str>, keys: [&str; N]) -> [Option<String>; N] {
+    let mut values = [const { None }; N];
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if let Some(slot) = keys.iter().position(|k| *k == key) {
+            values[slot].get_or_insert_with(|| value.into_owned());
+        }
+    }
+    values
+}
+
+/// §5.4: the Python references strip etl_args.
+fn etl_args(value: Option<String>) -> String {
+    value.map(|a| a.trim().to_string()).unwrap_or_default()
 }
 
 /// `PUT /<path>` and `GET /<path>`; anything else is 405 (§4.6).
@@ -158,16 +163,8 @@ pub async fn object(
 
 /// `POST /download?original_url=&object_to=[&etl_args=]` (§4.5).
 pub async fn download(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
-    let (mut url, mut object_to, mut args) = (None, None, None);
-    for (key, value) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
-        let slot = match &*key {
-            "original_url" => &mut url,
-            "object_to" => &mut object_to,
-            "etl_args" => &mut args,
-            _ => continue,
-        };
-        slot.get_or_insert(value.into_owned());
-    }
+    let [url, object_to, args] =
+        first_values(uri.query(), ["original_url", "object_to", "etl_args"]);
     let (Some(url), Some(object_to)) = (
         url.filter(|u| !u.is_empty()),
         object_to.filter(|o| !o.is_empty()),
@@ -182,7 +179,7 @@ pub async fn download(State(state): State<Arc<AppState>>, uri: Uri) -> Response 
         forward_path: pipeline::escape_path(&object_to),
         object: ObjectRequest {
             path: object_to,
-            args: args.map(|a| a.trim().to_string()).unwrap_or_default(),
+            args: etl_args(args),
         },
         source: Source::Http {
             url,
