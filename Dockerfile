@@ -4,7 +4,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN rustup target add wasm32-wasip2 && scripts/build-image.sh /out
+RUN scripts/build-image.sh /out
 
 # No compiler, no shell tools beyond Debian's base: the binary, CA certificates for
 # outbound TLS, a non-root user, and the compile cache on a volume.

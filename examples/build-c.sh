@@ -5,7 +5,7 @@
 #
 # Tool chain, installed only when missing:
 #   clang + wasm-ld + wasi-libc + the wasm32 compiler-rt builtins (Debian/Ubuntu:
-#     apt-get install clang lld wasi-libc libclang-rt-dev-wasm32; or set CC, WASM_LD,
+#     apt-get install clang lld wasi-libc libclang-rt-dev-wasm32; or set CC_WASM, WASM_LD,
 #     WASI_SYSROOT and CLANG_BUILTINS to another tool chain, e.g. wasi-sdk)
 #   wit-bindgen-cli 0.61.1 (cargo install --locked), generates the C bindings
 #   wasm-component-ld from the Rust tool chain (ships with rustup's toolchain; the
@@ -67,15 +67,17 @@ if ! find_c_toolchain; then
   find_c_toolchain || { echo "the C tool chain is still incomplete after apt-get" >&2; exit 1; }
 fi
 
-wit_bindgen=$(first_command wit-bindgen "$HOME/.cargo/bin/wit-bindgen" || true)
+# Where `cargo install` puts it.
+cargo_bin=${CARGO_HOME:-$HOME/.cargo}/bin
+wit_bindgen=$(first_command wit-bindgen "$cargo_bin/wit-bindgen" || true)
 if [[ -z "$wit_bindgen" || "$("$wit_bindgen" --version 2>/dev/null)" != "wit-bindgen-cli $wit_bindgen_version" ]]; then
-  if [[ -x "$HOME/.cargo/bin/wit-bindgen" &&
-    "$("$HOME/.cargo/bin/wit-bindgen" --version)" == "wit-bindgen-cli $wit_bindgen_version" ]]; then
-    wit_bindgen=$HOME/.cargo/bin/wit-bindgen
+  if [[ -x "$cargo_bin/wit-bindgen" &&
+    "$("$cargo_bin/wit-bindgen" --version)" == "wit-bindgen-cli $wit_bindgen_version" ]]; then
+    wit_bindgen=$cargo_bin/wit-bindgen
   else
     echo "installing wit-bindgen-cli $wit_bindgen_version (cargo install, a few minutes)" >&2
     cargo install --quiet --locked wit-bindgen-cli --version "$wit_bindgen_version" >&2
-    wit_bindgen=$HOME/.cargo/bin/wit-bindgen
+    wit_bindgen=$cargo_bin/wit-bindgen
   fi
 fi
 

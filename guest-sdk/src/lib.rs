@@ -31,8 +31,9 @@
 //!
 //! Each instance of the component holds one value of your type, created with
 //! `Default` and then handed to [`Transform::init`] once. The host reuses instances
-//! for many objects, so state kept in `self` survives from one object to the next;
-//! keep per-object state local to the call.
+//! for many objects (unless it runs one per object, `--instance-mode fresh`), so
+//! state kept in `self` can survive from one object to the next, but never rely on
+//! it: keep per-object state local to the call.
 #![deny(missing_docs)]
 
 use std::cell::RefCell;
@@ -166,7 +167,7 @@ impl Config {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Every entry, in the order given.
+    /// Every entry: `ETL_WASM_CONFIG`'s sorted by key, then each `--config`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -195,8 +196,9 @@ impl Object {
 
 /// The optional init hook every transform has. The default does nothing.
 pub trait Transform: Default + 'static {
-    /// Runs once per instance, before its first object. An error fails the
-    /// deployment at start-up with its message.
+    /// Runs once per instance, before its first object. An error fails start-up
+    /// with its message, or, for an instance created while serving, the object it
+    /// was created for.
     fn init(&mut self, config: &Config) -> Result<(), Error> {
         let _ = config;
         Ok(())

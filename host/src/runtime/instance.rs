@@ -187,7 +187,16 @@ impl Instance {
             let config = config.to_vec();
             let call = lifecycle.call_init(&mut instance.store, &config);
             let outcome = tokio::time::timeout(limits.timeout, call).await;
-            instance.end_timed_call(outcome)?;
+            // Bad input from init is about the configuration, not the object whose
+            // instance it was (an instance can be created while serving): a 5xx.
+            instance
+                .end_timed_call(outcome)
+                .map_err(|error| match error {
+                    ObjectError::BadInput(message) => {
+                        ObjectError::Failed(format!("init refused the configuration: {message}"))
+                    }
+                    other => other,
+                })?;
         } else {
             instance.store.data().log.finish();
         }

@@ -206,7 +206,8 @@ fn object_path_at(parts: &[&[u8]]) -> bool {
         return false;
     }
     let rest = match rest.split_first() {
-        // `#name`: a local namespace; `@uuid#name`: a remote cluster's namespace.
+        // `#name`: a local namespace; `@uuid#name`: a remote cluster's namespace, its
+        // name empty for that cluster's global one (`makePathBuf` writes `@uuid#`).
         Some((namespace, rest)) if is_namespace(namespace) => rest,
         _ => rest,
     };
@@ -223,7 +224,7 @@ fn is_namespace(part: &[u8]) -> bool {
     match part.split_first() {
         Some((b'#', name)) => !name.is_empty(),
         Some((b'@', uuid_name)) => match uuid_name.iter().position(|&b| b == b'#') {
-            Some(hash) => hash > 0 && hash + 1 < uuid_name.len(),
+            Some(hash) => hash > 0,
             None => false,
         },
         _ => false,
@@ -275,6 +276,8 @@ mod tests {
             "/mp/@aws/b/%ob/o",
             "/mp/@ais/#ns/b/%ob/o",
             "/mp/@ais/@Zuuid#ns/b/%ob/a/b/c",
+            // A remote cluster's global namespace.
+            "/mp/@ais/@Zuuid#/b/%ob/o",
             "/a/b/c/@gcp/b/%ob/%ob/x",
             // A bucket named like a provider, an object named like a namespace.
             "/mp/@ais/@ais/b/%ob/#x",
@@ -294,6 +297,7 @@ mod tests {
             "/mp/ais/b/%ob/o",         // no @
             "/mp/@ais/#/b/%ob/o",      // empty namespace
             "/mp/@ais/@U/b/%ob/o",     // neither a namespace nor a bucket
+            "/mp/@ais/@#n/b/%ob/o",    // a remote namespace without its cluster
             "/mp/@ais/#ns/#b/%ob/o",   // a bucket cannot start with #
             "/mp/@ais/b/%ob/../../x",  // not normalised
             "mp/@ais/b/%ob/o",         // relative
