@@ -5,7 +5,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-cargo build --release --quiet -p ais-wasm
+cargo build --release --quiet --locked -p ais-wasm
 echo_wasm=$(examples/echo/build.sh | tail -n 1)
 md5_wasm=$(examples/md5/build.sh | tail -n 1)
 upper_wasm=$(examples/upper/build.sh | tail -n 1)

@@ -7,7 +7,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-cargo build --release --quiet -p ais-wasm
+cargo build --release --quiet --locked -p ais-wasm
 components=()
 for example in md5 upper python-md5 python-upper js-md5 js-upper c-md5 c-upper; do
   components+=("$("examples/$example/build.sh" | tail -n 1)")

@@ -101,7 +101,7 @@ if [[ $quick == 1 ]]; then
   done
 fi
 
-cargo build --release --quiet -p ais-wasm
+cargo build --release --quiet --locked -p ais-wasm
 bin="$repo/target/release/ais-wasm"
 declare -A wasm
 wasm[echo]=$(examples/echo/build.sh | tail -n 1)

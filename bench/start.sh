@@ -17,7 +17,7 @@ if [[ ${1:-} == --record ]]; then
   shift
 fi
 
-cargo build --release --quiet -p ais-wasm
+cargo build --release --quiet --locked -p ais-wasm
 components=()
 for example in echo md5 upper hash hello; do
   components+=("$("examples/$example/build.sh" | tail -n 1)")

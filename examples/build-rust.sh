@@ -15,7 +15,7 @@ export CARGO_TARGET_DIR="${AIS_WASM_GUEST_TARGET_DIR:-$repo/target/guests}"
 # Flags meant for the host build must not leak into the guest build.
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_TARGET
 # From inside the crate, so its .cargo/config.toml (target features) applies.
-(cd "$crate_dir" && cargo build --quiet --release --target wasm32-wasip2 >&2)
+(cd "$crate_dir" && cargo build --quiet --locked --release --target wasm32-wasip2 >&2)
 
 name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$crate_dir/Cargo.toml" | head -n 1)
 echo "$CARGO_TARGET_DIR/wasm32-wasip2/release/${name//-/_}.wasm"

@@ -6,20 +6,20 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup component add rustfmt clippy >/dev/null
 rustup target add wasm32-wasip2 >/dev/null
 
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --locked --all-targets -- -D warnings
 # The guest SDK as guests compile it, and the Rust examples and fixtures.
-cargo clippy --quiet --manifest-path guest-sdk/Cargo.toml --target wasm32-wasip2 -- -D warnings
+cargo clippy --quiet --locked --manifest-path guest-sdk/Cargo.toml --target wasm32-wasip2 -- -D warnings
 export AIS_WASM_GUEST_TARGET_DIR=${AIS_WASM_GUEST_TARGET_DIR:-$repo/target/guests}
 for manifest in examples/*/Cargo.toml host/tests/components/*/Cargo.toml; do
   (cd "$(dirname "$manifest")" && CARGO_TARGET_DIR=$AIS_WASM_GUEST_TARGET_DIR \
-    cargo clippy --quiet --release --target wasm32-wasip2 -- -D warnings)
+    cargo clippy --quiet --locked --release --target wasm32-wasip2 -- -D warnings)
 done
-RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --workspace
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet --locked --no-deps --workspace
 # The container image's build steps, outside Docker (no engine runs here): the
 # binary they lay out must run.
 image=$(mktemp -d)
@@ -39,7 +39,7 @@ fi
 
 # A short soak (the long one: `ais-wasm bench soak --component ECHO.wasm`, 100,000
 # objects): every transport, mixed sizes, every byte verified, flat memory and files.
-cargo build --quiet -p ais-wasm
+cargo build --quiet --locked -p ais-wasm
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 echo_wasm=$(examples/echo/build.sh | tail -n 1)
 # Twice: instances kept, then a new one for every object (the server inherits the
@@ -50,5 +50,5 @@ for mode in pooled fresh; do
 done
 
 # Last, so its summary closes the output.
-cargo test --workspace
+cargo test --locked --workspace
 

@@ -15,7 +15,8 @@
  *  - A result (the `ret` list of a buffered transform) and an error message must
  *    be malloc'ed: the bindings free them after the host copied them out.
  *    `etl_bad_input` / `etl_failed` printf into a fresh buffer and return false,
- *    so a transform can `return etl_bad_input(err, "no header in %s", ...)`.
+ *    so a transform whose arguments are freed (or that formats from them first,
+ *    then frees them) can `return etl_bad_input(err, "no header in ...")`.
  *  - Strings are UTF-8 with a length and NO terminating NUL: compare them with
  *    `etl_str_eq`, print them with "%.*s" and ETL_STR_ARGS(s).
  *  - In a streaming transform, `input` and `output` are borrowed for the call:

@@ -15,7 +15,7 @@ use crate::source::fqn::FqnPolicy;
 
 /// The longest `--timeout`: a day is more than any object needs, and far less than
 /// would overflow a deadline computed from it.
-const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// The most objects transformed at once: the instance pool reserves address space
 /// for three instances per worker.

@@ -188,9 +188,7 @@ impl Etl {
                     let rest = paced(rest, limit);
                     return Ok(Outcome::Returned { first, rest });
                 }
-                Err(error @ (PutError::Refused(_) | PutError::Status { .. })) => {
-                    return Err(EtlError::DirectPut(error));
-                }
+                Err(error @ PutError::Status { .. }) => return Err(EtlError::DirectPut(error)),
                 Err(error @ PutError::Transient(_)) => error,
             };
             if retained.is_none() && !job.source.replayable() {

@@ -28,11 +28,10 @@ pub enum Answer {
 /// Why a direct put failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
-    /// Nothing listens at the next hop: permanent, not retried (502).
-    #[error("the next hop refused the connection: {0}")]
-    Refused(String),
-    /// A network failure that a retry may cure (reset, broken pipe, timeout).
-    #[error("the direct put failed: {0}")]
+    /// A network failure that a retry may cure: refused (a stage's pod restarting,
+    /// a target coming back), reset, broken pipe. Retried like FastAPI's `ConnectError`
+    /// and the rest (§7.4), or the 503 contract for a one-shot source (§7.3).
+    #[error("{0}")]
     Transient(String),
     /// The next hop answered an error status; it is passed back as is.
     #[error("the next hop answered {status}: {}", String::from_utf8_lossy(body))]
@@ -121,9 +120,8 @@ fn classify(error: reqwest::Error) -> PutError {
         Some(root) => format!("{message}: {root}"),
         None => message,
     };
-    if refused {
-        PutError::Refused(cause)
-    } else {
-        PutError::Transient(cause)
-    }
+    PutError::Transient(match refused {
+        true => format!("the next hop refused the connection: {cause}"),
+        false => format!("the connection to the next hop failed: {cause}"),
+    })
 }

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::config::MAX_TIMEOUT;
 use crate::delivery::{ENV_VALUE_MAX, PAYLOAD_VAR, encode_payload};
 
 #[derive(Debug, clap::Args)]
@@ -131,9 +132,22 @@ pub fn build(args: &SpecArgs) -> anyhow::Result<Value> {
     if let Some(workers) = args.workers {
         env.push(env_var("NUM_WORKERS", &workers.to_string()));
     }
+    let mut timeout_given = false;
     for entry in &args.env {
         let (name, value) = split_pair(entry, "--env")?;
+        timeout_given |= name == "ETL_WASM_TIMEOUT";
         env.push(env_var(name, value));
+    }
+    if !timeout_given {
+        // The pod gives up on an object before the target does, so that the user
+        // sees why (a 504 naming the transform's deadline) rather than the target's
+        // own timeout; the last third leaves time for the answer and a direct put.
+        let deadline = (args.obj_timeout * 2 / 3).clamp(Duration::from_millis(1), MAX_TIMEOUT);
+        let deadline = Duration::from_millis(deadline.as_millis() as u64);
+        env.push(env_var(
+            "ETL_WASM_TIMEOUT",
+            &humantime::format_duration(deadline).to_string(),
+        ));
     }
 
     let mut spec = json!({

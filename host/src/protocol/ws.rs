@@ -609,7 +609,7 @@ fn error_reply(object: &str, error: EtlError) -> Reply {
 }
 
 /// §4.4 replies: the object as BINARY; after a direct put, the delivered byte count as
-/// TEXT, or the next hop's non-empty body as BINARY. A reply is held whole, so one
+/// TEXT, or the body of the next hop's 200 as BINARY. A reply is held whole, so one
 /// assembled from a stream is capped at `limit` (`--max-output`).
 async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, EtlError> {
     Ok(match outcome? {
@@ -622,10 +622,9 @@ async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, 
             while let Some(chunk) = rest.next().await {
                 held.push(chunk?)?;
             }
-            match held.finish() {
-                chunks if chunks.is_empty() => Reply::Text("0".into()),
-                chunks => Reply::Binary(chunks),
-            }
+            // Empty too: the last stage's empty output is an empty object for the
+            // target to store, where TEXT would count as delivered (§13 Q2).
+            Reply::Binary(held.finish())
         }
     })
 }

@@ -394,6 +394,28 @@ fn spec_is_an_aistore_etl_spec_msg_carrying_the_component() {
         std::fs::read(&md5).unwrap()
     );
     assert_eq!(var("ETL_WASM_CONFIG").as_deref(), Some(r#"{"k":"v"}"#));
+    // The pod's deadline per object: two thirds of the target's.
+    assert_eq!(var("ETL_WASM_TIMEOUT").as_deref(), Some("20s"));
+
+    // One given with --env is the only one.
+    let output = self::spec(&[
+        "--component",
+        md5.to_str().unwrap(),
+        "--obj-timeout",
+        "10m",
+        "--env",
+        "ETL_WASM_TIMEOUT=1m",
+    ]);
+    let given: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let timeouts: Vec<_> = given["runtime"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "ETL_WASM_TIMEOUT")
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(timeouts, ["1m"]);
+    assert_eq!(given["obj_timeout"], "10m");
 }
 
 #[test]

@@ -220,8 +220,12 @@ async fn stage_hop_answering_200_empty_is_an_empty_result() {
     assert!(response.body.is_empty());
 }
 
+/// A refused connection is transient, as in FastAPI (§7.4): a stage's pod may be
+/// restarting. Retried locally when the source can be read again or the result is
+/// held; a one-shot streamed body gets the 503 contract (§7.3). When retries run
+/// out: 502, without the retry header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hop_refusing_connections_is_502() {
+async fn hop_refusing_connections_is_retried_then_502() {
     let mountpath = Mountpath::new();
     let fqn = mountpath.store("src", "o", b"data");
     let nowhere = closed_port();
@@ -231,6 +235,8 @@ async fn hop_refusing_connections_is_502() {
                 "AIS_TARGET_URL",
                 format!("http://{nowhere}/v1/etl/_object/e/{SECRET}"),
             )
+            .env("AIS_DIRECT_PUT_RETRIES", "1")
+            .env("ETL_WASM_DIRECT_PUT_BACKOFF", "10ms")
             .start()
             .await;
         for (target, entry) in [
@@ -240,6 +246,7 @@ async fn hop_refusing_connections_is_502() {
             ),
             ("/src/o".to_string(), format!("http://{nowhere}")),
         ] {
+            let case = format!("{component} {target}");
             let response = request(
                 server.addr,
                 "PUT",
@@ -248,9 +255,89 @@ async fn hop_refusing_connections_is_502() {
                 b"data",
             )
             .await;
-            assert_eq!(response.status, 502, "{component} {target}: {response:?}");
-            assert_eq!(response.header("ais-etl-retry-reason"), None);
+            let body = String::from_utf8_lossy(&response.body);
+            assert!(
+                body.contains("the next hop refused the connection"),
+                "{case}: {body}"
+            );
+            let one_shot = component == "examples/upper" && target == "/src/o";
+            if one_shot {
+                assert_eq!(response.status, 503, "{case}: {response:?}");
+                assert_eq!(
+                    response.header("ais-etl-retry-reason"),
+                    Some("direct-put-transient"),
+                    "{case}"
+                );
+            } else {
+                assert_eq!(response.status, 502, "{case}: {response:?}");
+                assert!(body.contains("after 2 attempts"), "{case}: {body}");
+                assert_eq!(response.header("ais-etl-retry-reason"), None, "{case}");
+            }
         }
+    }
+}
+
+/// A next stage that comes up while its first put is refused gets the object: by a
+/// local retry when the result is held (echo) or its source re-read (an FQN), and by
+/// the target's replay of the 503 for a one-shot streamed body (upper).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_coming_up_after_a_refusal_gets_the_object() {
+    let mountpath = Mountpath::new();
+    let data = b"restarted stage".repeat(1000);
+    let fqn = mountpath.store("src", "o", &data);
+    for (component, fqn) in [
+        ("examples/echo", None),
+        ("examples/upper", Some(&fqn)),
+        ("examples/upper", None),
+    ] {
+        let case = format!("{component}, fqn {}", fqn.is_some());
+        let down = FakeTarget::down();
+        // The stage answers 204 with the length (§6.4), as a later stage does.
+        let server = ServerBuilder::new(component)
+            .env("AIS_DIRECT_PUT_RETRIES", "3")
+            .env("ETL_WASM_DIRECT_PUT_BACKOFF", "2s")
+            .start()
+            .await;
+        let entry = format!("http://{}", down.addr);
+        let path = match fqn {
+            Some(fqn) => format!("/src/o?{}", etl_fqn_param(fqn)),
+            None => "/src/o".to_string(),
+        };
+        let headers = [("Ais-Node-Url", entry.as_str())];
+        let delivered = Put::NoContent(Some(data.len() as u64));
+        let (response, stage) = if component == "examples/upper" && fqn.is_none() {
+            // The target replays a 503 with the retry header (§7.3).
+            let response = request(server.addr, "PUT", &path, &headers, &data).await;
+            assert_eq!(response.status, 503, "{case}: {response:?}");
+            let stage = down.come_up(delivered);
+            let replayed = request(server.addr, "PUT", &path, &headers, &data).await;
+            (replayed, stage)
+        } else {
+            let answer = tokio::spawn({
+                let (addr, path, entry, data) =
+                    (server.addr, path.clone(), entry.clone(), data.clone());
+                async move { request(addr, "PUT", &path, &[("Ais-Node-Url", &entry)], &data).await }
+            });
+            server.wait_for_log("retrying the direct put").await;
+            let stage = down.come_up(delivered);
+            (answer.await.unwrap(), stage)
+        };
+        assert_eq!(response.status, 204, "{case}: {response:?}");
+        let length = data.len().to_string();
+        assert_eq!(
+            response.header("ais-direct-put-length"),
+            Some(length.as_str())
+        );
+        let expected = match component {
+            "examples/upper" => data.to_ascii_uppercase(),
+            _ => data.clone(),
+        };
+        let puts = stage.puts();
+        assert_eq!(puts.len(), 1, "{case}");
+        assert!(
+            puts[0].body == expected,
+            "{case}: the stage got other bytes"
+        );
     }
 }
 

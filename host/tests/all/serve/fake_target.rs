@@ -22,7 +22,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::HeaderMap;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -120,10 +120,24 @@ impl FakeTarget {
         FakeTarget::start_with(false).await
     }
 
+    /// A port on 127.0.0.1 that refuses connections until [`Down::come_up`]: a next
+    /// hop whose pod is restarting.
+    pub fn down() -> Down {
+        let socket = TcpSocket::new_v4().unwrap();
+        // Bound but not listening: the port is ours, and connections are refused.
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        Down { socket, addr }
+    }
+
     async fn start_with(keep_alive: bool) -> FakeTarget {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeTarget::serve(listener, keep_alive, Shared::default())
+    }
+
+    fn serve(listener: TcpListener, keep_alive: bool, shared: Shared) -> FakeTarget {
         let addr = listener.local_addr().unwrap();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(shared);
         let accept_shared = shared.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -206,6 +220,23 @@ impl FakeTarget {
             .into_iter()
             .filter(|r| r.method == Method::PUT)
             .collect()
+    }
+}
+
+/// See [`FakeTarget::down`].
+pub struct Down {
+    socket: TcpSocket,
+    pub addr: SocketAddr,
+}
+
+impl Down {
+    /// Start listening on this port, answering every put with `put`.
+    pub fn come_up(self, put: Put) -> FakeTarget {
+        let shared = Shared {
+            fallback: Mutex::new(Some(put)),
+            ..Shared::default()
+        };
+        FakeTarget::serve(self.socket.listen(1024).unwrap(), true, shared)
     }
 }
 

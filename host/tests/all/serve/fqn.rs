@@ -9,9 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::SinkExt;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::harness::{
     RawResponse, Server, ServerBuilder, client, etl_fqn_param, path_escape, query_escape, request,
@@ -302,11 +300,7 @@ async fn websocket_refusals_are_text_diagnostics() {
         assert!(!reply.contains("SECRET"), "{reply}");
     }
     // The connection still serves, from a data message and from an FQN.
-    socket.send(ws::control("", "", "", "o")).await.unwrap();
-    socket
-        .send(Message::Binary(Bytes::from_static(b"still here")))
-        .await
-        .unwrap();
+    ws::send_object(&mut socket, ws::control("", "", "", "o"), b"still here").await;
     assert_eq!(ws::binary(ws::next_reply(&mut socket).await), "still here");
     let good = path_escape(layout.object("good").to_str().unwrap());
     socket.send(ws::control("", "", &good, "o")).await.unwrap();

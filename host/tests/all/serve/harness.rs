@@ -201,6 +201,19 @@ impl Server {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 
+    /// Poll the server's log for `needle` (up to 20 s); returns the log.
+    pub async fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = self.stderr();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "{needle:?} never logged:\n{log}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Peak resident set size (`VmHWM`) of the server process, in bytes.
     pub fn peak_rss(&self) -> u64 {
         self.status_kib("VmHWM:") * 1024

@@ -158,19 +158,11 @@ async fn every_limit_is_a_clear_error_for_its_object_only() {
     // Over WebSocket, the same causes as TEXT, and the connection keeps serving.
     let mut socket = ws::connect(&server).await;
     for (args, cause) in [("loop", "exceeded its deadline"), ("alloc", "memory limit")] {
-        socket.send(ws::control("", args, "", "w")).await.unwrap();
-        socket
-            .send(Message::Binary(Bytes::from_static(b"x")))
-            .await
-            .unwrap();
+        ws::send_object(&mut socket, ws::control("", args, "", "w"), b"x").await;
         let reply = ws::text(ws::next_reply(&mut socket).await);
         assert!(reply.contains("w: ") && reply.contains(cause), "{reply}");
     }
-    socket.send(ws::control("", "", "", "w")).await.unwrap();
-    socket
-        .send(Message::Binary(Bytes::from_static(b"fine")))
-        .await
-        .unwrap();
+    ws::send_object(&mut socket, ws::control("", "", "", "w"), b"fine").await;
     assert_eq!(ws::binary(ws::next_reply(&mut socket).await), "fine");
 }
 
@@ -328,7 +320,7 @@ async fn a_guest_that_keeps_writing_after_its_receiver_went_away() {
     // The only worker is free again well before the 120 s deadline.
     assert_healthy_and_serving(&server).await;
     assert!(started.elapsed() < Duration::from_secs(30));
-    let log = wait_for_log(&server, "writing the result failed").await;
+    let log = server.wait_for_log("writing the result failed").await;
     assert!(log.contains("object=src/spew"), "{log}");
 
     // The next hop resets mid-body: the streamed one-shot body gets the 503
@@ -390,17 +382,4 @@ async fn a_streaming_guest_failing_after_writing_sends_no_partial_reply() {
     );
     assert!(ws::binary(ws::next_reply(&mut socket).await) == data);
     assert_healthy_and_serving(&server).await;
-}
-
-/// Poll the server's log for `needle` (up to 20 s); returns the log.
-async fn wait_for_log(server: &Server, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let log = server.stderr();
-        if log.contains(needle) {
-            return log;
-        }
-        assert!(Instant::now() < deadline, "{needle:?} never logged:\n{log}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

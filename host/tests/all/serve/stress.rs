@@ -109,11 +109,7 @@ async fn a_websocket_message_too_long_to_hold_streams_in_bounded_memory() {
     (0..FRAMES).for_each(|_| expected.update(&frame));
     socket.send(ws::control("", "", "", "huge")).await.unwrap();
     ws::send_fragmented(&mut socket, &frame, FRAMES, true).await;
-    socket.send(ws::control("", "", "", "small")).await.unwrap();
-    socket
-        .send(Message::Binary(Bytes::from_static(b"small")))
-        .await
-        .unwrap();
+    ws::send_object(&mut socket, ws::control("", "", "", "small"), b"small").await;
     assert_eq!(
         ws::binary(ws::next_reply(&mut socket).await),
         hex::encode(expected.finalize())

@@ -7,7 +7,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 
-use super::fake_target::{FakeTarget, SECRET};
+use super::fake_target::{FakeTarget, Put, SECRET};
 use super::harness::{Mountpath, Server, ServerBuilder, path_escape, raw};
 
 pub(super) type Socket =
@@ -57,6 +57,15 @@ pub(super) async fn send_fragmented(
     socket.flush().await.unwrap();
 }
 
+/// One request: its control message, then its data message.
+pub(super) async fn send_object(socket: &mut Socket, control: Message, data: &'static [u8]) {
+    socket.send(control).await.unwrap();
+    socket
+        .send(Message::Binary(Bytes::from_static(data)))
+        .await
+        .unwrap();
+}
+
 pub(super) async fn next_reply(socket: &mut Socket) -> Message {
     let message = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next())
         .await
@@ -88,14 +97,12 @@ pub(super) fn text(message: Message) -> String {
 async fn body_mode_control_then_data() {
     let server = ServerBuilder::new("examples/upper").start().await;
     let mut socket = connect(&server).await;
-    socket
-        .send(control("", "", "", "imgs/cat 1.jpg"))
-        .await
-        .unwrap();
-    socket
-        .send(Message::Binary(Bytes::from_static(b"over websocket")))
-        .await
-        .unwrap();
+    send_object(
+        &mut socket,
+        control("", "", "", "imgs/cat 1.jpg"),
+        b"over websocket",
+    )
+    .await;
     assert_eq!(binary(next_reply(&mut socket).await), "OVER WEBSOCKET");
     // A zero-byte object still has its data message.
     socket.send(control("", "", "", "empty")).await.unwrap();
@@ -172,11 +179,7 @@ async fn fqn_control_has_no_data_message() {
     let mut socket = connect(&server).await;
     socket.send(control("", "", &escaped, name)).await.unwrap();
     // The next request follows directly: the FQN request took no data message.
-    socket.send(control("", "", "", "next")).await.unwrap();
-    socket
-        .send(Message::Binary(Bytes::from_static(b"body")))
-        .await
-        .unwrap();
+    send_object(&mut socket, control("", "", "", "next"), b"body").await;
     assert_eq!(binary(next_reply(&mut socket).await), "file over websocket");
     assert_eq!(binary(next_reply(&mut socket).await), "body");
 }
@@ -236,16 +239,12 @@ async fn direct_put_is_answered_with_a_text_byte_count() {
         target.url(),
         path_escape("ais/@#/dst/imgs/cat 1.jpg")
     );
-    socket
-        .send(control(&dest, " a b ", "", "imgs/cat 1.jpg"))
-        .await
-        .unwrap();
-    socket
-        .send(Message::Binary(Bytes::from_static(
-            b"23 bytes of the object.",
-        )))
-        .await
-        .unwrap();
+    send_object(
+        &mut socket,
+        control(&dest, " a b ", "", "imgs/cat 1.jpg"),
+        b"23 bytes of the object.",
+    )
+    .await;
     assert_eq!(text(next_reply(&mut socket).await), "23");
     let puts = target.puts();
     assert_eq!(puts.len(), 1);
@@ -259,20 +258,28 @@ async fn direct_put_is_answered_with_a_text_byte_count() {
 
     // A stage hop gets the object name escaped as a path (§6.3, case 1).
     let stage = FakeTarget::start().await;
-    stage.always(super::fake_target::Put::NoContent(Some(4)));
-    socket
-        .send(control(&stage.url(), "", "", "dir/a b#c?d%e@ü"))
-        .await
-        .unwrap();
-    socket
-        .send(Message::Binary(Bytes::from_static(b"data")))
-        .await
-        .unwrap();
+    stage.always(Put::NoContent(Some(4)));
+    send_object(
+        &mut socket,
+        control(&stage.url(), "", "", "dir/a b#c?d%e@ü"),
+        b"data",
+    )
+    .await;
     assert_eq!(text(next_reply(&mut socket).await), "4");
     let put = &stage.puts()[0];
     assert_eq!(put.target, "/dir/a%20b%23c%3Fd%25e@%C3%BC");
     let decoded = percent_encoding::percent_decode_str(&put.target[1..]).decode_utf8_lossy();
     assert_eq!(decoded, "dir/a b#c?d%e@ü");
+
+    // The last stage of a pipeline to a local destination answers 200 with its
+    // output, passed back as BINARY for the target to store; an empty output too,
+    // which a TEXT reply would have the target count as delivered and not write
+    // (§6.4, §13 Q2, Q3).
+    for output in [&b"stage output"[..], b""] {
+        stage.always(Put::OkBody(Bytes::from_static(output)));
+        send_object(&mut socket, control(&stage.url(), "", "", "o"), b"data").await;
+        assert_eq!(binary(next_reply(&mut socket).await), output);
+    }
 }
 
 /// A data message too long to hold streams through the transform into the direct
@@ -281,7 +288,7 @@ async fn direct_put_is_answered_with_a_text_byte_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_message_is_put_once_and_a_held_one_retried() {
     let target = FakeTarget::start().await;
-    target.always(super::fake_target::Put::Reset);
+    target.always(Put::Reset);
     let server = ServerBuilder::new("examples/upper")
         .target(&target, "w")
         .env("AIS_DIRECT_PUT_RETRIES", "2")
@@ -292,11 +299,7 @@ async fn a_streamed_message_is_put_once_and_a_held_one_retried() {
     // 20 MiB in 4 KiB frames, more than is held, then a small object.
     socket.send(control(&dest, "", "", "big")).await.unwrap();
     send_fragmented(&mut socket, &Bytes::from(vec![b'q'; 4096]), 5120, true).await;
-    socket.send(control(&dest, "", "", "small")).await.unwrap();
-    socket
-        .send(Message::Binary(Bytes::from_static(b"small")))
-        .await
-        .unwrap();
+    send_object(&mut socket, control(&dest, "", "", "small"), b"small").await;
     let streamed = text(next_reply(&mut socket).await);
     assert!(streamed.contains("cannot be replayed"), "{streamed}");
     let held = text(next_reply(&mut socket).await);
@@ -309,11 +312,7 @@ async fn failures_are_text_replies_and_the_connection_stays() {
     let server = ServerBuilder::new("examples/echo").start().await;
     let mut socket = connect(&server).await;
     // Invalid pipeline (§6.1).
-    socket.send(control(",", "", "", "o")).await.unwrap();
-    socket
-        .send(Message::Binary(Bytes::from_static(b"x")))
-        .await
-        .unwrap();
+    send_object(&mut socket, control(",", "", "", "o"), b"x").await;
     let reply = text(next_reply(&mut socket).await);
     assert!(reply.contains("Invalid pipeline header"), "{reply}");
     // Missing FQN: a TEXT diagnostic, never a close (§13 Q1).
@@ -331,11 +330,7 @@ async fn failures_are_text_replies_and_the_connection_stays() {
     let reply = text(next_reply(&mut socket).await);
     assert!(reply.contains("is not an AIStore object path"), "{reply}");
     // The connection still serves.
-    socket.send(control("", "", "", "o")).await.unwrap();
-    socket
-        .send(Message::Binary(Bytes::from_static(b"still here")))
-        .await
-        .unwrap();
+    send_object(&mut socket, control("", "", "", "o"), b"still here").await;
     assert_eq!(binary(next_reply(&mut socket).await), "still here");
 }
 
@@ -382,11 +377,7 @@ async fn a_connection_dropped_in_a_streamed_message_stops_its_transform() {
     );
 
     let mut socket = connect(&server).await;
-    socket.send(control("", "", "", "next")).await.unwrap();
-    socket
-        .send(Message::Binary(Bytes::from_static(b"abc")))
-        .await
-        .unwrap();
+    send_object(&mut socket, control("", "", "", "next"), b"abc").await;
     assert_eq!(
         binary(next_reply(&mut socket).await),
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -428,11 +419,7 @@ async fn pings_and_a_close_are_answered_in_turn() {
     let pong = socket.next().await.unwrap().unwrap();
     assert_eq!(pong, Message::Pong(Bytes::from_static(b"are you there")));
     assert_eq!(binary(next_reply(&mut socket).await), "first");
-    socket.send(control("", "", "", "o")).await.unwrap();
-    socket
-        .send(Message::Binary(Bytes::from_static(b"last")))
-        .await
-        .unwrap();
+    send_object(&mut socket, control("", "", "", "o"), b"last").await;
     socket
         .send(Message::Close(Some(CloseFrame {
             code: CloseCode::Away,
