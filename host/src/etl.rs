@@ -188,7 +188,9 @@ impl Etl {
                     let rest = paced(rest, limit);
                     return Ok(Outcome::Returned { first, rest });
                 }
-                Err(error @ PutError::Status { .. }) => return Err(EtlError::DirectPut(error)),
+                Err(error @ (PutError::Status { .. } | PutError::Redirect(_))) => {
+                    return Err(EtlError::DirectPut(error));
+                }
                 Err(error @ PutError::Transient(_)) => error,
             };
             if retained.is_none() && !job.source.replayable() {

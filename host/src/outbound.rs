@@ -47,9 +47,25 @@ impl OutboundArgs {
             .is_some_and(truthy)
     }
 
-    /// The client every outbound call uses: keep-alive pooled, no transparent
-    /// decompression (AIStore stores bytes as sent), auth header preset.
+    /// The client that downloads a component (`ETL_WASM_URL`): redirects followed,
+    /// as a release URL often is one.
     pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        self.builder()?.build().context("building the HTTP client")
+    }
+
+    /// The client of the protocol's calls, target GETs and direct puts: no
+    /// redirects. AIStore never answers them with one, and following it would turn
+    /// a PUT into a GET (301-303) and report the object delivered unwritten.
+    fn protocol_client(&self) -> anyhow::Result<reqwest::Client> {
+        self.builder()?
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the HTTP client")
+    }
+
+    /// Keep-alive pooled, no transparent decompression (AIStore stores bytes as
+    /// sent), auth header preset.
+    fn builder(&self) -> anyhow::Result<reqwest::ClientBuilder> {
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
@@ -83,7 +99,7 @@ impl OutboundArgs {
                     .context("AIS_CRT and AIS_CRT_KEY are not a PEM certificate and key")?,
             );
         }
-        builder.build().context("building the HTTP client")
+        Ok(builder)
     }
 }
 
@@ -128,7 +144,7 @@ impl Clients {
         static IDS: AtomicUsize = AtomicUsize::new(0);
         let clients = Clients {
             id: IDS.fetch_add(1, Ordering::Relaxed),
-            first: args.client()?,
+            first: args.protocol_client()?,
             args: Arc::new(args.clone()),
         };
         HERE.with_borrow_mut(|here| here.push((clients.id, clients.first.clone())));
@@ -141,7 +157,7 @@ impl Clients {
             if let Some((_, client)) = clients.iter().find(|(id, _)| *id == self.id) {
                 return client.clone();
             }
-            let client = self.args.client().unwrap_or_else(|error| {
+            let client = self.args.protocol_client().unwrap_or_else(|error| {
                 tracing::warn!("using the first outbound client on this thread: {error:#}");
                 self.first.clone()
             });

@@ -20,7 +20,7 @@ use crate::sink::DirectPut;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let clients = crate::outbound::Clients::new(&args.outbound)?;
-    let client = clients.here();
+    let client = args.outbound.client()?;
     let config = args.runtime.runtime_config()?;
     let fqn_policy = args.fqn_policy()?;
     match fqn_policy.roots() {

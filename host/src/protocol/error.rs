@@ -80,9 +80,11 @@ fn status_of(error: &EtlError) -> StatusCode {
             | SourceError::Consumed
             | SourceError::NoTargetUrl => StatusCode::INTERNAL_SERVER_ERROR,
             SourceError::Body(_) | SourceError::Download { .. } => StatusCode::BAD_REQUEST,
-            SourceError::Upstream { status, .. } => {
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
-            }
+            // Passed on when an error: a redirect passed on would be a success.
+            SourceError::Upstream { status, .. } => StatusCode::from_u16(*status)
+                .ok()
+                .filter(|status| status.as_u16() >= 400)
+                .unwrap_or(StatusCode::BAD_GATEWAY),
             SourceError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             SourceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         },

@@ -147,6 +147,35 @@ fn component_from_a_url_with_a_pin() {
     assert_eq!(output.stdout, b"Hello World!");
 }
 
+/// A component URL that redirects (as release downloads do) is followed; the
+/// protocol's own calls follow none (`serve::direct_put::redirects_are_not_followed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_url_that_redirects_is_followed() {
+    use crate::serve::fake_target::{FakeTarget, Get};
+    let origin = FakeTarget::start().await;
+    origin.put_file(
+        "/hello.wasm",
+        std::fs::read(component("examples/hello")).unwrap(),
+    );
+    let location = format!("{}/hello.wasm", origin.url());
+    origin.fail_object("/latest.wasm", Get::Redirect(302, location));
+    let url = format!("{}/latest.wasm", origin.url());
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::write(&input, b"x").unwrap();
+    let mut command = ais_wasm(&dir.path().join("cache"));
+    command.env("ETL_WASM_URL", &url).arg("run").arg(&input);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.stdout, b"Hello World!");
+}
+
 /// A component from a URL that is not one: the error names the URL's origin, never
 /// its path, where an AIStore URL carries the ETL's secret.
 #[test]

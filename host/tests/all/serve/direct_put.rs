@@ -4,9 +4,10 @@
 use ais_wasm::runtime::STREAM_AT_OR_ABOVE;
 use bytes::Bytes;
 
-use super::fake_target::{FakeTarget, Put, SECRET};
+use super::fake_target::{FakeTarget, Get, Put, SECRET};
 use super::harness::{
-    Mountpath, ServerBuilder, closed_port, etl_fqn_param, path_escape, raw, request,
+    Mountpath, RawResponse, Server, ServerBuilder, closed_port, etl_fqn_param, path_escape, raw,
+    request,
 };
 
 /// The destination entry a target appends for an offline job (§6.1).
@@ -16,6 +17,15 @@ fn destination(target: &FakeTarget, uname: &str) -> String {
         target.url(),
         path_escape(uname)
     )
+}
+
+/// hpush of `src/<object>` (with any query in `object`) to be put at `dst/<object>`
+/// on `target`.
+async fn put_to(server: &Server, target: &FakeTarget, object: &str, body: &[u8]) -> RawResponse {
+    let name = object.split('?').next().unwrap();
+    let entry = destination(target, &format!("ais/@#/dst/{name}"));
+    let path = format!("/src/{object}");
+    request(server.addr, "PUT", &path, &[("Ais-Node-Url", &entry)], body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,14 +155,7 @@ async fn zero_bytes_delivered_is_204_without_a_length() {
         .target(&target, "e")
         .start()
         .await;
-    let response = request(
-        server.addr,
-        "PUT",
-        "/src/empty",
-        &[("Ais-Node-Url", &destination(&target, "ais/@#/dst/empty"))],
-        b"",
-    )
-    .await;
+    let response = put_to(&server, &target, "empty", b"").await;
     assert_eq!(response.status, 204);
     assert_eq!(response.header("ais-direct-put-length"), None);
     assert_eq!(target.puts().len(), 1);
@@ -166,14 +169,7 @@ async fn hop_answering_200_with_a_body_is_returned() {
         .target(&target, "e")
         .start()
         .await;
-    let response = request(
-        server.addr,
-        "PUT",
-        "/src/o",
-        &[("Ais-Node-Url", &destination(&target, "ais/@#/dst/o"))],
-        b"input",
-    )
-    .await;
+    let response = put_to(&server, &target, "o", b"input").await;
     assert_eq!(response.status, 200);
     assert_eq!(response.body, b"the final stage's output");
 }
@@ -357,11 +353,10 @@ async fn reset_mid_body_with_an_fqn_is_retried() {
             .await;
         let before = target.puts().len();
         target.script([Put::Reset, Put::Reset]);
-        let response = request(
-            server.addr,
-            "PUT",
-            &format!("/src/big?{}", etl_fqn_param(&fqn)),
-            &[("Ais-Node-Url", &destination(&target, "ais/@#/dst/big"))],
+        let response = put_to(
+            &server,
+            &target,
+            &format!("big?{}", etl_fqn_param(&fqn)),
             b"",
         )
         .await;
@@ -436,14 +431,7 @@ async fn reset_mid_body_after_all_retries_is_502() {
         .env("AIS_DIRECT_PUT_RETRIES", "2")
         .start()
         .await;
-    let response = request(
-        server.addr,
-        "PUT",
-        &format!("/src/o?{}", etl_fqn_param(&fqn)),
-        &[("Ais-Node-Url", &destination(&target, "ais/@#/dst/o"))],
-        b"",
-    )
-    .await;
+    let response = put_to(&server, &target, &format!("o?{}", etl_fqn_param(&fqn)), b"").await;
     assert_eq!(response.status, 502, "{response:?}");
     assert_eq!(response.header("ais-etl-retry-reason"), None);
     assert_eq!(target.puts().len(), 3, "one attempt and two retries");
@@ -462,14 +450,7 @@ async fn reset_mid_body_with_a_one_shot_streaming_body_is_503() {
         .await;
     for size in [100, 4 << 20] {
         let before = target.puts().len();
-        let response = request(
-            server.addr,
-            "PUT",
-            "/src/o",
-            &[("Ais-Node-Url", &destination(&target, "ais/@#/dst/o"))],
-            &vec![b'q'; size],
-        )
-        .await;
+        let response = put_to(&server, &target, "o", &vec![b'q'; size]).await;
         assert_eq!(response.status, 503, "{size}: {response:?}");
         assert_eq!(
             response.header("ais-etl-retry-reason"),
@@ -516,19 +497,62 @@ async fn hop_error_status_and_body_are_forwarded() {
         (404, "no such bucket"),
     ] {
         target.script([Put::Status(status, Bytes::from(body))]);
-        let response = request(
-            server.addr,
-            "PUT",
-            "/src/o",
-            &[("Ais-Node-Url", &destination(&target, "ais/@#/dst/o"))],
-            b"payload",
-        )
-        .await;
+        let response = put_to(&server, &target, "o", b"payload").await;
         assert_eq!(response.status, status);
         assert_eq!(String::from_utf8_lossy(&response.body), body);
         assert_eq!(response.header("ais-etl-retry-reason"), None);
     }
     assert_eq!(target.puts().len(), 4, "error statuses are never retried");
+}
+
+/// A redirect from a next hop or from the target's GET is not followed: followed,
+/// a 301-303 turns the PUT into a GET (and the object counts as delivered
+/// unwritten); passed on, any status below 400 is a success to the target. 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed() {
+    let target = FakeTarget::start().await;
+    let elsewhere = FakeTarget::start().await;
+    elsewhere.put_object("ais/@#/src/o", "served elsewhere");
+    // Streamed (upper) and held (echo) results: reqwest replays only a held body.
+    for component in ["examples/echo", "examples/upper"] {
+        let server = ServerBuilder::new(component)
+            .target(&target, "e")
+            .start()
+            .await;
+        for status in [301, 302, 303, 307, 308] {
+            let case = format!("{component}, {status}");
+            target.script([Put::Redirect(
+                status,
+                destination(&elsewhere, "ais/@#/dst/o"),
+            )]);
+            let response = put_to(&server, &target, "o", b"payload").await;
+            assert_eq!(response.status, 502, "{case}: {response:?}");
+            let body = String::from_utf8_lossy(&response.body);
+            assert!(
+                body.contains(&format!(
+                    "answered {status}, a redirect, which is not followed"
+                )),
+                "{case}: {body}"
+            );
+        }
+        for status in [302, 307] {
+            let case = format!("{component}, target GET {status}");
+            let location = format!("{}/ais%2F@%23%2Fsrc%2Fo", elsewhere.etl_url("e"));
+            target.fail_object("ais/@#/src/moved", Get::Redirect(status, location));
+            let response = request(server.addr, "GET", "/ais%2F@%23%2Fsrc%2Fmoved", &[], b"").await;
+            assert_eq!(response.status, 502, "{case}: {response:?}");
+            let body = String::from_utf8_lossy(&response.body);
+            assert!(
+                body.contains(&format!("the target answered {status}")),
+                "{case}: {body}"
+            );
+        }
+    }
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{:?}",
+        elsewhere.requests()
+    );
 }
 
 /// Case 1 (§6.3): a stage hop gets the current object's path escaped exactly as it

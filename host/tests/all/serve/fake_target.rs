@@ -2,9 +2,10 @@
 //! (method, raw path and query, headers, body), serves objects on
 //! `GET /v1/etl/_object/<etl>/<secret>/<uname>` (and plain files on other paths, for
 //! downloads), and answers direct puts (`PUT`) as scripted: 200 empty, 200 with a
-//! body, 204 with `Ais-Direct-Put-Length`, any status, a connection reset in the
-//! middle of the body, or no answer at all. GETs of an object can be made to fail
-//! the same ways.
+//! body, 204 with `Ais-Direct-Put-Length`, any status, a redirect, a connection
+//! reset in the middle of the body, or no answer at all. GETs of an object can be
+//! made to fail the same ways. [`FakeTarget::down`] is a port that refuses
+//! connections until it comes up.
 //!
 //! Built on hyper directly rather than axum: resetting one connection needs the
 //! socket.
@@ -55,6 +56,8 @@ pub enum Put {
     NoContent(Option<u64>),
     /// This status and body.
     Status(u16, Bytes),
+    /// This status (a redirect) with `Location` set to this URL.
+    Redirect(u16, String),
     /// Read the first piece of the body, then reset the connection (RST).
     Reset,
     /// Read the whole body, then never answer (a hop slower than any deadline).
@@ -68,6 +71,8 @@ pub enum Put {
 pub enum Get {
     /// This status and body.
     Status(u16, Bytes),
+    /// This status (a redirect) with `Location` set to this URL.
+    Redirect(u16, String),
     /// Reset the connection (RST) instead of answering.
     Reset,
     /// Never answer.
@@ -176,7 +181,8 @@ impl FakeTarget {
         self.insert(raw_path, data.into(), None);
     }
 
-    /// Answer GETs of the object with this uname (decoded form) by failing.
+    /// Answer GETs of the object with this uname (decoded form), or of this plain
+    /// path, by failing or redirecting.
     pub fn fail_object(&self, uname: &str, failure: Get) {
         self.shared.objects.lock().unwrap().insert(
             uname.to_string(),
@@ -326,6 +332,7 @@ async fn handle(
                 response
             }
             Put::Status(status, body) => respond(StatusCode::from_u16(status).unwrap(), body),
+            Put::Redirect(status, location) => redirect(status, &location),
             Put::OkBodyThenStall(head) => {
                 let length = head.len() + 1;
                 let frames = futures::StreamExt::chain(
@@ -374,6 +381,7 @@ async fn handle(
         Some(Get::Status(status, body)) => {
             return Ok(respond(StatusCode::from_u16(status).unwrap(), body));
         }
+        Some(Get::Redirect(status, location)) => return Ok(redirect(status, &location)),
         Some(Get::Reset) => {
             reset.notify_one();
             return std::future::pending().await;
@@ -397,6 +405,15 @@ async fn handle(
         .headers_mut()
         .insert(hyper::header::CONTENT_LENGTH, length.into());
     Ok(response)
+}
+
+fn redirect(status: u16, location: &str) -> Response<Body> {
+    let mut response = respond(StatusCode::from_u16(status).unwrap(), Bytes::new());
+    let location = location.parse().unwrap();
+    response
+        .headers_mut()
+        .insert(hyper::header::LOCATION, location);
+    response
 }
 
 fn respond(status: StatusCode, body: Bytes) -> Response<Body> {

@@ -22,7 +22,7 @@
 
 mod direct_put;
 mod endurance;
-mod fake_target;
+pub(crate) mod fake_target;
 mod faults;
 mod fqn;
 pub(crate) mod harness;
