@@ -77,6 +77,10 @@ static inline bool etl_error_v_(aistore_etl_types_transform_error_t *err, uint8_
   char *msg = malloc(len + 1);
   if (msg == NULL) abort(); /* out of memory: trap, the host replaces the instance */
   vsnprintf(msg, len + 1, fmt, ap);
+  if (len == 0) { /* the bindings free only a non-empty message */
+    free(msg);
+    msg = NULL;
+  }
   err->tag = tag;
   /* Both cases carry a string at the same place in the union. */
   err->val.failed.ptr = (uint8_t *)msg;

@@ -358,7 +358,10 @@ pub mod __private {
 /// Export a transform type as the component's implementation.
 ///
 /// List the shapes the type implements after `=>`: `buffered` ([`Buffered`]),
-/// `streaming` ([`Streaming`]), or both. Use it once per component.
+/// `streaming` ([`Streaming`]), or both. Use it once per component. Depend on this
+/// crate under its own name (`aistore-etl`, not renamed in `Cargo.toml`): the code
+/// it expands to names it `::aistore_etl`, as wit-bindgen's runtime path must be
+/// written out.
 ///
 /// ```text
 /// aistore_etl::export!(Md5 => buffered);

@@ -5,6 +5,9 @@
 //! ci`, clang + wit-bindgen) and skips the build when nothing changed. The Python and
 //! JavaScript components are 12-19 MB and take seconds to compile, so these tests keep
 //! the compile cache in target/ across runs and run each component once on all inputs.
+//!
+//! The helpers' error and init paths run through one fixture per language
+//! (host/tests/components/{python,js,c}-contract, one contract).
 
 use std::path::PathBuf;
 
@@ -17,6 +20,14 @@ const UPPER_EXAMPLES: [&str; 3] = [
     "examples/python-upper",
     "examples/js-upper",
     "examples/c-upper",
+];
+
+/// The contract fixtures (host/tests/components/README.md), each with what its helper
+/// puts before the message of a failure that is not bad input: the exception's type.
+const CONTRACT_FIXTURES: [(&str, &str); 3] = [
+    ("host/tests/components/python-contract", "ValueError: "),
+    ("host/tests/components/js-contract", "Error: "),
+    ("host/tests/components/c-contract", ""),
 ];
 
 /// Run `example` once on all `inputs` (name, content); returns the outputs in order.
@@ -195,5 +206,96 @@ async fn every_language_serves_hpush_fqn_and_websocket_byte_exact() {
             }
             other => panic!("{example}: WebSocket reply {other:?}"),
         }
+    }
+}
+
+/// Each helper's error and init paths, in both shapes: a small body goes to the
+/// buffered export, a 1 MiB file (by FQN) to the streaming one, which the Python and
+/// JavaScript helpers derive from `transform`. Bad input is a 422 and a failure a
+/// 500, each ending in the guest's message, and the instance serves on; init gets
+/// the configuration (ETL_WASM_CONFIG, then --config), and refusing it stops the
+/// start with the guest's message.
+#[tokio::test]
+async fn helpers_report_errors_and_pass_config_and_args_in_both_shapes() {
+    use crate::serve::harness::{Mountpath, ServerBuilder, client, etl_fqn_param};
+
+    const OBJECT: &str = "bucket/obj.txt";
+    let small = b"a small object".to_vec();
+    // At or above 1 MiB (STREAM_AT_OR_ABOVE) a component with both exports streams.
+    let large: Vec<u8> = (0..(1u32 << 20) + 3).map(|i| (i % 251) as u8).collect();
+    let mountpath = Mountpath::new();
+    let fqn = mountpath.store("bucket", "obj.txt", &large);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("obj.txt");
+    std::fs::write(&file, &small).unwrap();
+    let client = client();
+    for (fixture, exception) in CONTRACT_FIXTURES {
+        let server = ServerBuilder::new(fixture)
+            .env("ETL_WASM_CACHE_DIR", compile_cache())
+            .env("ETL_WASM_CONFIG", r#"{"b":"2","a":"1"}"#)
+            .arg("--config")
+            .arg("0=zero")
+            .start()
+            .await;
+        for (shape, streamed, echo) in [("buffered", false, &small), ("streaming", true, &large)] {
+            // An error's body is `<object>: <the host's words>: <the guest's message>`.
+            let bad = format!(": bad object {OBJECT}");
+            let failed = format!(": {exception}failed on {OBJECT}");
+            let path_and_args = format!("{OBJECT}|args");
+            // (etl_args, status, the body or how an error's ends)
+            let cases: [(&str, u16, &[u8]); 6] = [
+                ("", 200, echo),
+                ("bad", 422, bad.as_bytes()),
+                ("fail", 500, failed.as_bytes()),
+                ("config", 200, b"0=zero\na=1\nb=2\n"),
+                ("args", 200, path_and_args.as_bytes()),
+                // The errors cost the instance nothing: it serves on.
+                ("", 200, echo),
+            ];
+            for (etl_args, expected_status, expected_body) in cases {
+                let request = if streamed {
+                    let query = etl_fqn_param(&fqn);
+                    client.put(server.url(&format!("/{OBJECT}?etl_args={etl_args}&{query}")))
+                } else {
+                    client
+                        .put(server.url(&format!("/{OBJECT}?etl_args={etl_args}")))
+                        .body(small.clone())
+                };
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let body = response.bytes().await.unwrap();
+                let case = format!("{fixture}, {shape}, etl_args {etl_args:?}");
+                let shown = String::from_utf8_lossy(&body[..body.len().min(500)]);
+                assert_eq!(status, expected_status, "{case}: {shown}");
+                let expected = if status == 200 {
+                    body == expected_body
+                } else {
+                    body.ends_with(expected_body)
+                };
+                assert!(expected, "{case}: {shown}");
+            }
+        }
+        drop(server);
+
+        let output = ais_wasm(&compile_cache())
+            .args(["run", "--config", "refuse=now", "--component"])
+            .arg(component(fixture))
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{fixture}: init refused, yet ran: {stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "{fixture}: output despite the refusal"
+        );
+        // Bad input from init, with the guest's message as it gave it.
+        assert!(
+            stderr.contains("init refused the configuration: refused: now"),
+            "{fixture}: {stderr}"
+        );
     }
 }

@@ -145,6 +145,42 @@ async fn hpull_with_fqn_reads_the_file_and_never_calls_the_target() {
     assert!(target.requests().is_empty(), "{:?}", target.requests());
 }
 
+/// `ETL_DIRECT_FQN` (§9.3): an FQN file goes to the streaming export whatever its
+/// size; a request body still goes by size. The hostile fixture tells the shapes
+/// apart: args `never-read` is an empty result when streamed, bad input when buffered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_fqn_streams_files_of_any_size() {
+    let mountpath = Mountpath::new();
+    let fqn = mountpath.store("src", "small", b"a small file");
+    let by_fqn = format!("/src/small?etl_args=never-read&{}", etl_fqn_param(&fqn));
+    for (direct_fqn, fqn_status) in [("0", 422), ("1", 200), ("true", 200)] {
+        let server = ServerBuilder::new("host/tests/components/hostile")
+            .env("ETL_DIRECT_FQN", direct_fqn)
+            .start()
+            .await;
+        let response = client().put(server.url(&by_fqn)).send().await.unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            fqn_status,
+            "ETL_DIRECT_FQN={direct_fqn}"
+        );
+        if fqn_status == 200 {
+            assert!(response.bytes().await.unwrap().is_empty());
+        }
+        let response = client()
+            .put(server.url("/src/small?etl_args=never-read"))
+            .body("a small body")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            422,
+            "ETL_DIRECT_FQN={direct_fqn}, body"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hpull_without_fqn_gets_the_object_from_the_target() {
     let target = FakeTarget::start().await;

@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Builds this test component (world full) and prints the path of the .wasm as the last
+# line. Installs componentize-py on first use.
+exec "$(dirname "${BASH_SOURCE[0]}")/../../../../examples/build-python.sh" "$(dirname "${BASH_SOURCE[0]}")" full
