@@ -6,8 +6,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-rustup component add rustfmt clippy >/dev/null
-rustup target add wasm32-wasip2 >/dev/null
+rustup -q component add rustfmt clippy
+rustup -q target add wasm32-wasip2
 
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
