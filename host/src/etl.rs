@@ -119,6 +119,12 @@ pub enum EtlError {
          --max-output"
     )]
     ReplyTooLarge { limit: u64 },
+    /// A result held for a WebSocket reply could not go to its temporary file.
+    #[error(
+        "the result could not be held in a temporary file: {0}; give the pod space in its \
+         temporary directory (TMPDIR)"
+    )]
+    Spill(std::io::Error),
 }
 
 impl Etl {
@@ -441,25 +447,25 @@ impl StreamCall {
     /// The output is gathered in the guest's own task: handing each chunk to the
     /// caller's thread instead cost a wake-up per chunk, and 10-15% more CPU per
     /// object (WebSocket by FQN, 16 MiB, concurrency 1).
-    pub async fn gather(self, limit: u64) -> Result<Vec<Bytes>, EtlError> {
+    pub async fn gather(self, limit: u64) -> Result<HeldOutput, EtlError> {
         let (sender, mut receiver) = mpsc::channel(GATHER_QUEUE);
         let runtime = self.runtime.clone();
         let call = self.call(sender, None);
         // Owns the receiver, so that outgrowing the limit drops it and stops the
         // guest at its next write: a streaming guest's output has no end of its own.
         let gather = async move {
-            let mut held = Held::new(limit);
+            let mut held = Held::new(limit, HELD_IN_MEMORY);
             while let Some(chunk) = receiver.recv().await {
-                held.push(chunk)?;
+                held.push(chunk).await?;
             }
-            Ok::<_, EtlError>(held.finish())
+            held.finish().await
         };
         let task = runtime.spawn(async move { tokio::join!(call, gather) });
         let (called, gathered) = task.await.map_err(abnormal)?;
         // Outgrowing the limit is the cause of the guest's failed write.
-        let chunks = gathered?;
+        let held = gathered?;
         called?;
-        Ok(chunks)
+        Ok(held)
     }
 
     /// The guest's call, writing into `output`; `finished` learns whether it
@@ -551,35 +557,63 @@ impl Stream for OutputStream {
     }
 }
 
+/// The bytes of a held result kept in memory; beyond them it goes to a temporary
+/// file, so that a WebSocket reply of any size (within `--max-output`) takes bounded
+/// memory.
+pub const HELD_IN_MEMORY: u64 = 16 << 20;
+
 /// A result held whole, from a stream, at most `limit` bytes. The chunks are kept as
 /// they came (a WebSocket reply sends one frame each) rather than copied into one
 /// buffer; only runs of small ones (a guest writing a line at a time) are joined, up
 /// to [`JOIN_BELOW`], so that a frame is worth its header and the peer's read of it.
+/// Past `in_memory` bytes the chunks are written to a temporary file on the blocking
+/// pool, then every [`SPILL_BATCH`] bytes.
 pub(crate) struct Held {
     chunks: Vec<Bytes>,
     small: BytesMut,
     total: u64,
     limit: u64,
+    /// Bytes in `chunks` and `small`, not yet in `file`.
+    unwritten: u64,
+    in_memory: u64,
+    file: Option<std::fs::File>,
 }
+
+/// A held result: its chunks, or the temporary file of one that outgrew memory.
+#[derive(Debug)]
+pub enum HeldOutput {
+    /// The chunks; none for an empty result.
+    Memory(Vec<Bytes>),
+    /// `len` bytes, read from the start of `file` (removed when closed).
+    File { file: std::fs::File, len: u64 },
+}
+
+/// Once a held result is in a file, what follows is written in batches of this size:
+/// a trip to the blocking pool for each, and no more in memory.
+const SPILL_BATCH: u64 = 1 << 20;
 
 /// Chunks smaller than this are joined with their neighbours.
 const JOIN_BELOW: usize = 16 * 1024;
 
 impl Held {
-    pub fn new(limit: u64) -> Self {
+    pub fn new(limit: u64, in_memory: u64) -> Self {
         Held {
             chunks: Vec::new(),
             small: BytesMut::new(),
             total: 0,
             limit,
+            unwritten: 0,
+            in_memory,
+            file: None,
         }
     }
 
-    pub fn push(&mut self, chunk: Bytes) -> Result<(), EtlError> {
+    pub async fn push(&mut self, chunk: Bytes) -> Result<(), EtlError> {
         self.total += chunk.len() as u64;
         if self.total > self.limit {
             return Err(EtlError::ReplyTooLarge { limit: self.limit });
         }
+        self.unwritten += chunk.len() as u64;
         if chunk.len() >= JOIN_BELOW {
             self.join_small();
             self.chunks.push(chunk);
@@ -588,6 +622,13 @@ impl Held {
             if self.small.len() >= JOIN_BELOW {
                 self.join_small();
             }
+        }
+        let batch = match self.file {
+            None => self.in_memory,
+            Some(_) => SPILL_BATCH,
+        };
+        if self.unwritten > batch {
+            self.spill().await?;
         }
         Ok(())
     }
@@ -598,10 +639,40 @@ impl Held {
         }
     }
 
-    /// The chunks; none for an empty result.
-    pub fn finish(mut self) -> Vec<Bytes> {
+    /// Appends what is in memory to the file, created on first use.
+    async fn spill(&mut self) -> Result<(), EtlError> {
+        use std::io::Write;
         self.join_small();
-        self.chunks
+        let chunks = std::mem::take(&mut self.chunks);
+        self.unwritten = 0;
+        let file = self.file.take();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut file = match file {
+                Some(file) => file,
+                None => tempfile::tempfile()?,
+            };
+            chunks.iter().try_for_each(|chunk| file.write_all(chunk))?;
+            Ok(file)
+        });
+        let written = written
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        self.file = Some(written.map_err(EtlError::Spill)?);
+        Ok(())
+    }
+
+    pub async fn finish(mut self) -> Result<HeldOutput, EtlError> {
+        if self.file.is_none() {
+            self.join_small();
+            return Ok(HeldOutput::Memory(self.chunks));
+        }
+        self.spill().await?;
+        let mut file = self.file.take().expect("spilled");
+        std::io::Seek::rewind(&mut file).map_err(EtlError::Spill)?;
+        Ok(HeldOutput::File {
+            file,
+            len: self.total,
+        })
     }
 }
 
@@ -611,7 +682,7 @@ mod tests {
 
     use bytes::Bytes;
 
-    use super::{EtlError, Held, JOIN_BELOW, Pace};
+    use super::{EtlError, Held, HeldOutput, JOIN_BELOW, Pace};
 
     #[test]
     fn pace_follows_the_recent_calls() {
@@ -629,8 +700,15 @@ mod tests {
         assert!(!pace.is_long(), "one slow call among fast ones");
     }
 
-    #[test]
-    fn a_held_result_keeps_large_chunks_and_joins_runs_of_small_ones() {
+    fn in_memory(held: HeldOutput) -> Vec<Bytes> {
+        match held {
+            HeldOutput::Memory(chunks) => chunks,
+            HeldOutput::File { len, .. } => panic!("{len} bytes in a file, not in memory"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_held_result_keeps_large_chunks_and_joins_runs_of_small_ones() {
         let large = vec![b'L'; JOIN_BELOW];
         let line = b"a line\n".to_vec();
         let mut chunks = vec![line.clone(), line.clone(), large.clone()];
@@ -640,11 +718,11 @@ mod tests {
         ));
         chunks.extend([Vec::new(), large.clone(), line.clone()]);
         let whole: Vec<u8> = chunks.concat();
-        let mut held = Held::new(u64::MAX);
+        let mut held = Held::new(u64::MAX, u64::MAX);
         for chunk in chunks {
-            held.push(chunk.into()).unwrap();
+            held.push(chunk.into()).await.unwrap();
         }
-        let collected = held.finish();
+        let collected = in_memory(held.finish().await.unwrap());
         let sizes: Vec<usize> = collected.iter().map(Bytes::len).collect();
         let run = (JOIN_BELOW / line.len() + 1) * line.len();
         assert_eq!(
@@ -653,12 +731,45 @@ mod tests {
         );
         assert_eq!(collected.concat(), whole);
 
-        assert!(Held::new(0).finish().is_empty());
-        let mut over = Held::new(JOIN_BELOW as u64 + 1);
-        over.push(large.clone().into()).unwrap();
+        assert!(in_memory(Held::new(0, 0).finish().await.unwrap()).is_empty());
+        let mut over = Held::new(JOIN_BELOW as u64 + 1, u64::MAX);
+        over.push(large.clone().into()).await.unwrap();
         assert!(matches!(
-            over.push(large.into()),
+            over.push(large.into()).await,
             Err(EtlError::ReplyTooLarge { limit }) if limit == JOIN_BELOW as u64 + 1
         ));
+    }
+
+    /// Past its memory a result goes to a file, in order, whole; up to it, and at it,
+    /// it stays in memory.
+    #[tokio::test]
+    async fn a_held_result_past_its_memory_goes_to_a_file() {
+        use std::io::Read;
+        let chunks: Vec<Vec<u8>> = (0..100u8)
+            .map(|i| vec![i; 1 + (i as usize * 7919) % 40_000])
+            .collect();
+        let whole = chunks.concat();
+        for in_memory in [whole.len() as u64, whole.len() as u64 - 1, 50_000, 1] {
+            let mut held = Held::new(u64::MAX, in_memory);
+            for chunk in &chunks {
+                held.push(chunk.clone().into()).await.unwrap();
+            }
+            match held.finish().await.unwrap() {
+                HeldOutput::Memory(kept) => {
+                    assert_eq!(in_memory, whole.len() as u64);
+                    assert_eq!(kept.concat(), whole);
+                }
+                HeldOutput::File { mut file, len } => {
+                    assert!(in_memory < whole.len() as u64);
+                    assert_eq!(len, whole.len() as u64);
+                    let mut read = Vec::new();
+                    file.read_to_end(&mut read).unwrap();
+                    assert!(
+                        read == whole,
+                        "in memory {in_memory}: other bytes in the file"
+                    );
+                }
+            }
+        }
     }
 }

@@ -29,7 +29,7 @@ use super::coalesce::{self, Pacer};
 use super::control::Control;
 use super::frames::{self, FrameError, Frames, Header, MAX_SERVER_HEADER};
 use super::{AppState, HttpError, http, server};
-use crate::etl::{EtlError, Held, Job, Outcome, Output};
+use crate::etl::{EtlError, HELD_IN_MEMORY, Held, HeldOutput, Job, Outcome, Output};
 use crate::metrics::Transport;
 use crate::pipeline;
 use crate::runtime::ObjectRequest;
@@ -88,9 +88,24 @@ enum Reply {
     /// chunks go out as they came (a first frame, then continuations), never copied
     /// into one buffer. The target reassembles them, as it must (RFC 6455 §5.4).
     Binary(Vec<Bytes>),
+    /// The object, `len` bytes held in a temporary file (`etl::HELD_IN_MEMORY`): one
+    /// message, sent in pieces read from the file as the socket takes them.
+    Spilled {
+        file: std::fs::File,
+        len: u64,
+    },
     Text(String),
     /// A pong or the close handshake's answer, owed to the peer.
     Control(OpCode, Bytes),
+}
+
+impl From<HeldOutput> for Reply {
+    fn from(held: HeldOutput) -> Reply {
+        match held {
+            HeldOutput::Memory(chunks) => Reply::Binary(chunks),
+            HeldOutput::File { file, len } => Reply::Spilled { file, len },
+        }
+    }
 }
 
 /// A reply in the queue: being worked out, or known already.
@@ -263,12 +278,17 @@ async fn write_replies<W: AsyncWrite + Unpin>(mut socket: W, mut pending: mpsc::
 }
 
 /// Frames of finished replies, to go out in one write: each header beside its
-/// payload, which is never copied into a write buffer.
+/// payload, which is never copied into a write buffer. A reply held in a file goes
+/// last, and ends the write.
 #[derive(Default)]
 struct Outgoing {
     frames: Vec<([u8; MAX_SERVER_HEADER], usize, Bytes)>,
     bytes: usize,
+    file: Option<(std::fs::File, u64)>,
 }
+
+/// A reply held in a file is read and sent in pieces of this length, one frame each.
+const FILE_PIECE: u64 = 1 << 20;
 
 impl Outgoing {
     /// Adds a reply's frames; `true` for a close frame, after which nothing may be
@@ -289,6 +309,7 @@ impl Outgoing {
                     self.frame(i == last, opcode, chunk);
                 }
             }
+            Reply::Spilled { file, len } => self.file = Some((file, len)),
             Reply::Text(text) => self.frame(true, OpCode::Text, text.into()),
             Reply::Control(opcode, payload) => {
                 self.frame(true, opcode, payload);
@@ -306,11 +327,36 @@ impl Outgoing {
 
     /// Whether another reply may join the write.
     fn has_room(&self) -> bool {
-        self.bytes < WRITE_AT_ONCE && self.frames.len() < FRAMES_AT_ONCE
+        self.bytes < WRITE_AT_ONCE && self.frames.len() < FRAMES_AT_ONCE && self.file.is_none()
     }
 
-    /// Writes the frames, and forgets them.
+    /// Writes the frames, then the reply held in a file, and forgets them.
     async fn send<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> io::Result<()> {
+        self.write_frames(socket).await?;
+        let Some((mut file, len)) = self.file.take() else {
+            return Ok(());
+        };
+        let mut sent = 0;
+        while sent < len {
+            let piece = (len - sent).min(FILE_PIECE);
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buffer = vec![0; piece as usize];
+                std::io::Read::read_exact(&mut file, &mut buffer).map(|()| (file, buffer))
+            });
+            let buffer;
+            (file, buffer) = read.await.unwrap_or_else(|e| Err(io::Error::other(e)))?;
+            let opcode = match sent {
+                0 => OpCode::Binary,
+                _ => OpCode::Continuation,
+            };
+            sent += piece;
+            self.frame(sent == len, opcode, buffer.into());
+            self.write_frames(socket).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_frames<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> io::Result<()> {
         let mut slices: Vec<IoSlice> = (self.frames.iter())
             .flat_map(|(header, size, payload)| {
                 [IoSlice::new(&header[..*size]), IoSlice::new(payload)]
@@ -588,6 +634,7 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
             Ok(message) => {
                 let sent = match &message {
                     Reply::Binary(chunks) => chunks.iter().map(|c| c.len() as u64).sum(),
+                    Reply::Spilled { len, .. } => *len,
                     // A direct put's delivered byte count.
                     Reply::Text(count) => count.parse().unwrap_or(0),
                     Reply::Control(..) => 0,
@@ -610,21 +657,22 @@ fn error_reply(object: &str, error: EtlError) -> Reply {
 
 /// §4.4 replies: the object as BINARY; after a direct put, the delivered byte count as
 /// TEXT, or the body of the next hop's 200 as BINARY. A reply is held whole, so one
-/// assembled from a stream is capped at `limit` (`--max-output`).
+/// assembled from a stream is capped at `limit` (`--max-output`), and kept in a
+/// temporary file past `HELD_IN_MEMORY`.
 async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, EtlError> {
     Ok(match outcome? {
         Outcome::Output(Output::Full(bytes)) => Reply::Binary(vec![bytes]),
-        Outcome::Output(Output::Stream(call)) => Reply::Binary(call.gather(limit).await?),
+        Outcome::Output(Output::Stream(call)) => call.gather(limit).await?.into(),
         Outcome::Delivered { length } => Reply::Text(length.to_string()),
         Outcome::Returned { first, mut rest } => {
-            let mut held = Held::new(limit);
-            held.push(first)?;
+            let mut held = Held::new(limit, HELD_IN_MEMORY);
+            held.push(first).await?;
             while let Some(chunk) = rest.next().await {
-                held.push(chunk?)?;
+                held.push(chunk?).await?;
             }
             // Empty too: the last stage's empty output is an empty object for the
             // target to store, where TEXT would count as delivered (§13 Q2).
-            Reply::Binary(held.finish())
+            held.finish().await?.into()
         }
     })
 }

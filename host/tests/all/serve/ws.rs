@@ -307,6 +307,29 @@ async fn a_streamed_message_is_put_once_and_a_held_one_retried() {
     assert_eq!(target.puts().len(), 4, "one attempt, then three");
 }
 
+/// A reply past what is held in memory goes to a temporary file; when none can be
+/// made, the request gets a TEXT diagnostic that says where, and the connection serves
+/// on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_with_no_room_for_its_temporary_file_is_a_text_diagnostic() {
+    let server = ServerBuilder::new("examples/upper")
+        .env("TMPDIR", "/nonexistent/tmp")
+        .start()
+        .await;
+    let mut socket = connect(&server).await;
+    let frames = (ais_wasm::etl::HELD_IN_MEMORY as usize >> 12) + 16;
+    socket.send(control("", "", "", "big")).await.unwrap();
+    send_fragmented(&mut socket, &Bytes::from(vec![b'b'; 4096]), frames, true).await;
+    let reply = text(next_reply(&mut socket).await);
+    assert!(
+        reply.contains("big: the result could not be held in a temporary file")
+            && reply.contains("TMPDIR"),
+        "{reply}"
+    );
+    send_object(&mut socket, control("", "", "", "o"), b"still here").await;
+    assert_eq!(binary(next_reply(&mut socket).await), "STILL HERE");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_text_replies_and_the_connection_stays() {
     let server = ServerBuilder::new("examples/echo").start().await;
