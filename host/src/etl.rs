@@ -119,7 +119,7 @@ pub enum EtlError {
          --max-output"
     )]
     ReplyTooLarge { limit: u64 },
-    /// A result held for a WebSocket reply could not go to its temporary file.
+    /// A result held for a WebSocket reply could not be written to its temporary file.
     #[error(
         "the result could not be held in a temporary file: {0}; give the pod space in its \
          temporary directory (TMPDIR)"
@@ -567,7 +567,8 @@ pub const HELD_IN_MEMORY: u64 = 16 << 20;
 /// buffer; only runs of small ones (a guest writing a line at a time) are joined, up
 /// to [`JOIN_BELOW`], so that a frame is worth its header and the peer's read of it.
 /// Past `in_memory` bytes the chunks are written to a temporary file on the blocking
-/// pool, then every [`SPILL_BATCH`] bytes.
+/// pool, then every [`SPILL_BATCH`] bytes; where no file can be made, they stay in
+/// memory.
 pub(crate) struct Held {
     chunks: Vec<Bytes>,
     small: BytesMut,
@@ -642,15 +643,29 @@ impl Held {
     /// Appends what is in memory to the file, created on first use.
     async fn spill(&mut self) -> Result<(), EtlError> {
         use std::io::Write;
+        let mut file = match self.file.take() {
+            Some(file) => file,
+            None => match tokio::task::spawn_blocking(tempfile::tempfile).await {
+                Ok(Ok(file)) => file,
+                // A read-only root file system, say: held in memory, as before files.
+                Ok(Err(error)) => {
+                    self.in_memory = u64::MAX;
+                    static TOLD: std::sync::Once = std::sync::Once::new();
+                    TOLD.call_once(|| {
+                        tracing::warn!(
+                            "cannot create a temporary file ({error}): WebSocket replies are \
+                             held in memory whatever their size; give the pod a writable TMPDIR"
+                        );
+                    });
+                    return Ok(());
+                }
+                Err(error) => return Err(EtlError::Spill(std::io::Error::other(error))),
+            },
+        };
         self.join_small();
         let chunks = std::mem::take(&mut self.chunks);
         self.unwritten = 0;
-        let file = self.file.take();
         let written = tokio::task::spawn_blocking(move || {
-            let mut file = match file {
-                Some(file) => file,
-                None => tempfile::tempfile()?,
-            };
             chunks.iter().try_for_each(|chunk| file.write_all(chunk))?;
             Ok(file)
         });
