@@ -581,7 +581,6 @@ pub(crate) struct Held {
 }
 
 /// A held result: its chunks, or the temporary file of one that outgrew memory.
-#[derive(Debug)]
 pub enum HeldOutput {
     /// The chunks; none for an empty result.
     Memory(Vec<Bytes>),

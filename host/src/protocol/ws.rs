@@ -340,8 +340,13 @@ impl Outgoing {
         while sent < len {
             let piece = (len - sent).min(FILE_PIECE);
             let read = tokio::task::spawn_blocking(move || {
-                let mut buffer = vec![0; piece as usize];
-                std::io::Read::read_exact(&mut file, &mut buffer).map(|()| (file, buffer))
+                use std::io::Read;
+                // Read into spare capacity: no zeroing of the piece first.
+                let mut buffer = Vec::with_capacity(piece as usize);
+                match (&mut file).take(piece).read_to_end(&mut buffer)? as u64 {
+                    read if read == piece => Ok((file, buffer)),
+                    _ => Err(io::ErrorKind::UnexpectedEof.into()),
+                }
             });
             let buffer;
             (file, buffer) = read.await.unwrap_or_else(|e| Err(io::Error::other(e)))?;
@@ -743,6 +748,17 @@ mod tests {
         }
     }
 
+    /// What `Reader::feed` passes on of a begun message after its `head`, and whether
+    /// the message ended well.
+    async fn feed_all(
+        reader: &mut Reader<ReadHalf<DuplexStream>>,
+        head: Vec<Bytes>,
+    ) -> (bool, Vec<std::io::Result<Bytes>>) {
+        let (feed, rest) = mpsc::channel(64);
+        let ended = reader.feed(feed).await;
+        (ended, streamed(head, rest).collect().await)
+    }
+
     fn begun(message: Option<Message>) -> Vec<Bytes> {
         match message {
             Some(Message::Begun(start)) => start,
@@ -792,12 +808,9 @@ mod tests {
         // Held while it is at most 3 bytes long: begun with its first 4.
         let head = begun(reader.message(3).await);
         assert_eq!(head.concat(), b"abcd");
-        let (feed, rest) = mpsc::channel(8);
-        assert!(reader.feed(feed).await);
-        let body: Vec<Bytes> = streamed(head, rest)
-            .map(|piece| piece.unwrap())
-            .collect()
-            .await;
+        let (ended, body) = feed_all(&mut reader, head).await;
+        assert!(ended);
+        let body: Vec<Bytes> = body.into_iter().map(Result::unwrap).collect();
         assert_eq!(body.concat(), b"abcdefgh");
         assert!(is_pong(queued.try_recv(), b"there?"));
         assert_eq!(whole(reader.message(3).await), "next");
@@ -822,12 +835,9 @@ mod tests {
         // Held whole while at most 100 bytes (and a piece) long: begun.
         let head = begun(reader.message(100).await);
         assert_eq!(head.iter().map(Bytes::len).collect::<Vec<_>>(), [98, 7]);
-        let (feed, rest) = mpsc::channel(64);
-        assert!(reader.feed(feed).await);
-        let body: Vec<Bytes> = streamed(head, rest)
-            .map(|piece| piece.unwrap())
-            .collect()
-            .await;
+        let (ended, body) = feed_all(&mut reader, head).await;
+        assert!(ended);
+        let body: Vec<Bytes> = body.into_iter().map(Result::unwrap).collect();
         assert!(body[1..].iter().all(|piece| piece.len() <= 7), "{body:?}");
         assert_eq!(body.concat(), payload);
         // Held whole: one buffer, though it came in pieces around a ping.
@@ -860,9 +870,8 @@ mod tests {
         ])
         .await;
         let head = begun(reader.message(3).await);
-        let (feed, rest) = mpsc::channel(8);
-        assert!(!reader.feed(feed).await);
-        let body: Vec<_> = streamed(head, rest).collect().await;
+        let (ended, body) = feed_all(&mut reader, head).await;
+        assert!(!ended);
         assert_eq!(body.len(), 3, "two frames and the error");
         let error = body[2].as_ref().unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
@@ -997,9 +1006,8 @@ mod tests {
         ])
         .await;
         let head = begun(reader.message(3).await);
-        let (feed, rest) = mpsc::channel(8);
-        assert!(!reader.feed(feed).await);
-        let body: Vec<_> = streamed(head, rest).collect().await;
+        let (ended, body) = feed_all(&mut reader, head).await;
+        assert!(!ended);
         assert!(body.last().unwrap().is_err(), "{body:?}");
     }
 }
