@@ -121,6 +121,11 @@ pub struct ServeArgs {
     /// path shaped like an AIStore object's file].
     #[arg(long, env = "ETL_FQN_ROOTS", value_name = "DIRS")]
     pub fqn_roots: Option<String>,
+    /// Temporary disk space that WebSocket replies past 16 MiB, held in files under
+    /// TMPDIR until their transform ends, may take at once (keep it within the pod's
+    /// ephemeral storage); 0 holds every reply in memory, up to --max-output.
+    #[arg(long, env = "ETL_WASM_REPLY_SPACE", default_value = "4GiB")]
+    pub reply_space: ByteSize,
     /// Threads serving connections; each connection stays on one [default: the CPUs].
     #[arg(long, env = "ETL_WASM_SERVE_THREADS")]
     pub serve_threads: Option<std::num::NonZeroUsize>,
@@ -161,7 +166,8 @@ pub struct RuntimeArgs {
     /// Time one object may take, I/O included (also bounds init).
     #[arg(long, env = "ETL_WASM_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// Largest result of a buffered transform (and largest single streamed write).
+    /// Largest result of a buffered transform, single streamed write, and WebSocket
+    /// reply held in memory (past it, or past 16 MiB, a reply waits in a file).
     #[arg(long, env = "ETL_WASM_MAX_OUTPUT", default_value = "128MiB")]
     pub max_output: ByteSize,
     /// Reuse initialised instances (pooled) or create one per object (fresh).

@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinError, JoinHandle};
 
+use crate::held::{Held, HeldError, HeldOutput};
 use crate::pipeline::{Pipeline, PutUrlError};
 use crate::runtime::{InputStream, ObjectError, ObjectRequest, Transform};
 use crate::sink::{Answer, DirectPut, PutError};
@@ -113,18 +114,10 @@ pub enum EtlError {
         during: &'static str,
         limit: Duration,
     },
-    /// A result that must be held whole (a WebSocket reply) outgrew `--max-output`.
-    #[error(
-        "the result is larger than {limit} bytes, the most a WebSocket reply may hold; raise \
-         --max-output"
-    )]
-    ReplyTooLarge { limit: u64 },
-    /// A result held for a WebSocket reply could not be written to its temporary file.
-    #[error(
-        "the result could not be held in a temporary file: {0}; give the pod space in its \
-         temporary directory (TMPDIR)"
-    )]
-    Spill(std::io::Error),
+    /// A result held whole (a WebSocket reply) outgrew its memory or disk, or its file
+    /// failed.
+    #[error(transparent)]
+    Held(#[from] HeldError),
 }
 
 impl Etl {
@@ -442,19 +435,18 @@ impl StreamCall {
         }
     }
 
-    /// Run the transform and hold its output whole, at most `limit` bytes (a
-    /// WebSocket reply, which cannot be begun before the transform has succeeded).
+    /// Run the transform and hold its output whole in `held` (a WebSocket reply,
+    /// which cannot be begun before the transform has succeeded).
     /// The output is gathered in the guest's own task: handing each chunk to the
     /// caller's thread instead cost a wake-up per chunk, and 10-15% more CPU per
     /// object (WebSocket by FQN, 16 MiB, concurrency 1).
-    pub async fn gather(self, limit: u64) -> Result<HeldOutput, EtlError> {
+    pub async fn gather(self, mut held: Held) -> Result<HeldOutput, EtlError> {
         let (sender, mut receiver) = mpsc::channel(GATHER_QUEUE);
         let runtime = self.runtime.clone();
         let call = self.call(sender, None);
-        // Owns the receiver, so that outgrowing the limit drops it and stops the
+        // Owns the receiver, so that outgrowing its room drops it and stops the
         // guest at its next write: a streaming guest's output has no end of its own.
         let gather = async move {
-            let mut held = Held::new(limit, HELD_IN_MEMORY);
             while let Some(chunk) = receiver.recv().await {
                 held.push(chunk).await?;
             }
@@ -462,7 +454,7 @@ impl StreamCall {
         };
         let task = runtime.spawn(async move { tokio::join!(call, gather) });
         let (called, gathered) = task.await.map_err(abnormal)?;
-        // Outgrowing the limit is the cause of the guest's failed write.
+        // Outgrowing its room is the cause of the guest's failed write.
         let held = gathered?;
         called?;
         Ok(held)
@@ -557,146 +549,11 @@ impl Stream for OutputStream {
     }
 }
 
-/// The bytes of a held result kept in memory; beyond them it goes to a temporary
-/// file, so that a WebSocket reply of any size (within `--max-output`) takes bounded
-/// memory.
-pub const HELD_IN_MEMORY: u64 = 16 << 20;
-
-/// A result held whole, from a stream, at most `limit` bytes. The chunks are kept as
-/// they came (a WebSocket reply sends one frame each) rather than copied into one
-/// buffer; only runs of small ones (a guest writing a line at a time) are joined, up
-/// to [`JOIN_BELOW`], so that a frame is worth its header and the peer's read of it.
-/// Past `in_memory` bytes the chunks are written to a temporary file on the blocking
-/// pool, then every [`SPILL_BATCH`] bytes; where no file can be made, they stay in
-/// memory.
-pub(crate) struct Held {
-    chunks: Vec<Bytes>,
-    small: BytesMut,
-    total: u64,
-    limit: u64,
-    /// Bytes in `chunks` and `small`, not yet in `file`.
-    unwritten: u64,
-    in_memory: u64,
-    file: Option<std::fs::File>,
-}
-
-/// A held result: its chunks, or the temporary file of one that outgrew memory.
-pub enum HeldOutput {
-    /// The chunks; none for an empty result.
-    Memory(Vec<Bytes>),
-    /// `len` bytes, read from the start of `file` (removed when closed).
-    File { file: std::fs::File, len: u64 },
-}
-
-/// Once a held result is in a file, what follows is written in batches of this size:
-/// a trip to the blocking pool for each, and no more in memory.
-const SPILL_BATCH: u64 = 1 << 20;
-
-/// Chunks smaller than this are joined with their neighbours.
-const JOIN_BELOW: usize = 16 * 1024;
-
-impl Held {
-    pub fn new(limit: u64, in_memory: u64) -> Self {
-        Held {
-            chunks: Vec::new(),
-            small: BytesMut::new(),
-            total: 0,
-            limit,
-            unwritten: 0,
-            in_memory,
-            file: None,
-        }
-    }
-
-    pub async fn push(&mut self, chunk: Bytes) -> Result<(), EtlError> {
-        self.total += chunk.len() as u64;
-        if self.total > self.limit {
-            return Err(EtlError::ReplyTooLarge { limit: self.limit });
-        }
-        self.unwritten += chunk.len() as u64;
-        if chunk.len() >= JOIN_BELOW {
-            self.join_small();
-            self.chunks.push(chunk);
-        } else {
-            self.small.extend_from_slice(&chunk);
-            if self.small.len() >= JOIN_BELOW {
-                self.join_small();
-            }
-        }
-        let batch = match self.file {
-            None => self.in_memory,
-            Some(_) => SPILL_BATCH,
-        };
-        if self.unwritten > batch {
-            self.spill().await?;
-        }
-        Ok(())
-    }
-
-    fn join_small(&mut self) {
-        if !self.small.is_empty() {
-            self.chunks.push(self.small.split().freeze());
-        }
-    }
-
-    /// Appends what is in memory to the file, created on first use.
-    async fn spill(&mut self) -> Result<(), EtlError> {
-        use std::io::Write;
-        let mut file = match self.file.take() {
-            Some(file) => file,
-            None => match tokio::task::spawn_blocking(tempfile::tempfile).await {
-                Ok(Ok(file)) => file,
-                // A read-only root file system, say: held in memory, as before files.
-                Ok(Err(error)) => {
-                    self.in_memory = u64::MAX;
-                    static TOLD: std::sync::Once = std::sync::Once::new();
-                    TOLD.call_once(|| {
-                        tracing::warn!(
-                            "cannot create a temporary file ({error}): WebSocket replies are \
-                             held in memory whatever their size; give the pod a writable TMPDIR"
-                        );
-                    });
-                    return Ok(());
-                }
-                Err(error) => return Err(EtlError::Spill(std::io::Error::other(error))),
-            },
-        };
-        self.join_small();
-        let chunks = std::mem::take(&mut self.chunks);
-        self.unwritten = 0;
-        let written = tokio::task::spawn_blocking(move || {
-            chunks.iter().try_for_each(|chunk| file.write_all(chunk))?;
-            Ok(file)
-        });
-        let written = written
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        self.file = Some(written.map_err(EtlError::Spill)?);
-        Ok(())
-    }
-
-    pub async fn finish(mut self) -> Result<HeldOutput, EtlError> {
-        if self.file.is_none() {
-            self.join_small();
-            return Ok(HeldOutput::Memory(self.chunks));
-        }
-        self.spill().await?;
-        let mut file = self.file.take().expect("spilled");
-        std::io::Seek::rewind(&mut file).map_err(EtlError::Spill)?;
-        Ok(HeldOutput::File {
-            file,
-            len: self.total,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use bytes::Bytes;
-
-    use super::{EtlError, Held, HeldOutput, JOIN_BELOW, Pace};
+    use super::Pace;
 
     #[test]
     fn pace_follows_the_recent_calls() {
@@ -712,78 +569,5 @@ mod tests {
         assert!(!pace.is_long(), "after 20 µs calls");
         pace.record(Duration::from_millis(3));
         assert!(!pace.is_long(), "one slow call among fast ones");
-    }
-
-    fn in_memory(held: HeldOutput) -> Vec<Bytes> {
-        match held {
-            HeldOutput::Memory(chunks) => chunks,
-            HeldOutput::File { len, .. } => panic!("{len} bytes in a file, not in memory"),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_held_result_keeps_large_chunks_and_joins_runs_of_small_ones() {
-        let large = vec![b'L'; JOIN_BELOW];
-        let line = b"a line\n".to_vec();
-        let mut chunks = vec![line.clone(), line.clone(), large.clone()];
-        chunks.extend(std::iter::repeat_n(
-            line.clone(),
-            JOIN_BELOW / line.len() + 1,
-        ));
-        chunks.extend([Vec::new(), large.clone(), line.clone()]);
-        let whole: Vec<u8> = chunks.concat();
-        let mut held = Held::new(u64::MAX, u64::MAX);
-        for chunk in chunks {
-            held.push(chunk.into()).await.unwrap();
-        }
-        let collected = in_memory(held.finish().await.unwrap());
-        let sizes: Vec<usize> = collected.iter().map(Bytes::len).collect();
-        let run = (JOIN_BELOW / line.len() + 1) * line.len();
-        assert_eq!(
-            sizes,
-            [2 * line.len(), JOIN_BELOW, run, JOIN_BELOW, line.len()]
-        );
-        assert_eq!(collected.concat(), whole);
-
-        assert!(in_memory(Held::new(0, 0).finish().await.unwrap()).is_empty());
-        let mut over = Held::new(JOIN_BELOW as u64 + 1, u64::MAX);
-        over.push(large.clone().into()).await.unwrap();
-        assert!(matches!(
-            over.push(large.into()).await,
-            Err(EtlError::ReplyTooLarge { limit }) if limit == JOIN_BELOW as u64 + 1
-        ));
-    }
-
-    /// Past its memory a result goes to a file, in order, whole; up to it, and at it,
-    /// it stays in memory.
-    #[tokio::test]
-    async fn a_held_result_past_its_memory_goes_to_a_file() {
-        use std::io::Read;
-        let chunks: Vec<Vec<u8>> = (0..100u8)
-            .map(|i| vec![i; 1 + (i as usize * 7919) % 40_000])
-            .collect();
-        let whole = chunks.concat();
-        for in_memory in [whole.len() as u64, whole.len() as u64 - 1, 50_000, 1] {
-            let mut held = Held::new(u64::MAX, in_memory);
-            for chunk in &chunks {
-                held.push(chunk.clone().into()).await.unwrap();
-            }
-            match held.finish().await.unwrap() {
-                HeldOutput::Memory(kept) => {
-                    assert_eq!(in_memory, whole.len() as u64);
-                    assert_eq!(kept.concat(), whole);
-                }
-                HeldOutput::File { mut file, len } => {
-                    assert!(in_memory < whole.len() as u64);
-                    assert_eq!(len, whole.len() as u64);
-                    let mut read = Vec::new();
-                    file.read_to_end(&mut read).unwrap();
-                    assert!(
-                        read == whole,
-                        "in memory {in_memory}: other bytes in the file"
-                    );
-                }
-            }
-        }
     }
 }

@@ -5,6 +5,8 @@
 //! - [`protocol`]: the AIStore ETL wire protocol (axum routes, WebSocket, statuses).
 //!   The only module that knows HTTP server types.
 //! - [`etl`]: one object end to end: source, transform, result or direct put.
+//! - [`held`]: a result held whole (a WebSocket reply): memory, then a temporary
+//!   file within the disk space all of them share.
 //! - [`source`]: where objects come from (body, FQN file, target GET, download).
 //! - [`sink`]: direct puts to the next hop and what its answer means.
 //! - [`metrics`]: Prometheus metrics served at `/metrics`.
@@ -24,6 +26,7 @@ pub mod cmd;
 pub mod config;
 pub mod delivery;
 pub mod etl;
+pub mod held;
 pub mod load;
 pub mod metrics;
 pub mod outbound;

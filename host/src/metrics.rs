@@ -1,7 +1,8 @@
 //! Prometheus metrics at `GET /metrics`: objects by transport and outcome, bytes in
 //! and out, latency per transport, requests in flight, the instance pool,
-//! compile-cache hits and hot swaps. Recorded by the protocol layer, which knows the
-//! transport; the pool's figures are read from the runtime when scraped.
+//! compile-cache hits, hot swaps and the disk space WebSocket replies take. Recorded
+//! by the protocol layer, which knows the transport; the pool's figures and the
+//! replies' space are read when scraped.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::etl::EtlError;
+use crate::held::{HeldError, SpillSpace};
 use crate::runtime::{Abort, CacheStatus, Fault, ObjectError, Transform};
 
 /// How a request reached the server.
@@ -79,6 +81,7 @@ pub struct Metrics {
     instances_discarded: Counter,
     cache: Family<ResultLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
+    reply_space: Gauge,
 }
 
 impl Default for Metrics {
@@ -138,6 +141,12 @@ impl Default for Metrics {
             "Hot swaps of the component (ok, failed)",
             reloads.clone(),
         );
+        let reply_space = Gauge::default();
+        registry.register(
+            "reply_space_bytes",
+            "Temporary disk space taken by WebSocket replies held in files (at most --reply-space)",
+            reply_space.clone(),
+        );
         Metrics {
             registry,
             objects,
@@ -150,6 +159,7 @@ impl Default for Metrics {
             instances_discarded,
             cache,
             reloads,
+            reply_space,
         }
     }
 }
@@ -212,8 +222,11 @@ impl Metrics {
         self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
 
-    /// The text exposition, with the pool's current figures.
-    pub fn render(&self, transform: Option<&Transform>) -> String {
+    /// The text exposition, with the current figures of the pool and of the replies'
+    /// disk space.
+    pub fn render(&self, transform: Option<&Transform>, reply_space: &SpillSpace) -> String {
+        self.reply_space
+            .set(i64::try_from(reply_space.in_use()).unwrap_or(i64::MAX));
         if let Some(transform) = transform {
             let (idle, busy) = transform.pool_gauges();
             self.instances
@@ -258,6 +271,8 @@ fn outcome(error: &EtlError) -> &'static str {
             (Fault::Guest, _) => "failed",
             (Fault::Host, _) => "host",
         },
+        // A WebSocket reply outgrew its room, as a buffered result its limit.
+        EtlError::Held(HeldError::TooLarge { .. } | HeldError::NoSpace { .. }) => "output_limit",
         EtlError::Source(_) => "source",
         EtlError::DirectPut(_)
         | EtlError::DirectPutOneShot(_)
@@ -276,7 +291,7 @@ mod tests {
     fn a_request_is_in_flight_or_handled_never_both() {
         let metrics = Metrics::default();
         let received = |metrics: &Metrics| -> i64 {
-            let text = metrics.render(None);
+            let text = metrics.render(None, &SpillSpace::new(0));
             text.lines()
                 .filter(|l| {
                     l.starts_with("ais_wasm_requests_in_flight ")

@@ -79,6 +79,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .build()
             .context("building the download client")?,
         fqn_policy: std::sync::Arc::new(fqn_policy),
+        reply_space: crate::held::SpillSpace::new(args.reply_space.as_u64()),
     };
 
     // Installed before the port opens: SIGUSR1 would otherwise end the process.

@@ -105,7 +105,7 @@ fn status_of(error: &EtlError) -> StatusCode {
         EtlError::DirectPut(_) | EtlError::DirectPutExhausted { .. } => StatusCode::BAD_GATEWAY,
         EtlError::DirectPutOneShot(_) => StatusCode::SERVICE_UNAVAILABLE,
         EtlError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        EtlError::ReplyTooLarge { .. } | EtlError::Spill(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        EtlError::Held(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -32,7 +32,8 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
 /// Prometheus metrics (text exposition format).
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let etl = state.etl.load_full();
-    let text = state.metrics.render(etl.as_ref().map(|etl| &etl.transform));
+    let transform = etl.as_ref().map(|etl| &etl.transform);
+    let text = state.metrics.render(transform, &state.reply_space);
     (
         [(
             header::CONTENT_TYPE,

@@ -46,6 +46,8 @@ pub struct AppState {
     pub download_client: reqwest::Client,
     /// Which files `etl_fqn` may name (§11).
     pub fqn_policy: Arc<FqnPolicy>,
+    /// The temporary disk space that WebSocket replies held in files share.
+    pub reply_space: Arc<crate::held::SpillSpace>,
 }
 
 /// The hot-swap endpoint: off unless a token is configured.

@@ -29,7 +29,8 @@ use super::coalesce::{self, Pacer};
 use super::control::Control;
 use super::frames::{self, FrameError, Frames, Header, MAX_SERVER_HEADER};
 use super::{AppState, HttpError, http, server};
-use crate::etl::{EtlError, HELD_IN_MEMORY, Held, HeldOutput, Job, Outcome, Output};
+use crate::etl::{EtlError, Job, Outcome, Output};
+use crate::held::{HELD_IN_MEMORY, Held, HeldFile, HeldOutput};
 use crate::metrics::Transport;
 use crate::pipeline;
 use crate::runtime::ObjectRequest;
@@ -88,12 +89,9 @@ enum Reply {
     /// chunks go out as they came (a first frame, then continuations), never copied
     /// into one buffer. The target reassembles them, as it must (RFC 6455 §5.4).
     Binary(Vec<Bytes>),
-    /// The object, `len` bytes held in a temporary file (`etl::HELD_IN_MEMORY`): one
-    /// message, sent in pieces read from the file as the socket takes them.
-    Spilled {
-        file: std::fs::File,
-        len: u64,
-    },
+    /// The object, held in a temporary file (past `HELD_IN_MEMORY`): one message,
+    /// sent in pieces read from the file as the socket takes them.
+    Spilled(HeldFile),
     Text(String),
     /// A pong or the close handshake's answer, owed to the peer.
     Control(OpCode, Bytes),
@@ -103,7 +101,7 @@ impl From<HeldOutput> for Reply {
     fn from(held: HeldOutput) -> Reply {
         match held {
             HeldOutput::Memory(chunks) => Reply::Binary(chunks),
-            HeldOutput::File { file, len } => Reply::Spilled { file, len },
+            HeldOutput::File(file) => Reply::Spilled(file),
         }
     }
 }
@@ -284,7 +282,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(mut socket: W, mut pending: mpsc::
 struct Outgoing {
     frames: Vec<([u8; MAX_SERVER_HEADER], usize, Bytes)>,
     bytes: usize,
-    file: Option<(std::fs::File, u64)>,
+    file: Option<HeldFile>,
 }
 
 /// A reply held in a file is read and sent in pieces of this length, one frame each.
@@ -309,7 +307,7 @@ impl Outgoing {
                     self.frame(i == last, opcode, chunk);
                 }
             }
-            Reply::Spilled { file, len } => self.file = Some((file, len)),
+            Reply::Spilled(file) => self.file = Some(file),
             Reply::Text(text) => self.frame(true, OpCode::Text, text.into()),
             Reply::Control(opcode, payload) => {
                 self.frame(true, opcode, payload);
@@ -333,23 +331,14 @@ impl Outgoing {
     /// Writes the frames, then the reply held in a file, and forgets them.
     async fn send<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> io::Result<()> {
         self.write_frames(socket).await?;
-        let Some((mut file, len)) = self.file.take() else {
+        let Some(mut file) = self.file.take() else {
             return Ok(());
         };
-        let mut sent = 0;
+        let (len, mut sent) = (file.size(), 0);
         while sent < len {
             let piece = (len - sent).min(FILE_PIECE);
-            let read = tokio::task::spawn_blocking(move || {
-                use std::io::Read;
-                // Read into spare capacity: no zeroing of the piece first.
-                let mut buffer = Vec::with_capacity(piece as usize);
-                match (&mut file).take(piece).read_to_end(&mut buffer)? as u64 {
-                    read if read == piece => Ok((file, buffer)),
-                    _ => Err(io::ErrorKind::UnexpectedEof.into()),
-                }
-            });
             let buffer;
-            (file, buffer) = read.await.unwrap_or_else(|e| Err(io::Error::other(e)))?;
+            (file, buffer) = file.read(piece).await?;
             let opcode = match sent {
                 0 => OpCode::Binary,
                 _ => OpCode::Continuation,
@@ -626,8 +615,9 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
     async {
         let started = std::time::Instant::now();
         let limit = etl.transform.limits().max_output;
+        let held = || Held::new(limit, HELD_IN_MEMORY, &state.reply_space);
         let mut job = job;
-        let result = reply(etl.process(&mut job).await, limit).await;
+        let result = reply(etl.process(&mut job).await, held).await;
         state.metrics.object(
             in_flight,
             Transport::Ws,
@@ -639,7 +629,7 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
             Ok(message) => {
                 let sent = match &message {
                     Reply::Binary(chunks) => chunks.iter().map(|c| c.len() as u64).sum(),
-                    Reply::Spilled { len, .. } => *len,
+                    Reply::Spilled(file) => file.size(),
                     // A direct put's delivered byte count.
                     Reply::Text(count) => count.parse().unwrap_or(0),
                     Reply::Control(..) => 0,
@@ -661,16 +651,18 @@ fn error_reply(object: &str, error: EtlError) -> Reply {
 }
 
 /// §4.4 replies: the object as BINARY; after a direct put, the delivered byte count as
-/// TEXT, or the body of the next hop's 200 as BINARY. A reply is held whole, so one
-/// assembled from a stream is capped at `limit` (`--max-output`), and kept in a
-/// temporary file past `HELD_IN_MEMORY`.
-async fn reply(outcome: Result<Outcome, EtlError>, limit: u64) -> Result<Reply, EtlError> {
+/// TEXT, or the body of the next hop's 200 as BINARY. A reply is held whole: one
+/// assembled from a stream goes into a [`Held`] made by `held`.
+async fn reply(
+    outcome: Result<Outcome, EtlError>,
+    held: impl FnOnce() -> Held,
+) -> Result<Reply, EtlError> {
     Ok(match outcome? {
         Outcome::Output(Output::Full(bytes)) => Reply::Binary(vec![bytes]),
-        Outcome::Output(Output::Stream(call)) => call.gather(limit).await?.into(),
+        Outcome::Output(Output::Stream(call)) => call.gather(held()).await?.into(),
         Outcome::Delivered { length } => Reply::Text(length.to_string()),
         Outcome::Returned { first, mut rest } => {
-            let mut held = Held::new(limit, HELD_IN_MEMORY);
+            let mut held = held();
             held.push(first).await?;
             while let Some(chunk) = rest.next().await {
                 held.push(chunk?).await?;

@@ -293,6 +293,7 @@ async fn a_guest_that_keeps_writing_after_its_receiver_went_away() {
     let server = hostile()
         .target(&target, "h")
         .env("ETL_WASM_TIMEOUT", "120s")
+        .env("ETL_WASM_REPLY_SPACE", "8MiB")
         .start()
         .await;
 
@@ -345,7 +346,8 @@ async fn a_guest_that_keeps_writing_after_its_receiver_went_away() {
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_healthy_and_serving(&server).await;
 
-    // Over WebSocket a reply is held whole: it stops at --max-output.
+    // Over WebSocket a reply is held whole, past --max-output in a file: it stops at
+    // the space such files may take.
     let mut socket = ws::connect(&server).await;
     socket.send(ws::control("", "spew", "", "w")).await.unwrap();
     socket
@@ -354,7 +356,7 @@ async fn a_guest_that_keeps_writing_after_its_receiver_went_away() {
         .unwrap();
     let reply = ws::text(ws::next_reply(&mut socket).await);
     assert!(
-        reply.contains("w: the result is larger than 1048576 bytes"),
+        reply.contains("w: the WebSocket replies in progress would take more than 8388608 bytes"),
         "{reply}"
     );
     assert_healthy_and_serving(&server).await;

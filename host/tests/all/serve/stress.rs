@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use ais_wasm::etl::HELD_IN_MEMORY;
+use ais_wasm::held::HELD_IN_MEMORY;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
@@ -130,10 +130,8 @@ async fn a_websocket_message_too_long_to_hold_streams_in_bounded_memory() {
 async fn a_websocket_reply_too_long_to_hold_in_memory_waits_in_a_file() {
     use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
     const FRAMES: usize = 65_536;
-    let server = ServerBuilder::new("examples/upper")
-        .env("ETL_WASM_MAX_OUTPUT", "512MiB")
-        .start()
-        .await;
+    // Twice --max-output (128 MiB), which bounds only what is held in memory.
+    let server = ServerBuilder::new("examples/upper").start().await;
     // The test's client takes a message of any size (tungstenite's default: 64 MiB).
     let config = WebSocketConfig::default()
         .max_message_size(None)

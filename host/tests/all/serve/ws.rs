@@ -308,24 +308,93 @@ async fn a_streamed_message_is_put_once_and_a_held_one_retried() {
 }
 
 /// A reply past what is held in memory goes to a temporary file; where none can be
-/// made (a read-only root file system, say), it is held in memory as a whole, and
-/// the server says so once.
+/// made (a read-only root file system, say), or with `--reply-space 0`, it is held in
+/// memory as a whole, up to `--max-output`. The server says once that it has no file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_with_no_room_for_a_temporary_file_is_held_in_memory() {
+    let chunk = Bytes::from(vec![b'b'; 4096]);
+    for (setting, value) in [
+        ("TMPDIR", "/nonexistent/tmp"),
+        ("ETL_WASM_REPLY_SPACE", "0"),
+    ] {
+        let server = ServerBuilder::new("examples/upper")
+            .env(setting, value)
+            .env("ETL_WASM_MAX_OUTPUT", "20MiB")
+            .start()
+            .await;
+        let mut socket = connect(&server).await;
+        let frames = (ais_wasm::held::HELD_IN_MEMORY as usize >> 12) + 16;
+        for name in ["big", "bigger"] {
+            socket.send(control("", "", "", name)).await.unwrap();
+            send_fragmented(&mut socket, &chunk, frames, true).await;
+            let reply = binary(next_reply(&mut socket).await);
+            assert!(reply.len() == frames * 4096 && reply.iter().all(|&b| b == b'B'));
+        }
+        socket.send(control("", "", "", "over")).await.unwrap();
+        send_fragmented(&mut socket, &chunk, 6144, true).await;
+        let reply = text(next_reply(&mut socket).await);
+        assert!(
+            reply.contains(
+                "over: the result is larger than 20971520 bytes, the most a \
+                 WebSocket reply may hold in memory; raise --max-output"
+            ),
+            "{setting}: {reply}"
+        );
+        if setting == "TMPDIR" {
+            let log = server.wait_for_log("give the pod a writable TMPDIR").await;
+            assert_eq!(
+                log.matches("cannot create a temporary file").count(),
+                1,
+                "{log}"
+            );
+        }
+    }
+}
+
+/// Replies held in files share `--reply-space`: one that would outgrow it is a TEXT
+/// diagnostic, and the space of a reply sent, or failed, is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_in_files_share_the_reply_space() {
     let server = ServerBuilder::new("examples/upper")
-        .env("TMPDIR", "/nonexistent/tmp")
+        .env("ETL_WASM_REPLY_SPACE", "24MiB")
         .start()
         .await;
     let mut socket = connect(&server).await;
-    let frames = (ais_wasm::etl::HELD_IN_MEMORY as usize >> 12) + 16;
-    for name in ["big", "bigger"] {
+    let chunk = Bytes::from(vec![b's'; 4096]);
+    socket.send(control("", "", "", "too-big")).await.unwrap();
+    send_fragmented(&mut socket, &chunk, 8192, true).await;
+    let reply = text(next_reply(&mut socket).await);
+    assert!(
+        reply.contains(
+            "too-big: the WebSocket replies in progress would take more than \
+             25165824 bytes of temporary disk space; raise --reply-space"
+        ),
+        "{reply}"
+    );
+    // 20 MiB, twice: each fits only in the space given back before it.
+    for name in ["first", "second"] {
         socket.send(control("", "", "", name)).await.unwrap();
-        send_fragmented(&mut socket, &Bytes::from(vec![b'b'; 4096]), frames, true).await;
+        send_fragmented(&mut socket, &chunk, 5120, true).await;
         let reply = binary(next_reply(&mut socket).await);
-        assert!(reply.len() == frames * 4096 && reply.iter().all(|&b| b == b'B'));
+        assert!(
+            reply.len() == 5120 * 4096 && reply.iter().all(|&b| b == b'S'),
+            "{name}"
+        );
     }
-    let log = server.wait_for_log("give the pod a writable TMPDIR").await;
-    assert_eq!(log.matches("writable TMPDIR").count(), 1, "{log}");
+    // The space is given back right after a reply's last write, so polled.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let metrics = loop {
+        let metrics = server.metrics().await;
+        if metrics.contains("\nais_wasm_reply_space_bytes 0\n") {
+            break metrics;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        metrics.contains("ais_wasm_objects_total{transport=\"ws\",outcome=\"output_limit\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
