@@ -75,6 +75,28 @@ impl ServerBuilder {
         self
     }
 
+    /// The largest file the server may write (`RLIMIT_FSIZE`): a write past it fails
+    /// with `EFBIG`, as on a full disk, and no `SIGXFSZ` ends the process.
+    pub fn file_size_limit(mut self, bytes: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec, only async-signal-safe calls: signal(2) and
+        // setrlimit(2). An ignored signal stays ignored across exec.
+        unsafe {
+            self.command.pre_exec(move || {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                match libc::setrlimit(libc::RLIMIT_FSIZE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        self
+    }
+
     /// `AIS_TARGET_URL` = the per-ETL endpoint of ETL `etl` on `target`.
     pub fn target(self, target: &FakeTarget, etl: &str) -> Self {
         let url = target.etl_url(etl);

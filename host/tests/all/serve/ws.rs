@@ -307,6 +307,33 @@ async fn a_streamed_message_is_put_once_and_a_held_one_retried() {
     assert_eq!(target.puts().len(), 4, "one attempt, then three");
 }
 
+/// A reply whose temporary file cannot be written (a full disk; here a file size
+/// limit) is a TEXT diagnostic naming `TMPDIR`; its space is given back, and the
+/// connection serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_whose_file_cannot_be_written_is_a_text_diagnostic() {
+    let server = ServerBuilder::new("examples/upper")
+        .file_size_limit(4 << 20)
+        .start()
+        .await;
+    let mut socket = connect(&server).await;
+    let chunk = Bytes::from(vec![b'f'; 4096]);
+    socket.send(control("", "", "", "big")).await.unwrap();
+    send_fragmented(&mut socket, &chunk, 5120, true).await;
+    let reply = text(next_reply(&mut socket).await);
+    assert!(
+        reply.contains("big: the result could not be held in a temporary file: File too large")
+            && reply.contains("give the pod space in its temporary directory (TMPDIR)"),
+        "{reply}"
+    );
+    send_object(&mut socket, control("", "", "", "small"), b"small").await;
+    assert_eq!(binary(next_reply(&mut socket).await), "SMALL");
+    assert!(
+        (server.metrics().await).contains("\nais_wasm_reply_space_bytes 0\n"),
+        "the failed reply's space is given back"
+    );
+}
+
 /// A reply past what is held in memory goes to a temporary file; where none can be
 /// made (a read-only root file system, say), or with `--reply-space 0`, it is held in
 /// memory as a whole, up to `--max-output`. The server says once that it has no file.
