@@ -153,10 +153,16 @@ impl HeldFile {
 }
 
 impl Held {
-    /// A result held in memory up to `in_memory` bytes or `limit` (`--max-output`),
+    /// A result held in memory up to [`HELD_IN_MEMORY`] or `limit` (`--max-output`),
     /// whichever is less, then in a file within `space`; in memory up to `limit` where
     /// `space` is none or no file can be made.
-    pub fn new(limit: u64, in_memory: u64, space: &Arc<SpillSpace>) -> Self {
+    pub fn new(limit: u64, space: &Arc<SpillSpace>) -> Self {
+        Held::keeping(limit, HELD_IN_MEMORY, space)
+    }
+
+    /// The same, kept in memory up to `in_memory` bytes rather than
+    /// [`HELD_IN_MEMORY`] (tests use a few bytes).
+    fn keeping(limit: u64, in_memory: u64, space: &Arc<SpillSpace>) -> Self {
         let in_memory = match space.limit {
             0 => u64::MAX,
             _ => in_memory.min(limit),
@@ -301,7 +307,7 @@ mod tests {
         ));
         chunks.extend([Vec::new(), large.clone(), line.clone()]);
         let whole: Vec<u8> = chunks.concat();
-        let mut held = Held::new(u64::MAX, u64::MAX, &no_bound());
+        let mut held = Held::keeping(u64::MAX, u64::MAX, &no_bound());
         for chunk in chunks {
             held.push(chunk.into()).await.unwrap();
         }
@@ -313,7 +319,7 @@ mod tests {
             [2 * line.len(), JOIN_BELOW, run, JOIN_BELOW, line.len()]
         );
         assert_eq!(collected.concat(), whole);
-        let empty = Held::new(0, 0, &no_bound()).finish().await.unwrap();
+        let empty = Held::keeping(0, 0, &no_bound()).finish().await.unwrap();
         assert!(in_memory(empty).is_empty());
     }
 
@@ -335,7 +341,7 @@ mod tests {
             (50_000, u64::MAX),
             (u64::MAX, 1),
         ] {
-            let mut held = Held::new(limit, in_memory, &no_bound());
+            let mut held = Held::keeping(limit, in_memory, &no_bound());
             for chunk in &chunks {
                 held.push(chunk.clone().into()).await.unwrap();
             }
@@ -361,7 +367,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_file_a_held_result_stops_at_its_limit() {
         let none = SpillSpace::new(0);
-        let mut held = Held::new(JOIN_BELOW as u64 + 1, 1, &none);
+        let mut held = Held::keeping(JOIN_BELOW as u64 + 1, 1, &none);
         held.push(vec![b'L'; JOIN_BELOW].into()).await.unwrap();
         assert!(matches!(
             held.push(vec![b'L'; JOIN_BELOW].into()).await,
@@ -377,11 +383,11 @@ mod tests {
     async fn held_results_share_a_bounded_space_and_give_it_back() {
         const MIB: usize = 1 << 20;
         let space = SpillSpace::new(3 * MIB as u64);
-        let mut first = Held::new(u64::MAX, 1, &space);
+        let mut first = Held::keeping(u64::MAX, 1, &space);
         first.push(vec![1; 2 * MIB].into()).await.unwrap();
         assert_eq!(space.in_use(), 2 * MIB as u64);
 
-        let mut second = Held::new(u64::MAX, 1, &space);
+        let mut second = Held::keeping(u64::MAX, 1, &space);
         second.push(vec![2; MIB / 2].into()).await.unwrap();
         assert_eq!(space.in_use(), (2 * MIB + MIB / 2) as u64);
         assert!(matches!(
@@ -402,7 +408,7 @@ mod tests {
         assert_eq!(space.in_use(), 0, "a sent result gives its space back");
 
         // A result within memory takes none.
-        let mut small = Held::new(u64::MAX, 1_000, &space);
+        let mut small = Held::keeping(u64::MAX, 1_000, &space);
         small.push(vec![3; 1_000].into()).await.unwrap();
         assert_eq!(
             in_memory(small.finish().await.unwrap()).concat(),

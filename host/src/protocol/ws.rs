@@ -30,7 +30,7 @@ use super::control::Control;
 use super::frames::{self, FrameError, Frames, Header, MAX_SERVER_HEADER};
 use super::{AppState, HttpError, http, server};
 use crate::etl::{EtlError, Job, Outcome, Output};
-use crate::held::{HELD_IN_MEMORY, Held, HeldFile, HeldOutput};
+use crate::held::{Held, HeldFile, HeldOutput};
 use crate::metrics::Transport;
 use crate::pipeline;
 use crate::runtime::ObjectRequest;
@@ -89,7 +89,7 @@ enum Reply {
     /// chunks go out as they came (a first frame, then continuations), never copied
     /// into one buffer. The target reassembles them, as it must (RFC 6455 §5.4).
     Binary(Vec<Bytes>),
-    /// The object, held in a temporary file (past `HELD_IN_MEMORY`): one message,
+    /// The object, held in a temporary file (past `held::HELD_IN_MEMORY`): one message,
     /// sent in pieces read from the file as the socket takes them.
     Spilled(HeldFile),
     Text(String),
@@ -615,7 +615,7 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
     async {
         let started = std::time::Instant::now();
         let limit = etl.transform.limits().max_output;
-        let held = || Held::new(limit, HELD_IN_MEMORY, &state.reply_space);
+        let held = || Held::new(limit, &state.reply_space);
         let mut job = job;
         let result = reply(etl.process(&mut job).await, held).await;
         state.metrics.object(

@@ -307,6 +307,13 @@ async fn a_streamed_message_is_put_once_and_a_held_one_retried() {
     assert_eq!(target.puts().len(), 4, "one attempt, then three");
 }
 
+/// Object `name` as `frames` frames of 4 KiB of `byte`, as a target sends it; its reply.
+async fn reply_to_frames(socket: &mut Socket, name: &str, byte: u8, frames: usize) -> Message {
+    socket.send(control("", "", "", name)).await.unwrap();
+    send_fragmented(socket, &Bytes::from(vec![byte; 4096]), frames, true).await;
+    next_reply(socket).await
+}
+
 /// A reply whose temporary file cannot be written (a full disk; here a file size
 /// limit) is a TEXT diagnostic naming `TMPDIR`; its space is given back, and the
 /// connection serves on.
@@ -317,10 +324,7 @@ async fn a_reply_whose_file_cannot_be_written_is_a_text_diagnostic() {
         .start()
         .await;
     let mut socket = connect(&server).await;
-    let chunk = Bytes::from(vec![b'f'; 4096]);
-    socket.send(control("", "", "", "big")).await.unwrap();
-    send_fragmented(&mut socket, &chunk, 5120, true).await;
-    let reply = text(next_reply(&mut socket).await);
+    let reply = text(reply_to_frames(&mut socket, "big", b'f', 5120).await);
     assert!(
         reply.contains("big: the result could not be held in a temporary file: File too large")
             && reply.contains("give the pod space in its temporary directory (TMPDIR)"),
@@ -339,7 +343,6 @@ async fn a_reply_whose_file_cannot_be_written_is_a_text_diagnostic() {
 /// memory as a whole, up to `--max-output`. The server says once that it has no file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_with_no_room_for_a_temporary_file_is_held_in_memory() {
-    let chunk = Bytes::from(vec![b'b'; 4096]);
     for (setting, value) in [
         ("TMPDIR", "/nonexistent/tmp"),
         ("ETL_WASM_REPLY_SPACE", "0"),
@@ -352,14 +355,10 @@ async fn a_reply_with_no_room_for_a_temporary_file_is_held_in_memory() {
         let mut socket = connect(&server).await;
         let frames = (ais_wasm::held::HELD_IN_MEMORY as usize >> 12) + 16;
         for name in ["big", "bigger"] {
-            socket.send(control("", "", "", name)).await.unwrap();
-            send_fragmented(&mut socket, &chunk, frames, true).await;
-            let reply = binary(next_reply(&mut socket).await);
+            let reply = binary(reply_to_frames(&mut socket, name, b'b', frames).await);
             assert!(reply.len() == frames * 4096 && reply.iter().all(|&b| b == b'B'));
         }
-        socket.send(control("", "", "", "over")).await.unwrap();
-        send_fragmented(&mut socket, &chunk, 6144, true).await;
-        let reply = text(next_reply(&mut socket).await);
+        let reply = text(reply_to_frames(&mut socket, "over", b'b', 6144).await);
         assert!(
             reply.contains(
                 "over: the result is larger than 20971520 bytes, the most a \
@@ -387,10 +386,7 @@ async fn replies_in_files_share_the_reply_space() {
         .start()
         .await;
     let mut socket = connect(&server).await;
-    let chunk = Bytes::from(vec![b's'; 4096]);
-    socket.send(control("", "", "", "too-big")).await.unwrap();
-    send_fragmented(&mut socket, &chunk, 8192, true).await;
-    let reply = text(next_reply(&mut socket).await);
+    let reply = text(reply_to_frames(&mut socket, "too-big", b's', 8192).await);
     assert!(
         reply.contains(
             "too-big: the WebSocket replies in progress would take more than \
@@ -400,9 +396,7 @@ async fn replies_in_files_share_the_reply_space() {
     );
     // 20 MiB, twice: each fits only in the space given back before it.
     for name in ["first", "second"] {
-        socket.send(control("", "", "", name)).await.unwrap();
-        send_fragmented(&mut socket, &chunk, 5120, true).await;
-        let reply = binary(next_reply(&mut socket).await);
+        let reply = binary(reply_to_frames(&mut socket, name, b's', 5120).await);
         assert!(
             reply.len() == 5120 * 4096 && reply.iter().all(|&b| b == b'S'),
             "{name}"
