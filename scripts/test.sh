@@ -11,7 +11,9 @@ rustup -q target add wasm32-wasip2
 
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+cargo fmt --manifest-path bench/floor/Cargo.toml -- --check
 cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --quiet --locked --manifest-path bench/floor/Cargo.toml --all-targets -- -D warnings
 # The guest SDK as guests compile it, and the Rust examples and fixtures.
 cargo clippy --quiet --locked --manifest-path guest-sdk/Cargo.toml --target wasm32-wasip2 -- -D warnings
 export AIS_WASM_GUEST_TARGET_DIR=${AIS_WASM_GUEST_TARGET_DIR:-$repo/target/guests}
@@ -48,6 +50,18 @@ for mode in pooled fresh; do
   ETL_WASM_INSTANCE_MODE=$mode "$target_dir/debug/ais-wasm" bench soak --component "$echo_wasm" \
     --objects 8000 --warmup-objects 2000 --sizes 1KiB,64KiB,256KiB --concurrency 32
 done
+
+# The benchmark's floor (bench/floor) still speaks what the load generator sends:
+# both event loops (io_uring where the kernel allows it), every byte verified (a
+# failed or wrong reply fails the run).
+cargo build --quiet --locked --manifest-path bench/floor/Cargo.toml
+loops=epoll
+[[ $(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0) == 0 ]] && loops+=" uring"
+for loop in $loops; do
+  "$target_dir/debug/ais-wasm" bench serve --server-cmd "bench/floor/target/debug/ws-floor $loop {port}" \
+    --transports ws --sizes 1KiB,1MiB,16MiB --concurrency 1,8 --duration 300ms --warmup 0ms >/dev/null
+done
+echo "bench/floor: ok"
 
 # Last, so its summary closes the output.
 cargo test --locked --workspace
