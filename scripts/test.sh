@@ -13,7 +13,10 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo fmt --manifest-path bench/floor/Cargo.toml -- --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo clippy --quiet --locked --manifest-path bench/floor/Cargo.toml --all-targets -- -D warnings
+# bench/floor builds on its own, beside the workspace's outputs.
+floor_target=${CARGO_TARGET_DIR:-$repo/target}/floor
+cargo clippy --quiet --locked --manifest-path bench/floor/Cargo.toml --target-dir "$floor_target" \
+  --all-targets -- -D warnings
 # The guest SDK as guests compile it, and the Rust examples and fixtures.
 cargo clippy --quiet --locked --manifest-path guest-sdk/Cargo.toml --target wasm32-wasip2 -- -D warnings
 export AIS_WASM_GUEST_TARGET_DIR=${AIS_WASM_GUEST_TARGET_DIR:-$repo/target/guests}
@@ -54,11 +57,11 @@ done
 # The benchmark's floor (bench/floor) still speaks what the load generator sends:
 # both event loops (io_uring where the kernel allows it), every byte verified (a
 # failed or wrong reply fails the run).
-cargo build --quiet --locked --manifest-path bench/floor/Cargo.toml
+cargo build --quiet --locked --manifest-path bench/floor/Cargo.toml --target-dir "$floor_target"
 loops=epoll
 [[ $(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0) == 0 ]] && loops+=" uring"
 for loop in $loops; do
-  "$target_dir/debug/ais-wasm" bench serve --server-cmd "bench/floor/target/debug/ws-floor $loop {port}" \
+  "$target_dir/debug/ais-wasm" bench serve --server-cmd "$floor_target/debug/ws-floor $loop {port}" \
     --transports ws --sizes 1KiB,1MiB,16MiB --concurrency 1,8 --duration 300ms --warmup 0ms >/dev/null
 done
 echo "bench/floor: ok"
