@@ -15,6 +15,8 @@
 //!   nothing of HTTP.
 //! - [`delivery`]: how a component arrives (payload, file, URL) and is checked.
 //! - [`outbound`]: the HTTP client for calls to AIStore (auth, TLS).
+//! - [`threads`]: the serving threads and how hard each works (where WebSocket
+//!   sessions and guest calls go).
 //! - [`allocator`]: the heap's settings, made once at start-up.
 //! - [`config`]: command-line flags and environment variables, validated once.
 //! - [`cmd`]: one module per subcommand.
@@ -35,3 +37,4 @@ pub mod protocol;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod threads;

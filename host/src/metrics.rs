@@ -1,8 +1,9 @@
 //! Prometheus metrics at `GET /metrics`: objects by transport and outcome, bytes in
 //! and out, latency per transport, requests in flight, the instance pool,
-//! compile-cache hits, hot swaps and the disk space WebSocket replies take. Recorded
-//! by the protocol layer, which knows the transport; the pool's figures and the
-//! replies' space are read when scraped.
+//! compile-cache hits, hot swaps, WebSocket sessions moved between serving threads
+//! and the disk space WebSocket replies take. Recorded by the protocol layer, which
+//! knows the transport; the pool's figures and the replies' space are read when
+//! scraped.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -81,6 +82,7 @@ pub struct Metrics {
     instances_discarded: Counter,
     cache: Family<ResultLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
+    ws_sessions_moved: Counter,
     reply_space: Gauge,
 }
 
@@ -141,6 +143,12 @@ impl Default for Metrics {
             "Hot swaps of the component (ok, failed)",
             reloads.clone(),
         );
+        let ws_sessions_moved = Counter::default();
+        registry.register(
+            "ws_sessions_moved",
+            "WebSocket sessions moved off a saturated serving thread to one with time to spare",
+            ws_sessions_moved.clone(),
+        );
         let reply_space = Gauge::default();
         registry.register(
             "reply_space_bytes",
@@ -159,6 +167,7 @@ impl Default for Metrics {
             instances_discarded,
             cache,
             reloads,
+            ws_sessions_moved,
             reply_space,
         }
     }
@@ -217,6 +226,10 @@ impl Metrics {
     }
 
     /// A hot swap was attempted.
+    pub fn ws_session_moved(&self) {
+        self.ws_sessions_moved.inc();
+    }
+
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&ResultLabels { result }).inc();

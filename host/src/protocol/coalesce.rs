@@ -98,6 +98,15 @@ pub(super) struct Coalesced {
 }
 
 impl Coalesced {
+    /// The read half, its low-water mark back at 1 byte, and the bytes from before
+    /// the upgrade not yet read.
+    pub(super) fn into_parts(mut self) -> (OwnedReadHalf, Bytes) {
+        if self.mark != 1 {
+            self.set_mark(1);
+        }
+        (self.socket, self.early)
+    }
+
     fn set_mark(&mut self, mark: u64) {
         let value = libc::c_int::try_from(mark).unwrap_or(libc::c_int::MAX);
         // SAFETY: the descriptor is the open socket `self.socket` holds; the option's

@@ -192,6 +192,11 @@ impl<S: AsyncRead + Unpin> Frames<S> {
         }
     }
 
+    /// The socket, and the bytes read from it past the last frame.
+    pub fn into_parts(self) -> (S, BytesMut) {
+        (self.socket, self.ahead)
+    }
+
     /// The next frame's header. Its payload must be read with [`Frames::payload`]
     /// before the next header.
     pub async fn header(&mut self) -> Result<Header, FrameError> {

@@ -21,6 +21,7 @@ use fastwebsockets::upgrade::{UpgradeFut, is_upgrade_request};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -28,7 +29,8 @@ use tracing::Instrument;
 use super::coalesce::{self, Pacer};
 use super::control::Control;
 use super::frames::{self, FrameError, Frames, Header, MAX_SERVER_HEADER};
-use super::{AppState, HttpError, http, server};
+use super::server::{self, Moving, Seat};
+use super::{AppState, HttpError, http};
 use crate::etl::{EtlError, Job, Outcome, Output};
 use crate::held::{Held, HeldFile, HeldOutput};
 use crate::metrics::Transport;
@@ -160,11 +162,20 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
             return;
         }
     };
-    let Some((stream, early, _load)) = server::upgraded_socket(socket.into_inner().into_inner())
-    else {
+    let Some(upgraded) = server::upgraded_socket(socket.into_inner().into_inner()) else {
         tracing::error!("a WebSocket connection not accepted by protocol::serve: closing it");
         return;
     };
+    upgraded
+        .serve(move |stream, early, seat| session(state, stream, early, seat))
+        .await;
+}
+
+/// Serve a WebSocket session on its seat's thread: read its messages, process each
+/// in a task of its own, write the replies in order. Between two messages it may
+/// stop to move to a thread with more time to spare: once every reply so far is
+/// written, it returns the socket and the bytes read past the last message.
+async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat: Seat) -> Moving {
     let (read, write, pacer) = coalesce::coalesced(stream, early);
     let (replies, pending) = mpsc::channel::<Pending>(IN_FLIGHT);
     let writer = tokio::spawn(write_replies(write, pending));
@@ -176,7 +187,16 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
         pacer,
     };
     let held = Arc::new(Semaphore::new(HELD_PER_CONNECTION as usize));
+    let mut moving = None;
     loop {
+        // A frame read in pieces is whole by now; the check keeps it so.
+        if reader.rest_of_frame.is_none()
+            && let Some(better) = seat.better()
+        {
+            state.metrics.ws_session_moved();
+            moving = Some(better);
+            break;
+        }
         reader.pacer.begin();
         // A control message is a few hundred bytes of JSON; one too long to hold
         // cannot be parsed, nor skipped, since whether data follows it is in it.
@@ -237,14 +257,35 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
         }
         reader.pacer.end();
     }
-    // Answer what was received before the connection ended, then stop.
-    drop(reader);
-    let _ = writer.await;
+    // Answer what was received before the connection ended (or the session moves),
+    // then stop.
+    let Reader {
+        frames, replies, ..
+    } = reader;
+    drop(replies);
+    let write = writer.await.ok().flatten();
+    let seat = moving?;
+    let (read, ahead) = frames.into_parts();
+    let (read, early) = read.into_parts();
+    let stream = match read.reunite(write?) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::error!("cannot move a WebSocket session: {error}");
+            return None;
+        }
+    };
+    let mut unread = ahead;
+    unread.extend_from_slice(&early);
+    Some((stream, unread.freeze(), seat))
 }
 
 /// Writes the replies in order. Those already finished go out in one write, sent as
 /// soon as the next would have to be waited for; nothing follows a close frame.
-async fn write_replies<W: AsyncWrite + Unpin>(mut socket: W, mut pending: mpsc::Receiver<Pending>) {
+/// Returns the socket if the replies ended without a close frame or an error.
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut socket: W,
+    mut pending: mpsc::Receiver<Pending>,
+) -> Option<W> {
     let mut out = Outgoing::default();
     let mut next = pending.recv().await;
     while let Some(reply) = next {
@@ -263,16 +304,17 @@ async fn write_replies<W: AsyncWrite + Unpin>(mut socket: W, mut pending: mpsc::
         }
         if let Err(error) = out.send(&mut socket).await {
             tracing::debug!("WebSocket connection ended: {error}");
-            return;
+            return None;
         }
         if closing {
-            return;
+            return None;
         }
         next = match following {
             Some(reply) => Some(reply),
             None => pending.recv().await,
         };
     }
+    Some(socket)
 }
 
 /// Frames of finished replies, to go out in one write: each header beside its
@@ -898,8 +940,9 @@ mod tests {
             queue.try_send(Pending::Ready(reply)).unwrap();
         }
         drop(queue);
-        // Run beside the client: the pipe holds less than some replies.
-        let writer = tokio::spawn(write_replies(write, pending));
+        // Run beside the client: the pipe holds less than some replies. The socket
+        // closes when the writer ends.
+        let writer = tokio::spawn(async move { drop(write_replies(write, pending).await) });
         let mut frames = Vec::new();
         loop {
             match client.read_frame().await {

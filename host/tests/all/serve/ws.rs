@@ -188,10 +188,7 @@ async fn fqn_control_has_no_data_message() {
 /// matches replies by position only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_pipelined_messages_are_answered_in_order() {
-    const COUNT: usize = 500;
     let server = ServerBuilder::new("examples/upper").start().await;
-    let socket = connect(&server).await;
-    let (mut sink, mut stream) = socket.split();
     let payload = |i: usize| -> Vec<u8> {
         // Distinct, and of varying sizes so they finish out of order.
         let mut p = format!("request {i}: ").into_bytes();
@@ -201,8 +198,18 @@ async fn five_hundred_pipelined_messages_are_answered_in_order() {
         ));
         p
     };
+    pipelined(connect(&server).await, 500, payload).await;
+}
+
+/// `count` requests pipelined on `socket` (upper), each reply checked in order.
+async fn pipelined(
+    socket: Socket,
+    count: usize,
+    payload: impl Fn(usize) -> Vec<u8> + Copy + Send + 'static,
+) -> Socket {
+    let (mut sink, mut stream) = socket.split();
     let sender = tokio::spawn(async move {
-        for i in 0..COUNT {
+        for i in 0..count {
             sink.send(control("", "", "", &format!("obj/{i}")))
                 .await
                 .unwrap();
@@ -210,7 +217,7 @@ async fn five_hundred_pipelined_messages_are_answered_in_order() {
         }
         sink
     });
-    for i in 0..COUNT {
+    for i in 0..count {
         let reply = tokio::time::timeout(std::time::Duration::from_secs(60), stream.next())
             .await
             .expect("a reply in time")
@@ -223,7 +230,51 @@ async fn five_hundred_pipelined_messages_are_answered_in_order() {
             String::from_utf8_lossy(&reply[..reply.len().min(20)])
         );
     }
-    drop(sender.await.unwrap());
+    sender.await.unwrap().reunite(stream).unwrap()
+}
+
+/// 100 requests of 64 KiB, distinct in each round.
+async fn pipelined_round(socket: Socket, round: usize) -> Socket {
+    let payload = move |i: usize| {
+        format!("round {round} request {i} ")
+            .repeat(3000)
+            .into_bytes()
+    };
+    pipelined(socket, 100, payload).await
+}
+
+/// Two sessions start on one serving thread; kept saturated with pipelined requests,
+/// one moves to the other thread mid-stream (requests already read past the move
+/// go with it), and every reply still comes in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moved_off_a_saturated_thread_answers_in_order() {
+    let server = ServerBuilder::new("examples/upper").start().await;
+    let mut sessions = vec![connect(&server).await, connect(&server).await];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let moved = |metrics: &str| {
+        let moves = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("ais_wasm_ws_sessions_moved_total "))
+            .expect("the metric of sessions moved");
+        moves != "0"
+    };
+    assert!(!moved(&server.metrics().await), "moved before any request");
+    let mut round = 0;
+    loop {
+        let rounds = sessions.into_iter().map(|s| pipelined_round(s, round));
+        sessions = futures::future::join_all(rounds).await;
+        round += 1;
+        if moved(&server.metrics().await) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session moved in {round} rounds"
+        );
+    }
+    // After the move, both sessions still answer in order.
+    let rounds = sessions.into_iter().map(|s| pipelined_round(s, round));
+    futures::future::join_all(rounds).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
