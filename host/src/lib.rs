@@ -16,7 +16,7 @@
 //! - [`delivery`]: how a component arrives (payload, file, URL) and is checked.
 //! - [`outbound`]: the HTTP client for calls to AIStore (auth, TLS).
 //! - [`threads`]: the serving threads and how hard each works (where WebSocket
-//!   sessions and guest calls go).
+//!   sessions go).
 //! - [`allocator`]: the heap's settings, made once at start-up.
 //! - [`config`]: command-line flags and environment variables, validated once.
 //! - [`cmd`]: one module per subcommand.

@@ -225,11 +225,12 @@ impl Metrics {
         self.cache.get_or_create(&ResultLabels { result }).inc();
     }
 
-    /// A hot swap was attempted.
+    /// A WebSocket session moved to another serving thread.
     pub fn ws_session_moved(&self) {
         self.ws_sessions_moved.inc();
     }
 
+    /// A hot swap was attempted.
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&ResultLabels { result }).inc();

@@ -2,7 +2,7 @@
 //! at work through its park and unpark hooks, which decides where WebSocket
 //! sessions go (`protocol/server.rs`).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,8 +12,8 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 thread_local! {
-    /// The serving threads this one is one of, and its index among them.
-    static SERVING: RefCell<Option<(Arc<Threads>, usize)>> = const { RefCell::new(None) };
+    /// This thread's index among its server's serving threads, if it is one.
+    static SERVING: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// The serving threads of one server.
@@ -53,32 +53,24 @@ impl Threads {
             });
             runtimes.push(runtime);
         }
-        let threads = Arc::new(Threads { members });
         let mut stops = Vec::new();
         for (index, runtime) in runtimes.into_iter().enumerate() {
             let (stop, stopped) = oneshot::channel::<()>();
-            let threads = threads.clone();
             std::thread::Builder::new()
                 .name(format!("serve-{index}"))
                 .spawn(move || {
-                    SERVING.set(Some((threads, index)));
+                    SERVING.set(Some(index));
                     let _ = runtime.block_on(stopped);
-                    // Drop the runtime before the siblings it may hold tasks of.
-                    drop(runtime);
-                    SERVING.take();
                 })
                 .context("starting a serving thread")?;
             stops.push(stop);
         }
+        let threads = Arc::new(Threads { members });
         Ok((threads, Stop { _senders: stops }))
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.members.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
     }
 
     pub fn runtime(&self, index: usize) -> &Handle {
@@ -96,7 +88,7 @@ impl Threads {
 
 /// The index of the current thread among its server's serving threads, if it is one.
 pub fn current() -> Option<usize> {
-    SERVING.with_borrow(|serving| serving.as_ref().map(|(_, index)| *index))
+    SERVING.get()
 }
 
 /// One thread's time at work, read from other threads.

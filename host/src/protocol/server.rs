@@ -241,8 +241,12 @@ impl Upgraded {
     {
         let Upgraded { counted, early } = self;
         let Counted {
-            stream, placement, ..
+            stream,
+            placement,
+            _load: accepted,
         } = counted;
+        // The session counts against its seat's thread from here.
+        drop(accepted);
         let index = placement.for_session();
         let seat = Seat::new(placement, index);
         if threads::current() == Some(index) {
