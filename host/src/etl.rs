@@ -202,7 +202,13 @@ impl Etl {
                 });
             }
             let delay = self.direct_put.delay(attempt);
-            tracing::warn!(object = %job.object.path, attempt, ?delay, "retrying the direct put: {error}");
+            tracing::warn!(
+                parent: job.object.log.span(),
+                object = %job.object.path,
+                attempt,
+                ?delay,
+                "retrying the direct put: {error}"
+            );
             tokio::time::sleep(delay).await;
             attempt += 1;
             output = retained.map(Output::Full);
@@ -229,9 +235,7 @@ impl Etl {
                 // Wait for a turn here: waiting inside the call would count as a
                 // yield and move it to the guests' runtime.
                 let turn = transform.turn().await;
-                let call = tracing::Instrument::in_current_span(async move {
-                    transform.buffered_in(turn, &data, &object).await
-                });
+                let call = async move { transform.buffered_in(turn, &data, &object).await };
                 Ok(Output::Full(self.on_guests(call).await?.into()))
             }
             Loaded::Stream(opened) => {
@@ -251,8 +255,6 @@ impl Etl {
                     transform,
                     input: opened,
                     object,
-                    // The guest's log lines belong to the request.
-                    span: tracing::Span::current(),
                     runtime,
                     pace: self.stream_pace.clone(),
                 }))
@@ -416,7 +418,6 @@ pub struct StreamCall {
     transform: Transform,
     input: Opened,
     object: ObjectRequest,
-    span: tracing::Span,
     /// Where the guest runs.
     runtime: tokio::runtime::Handle,
     pace: Pace,
@@ -471,7 +472,6 @@ impl StreamCall {
             transform,
             input,
             object,
-            span,
             pace,
             ..
         } = self;
@@ -479,18 +479,18 @@ impl StreamCall {
             let input = InputStream::new(input.reader, input.size);
             let result = transform.streaming(input, output, &object).await;
             if let Err(error) = &result {
-                tracing::warn!(object = %object.path, "streaming transform failed: {error}");
+                tracing::warn!(
+                    parent: object.log.span(),
+                    object = %object.path,
+                    "streaming transform failed: {error}"
+                );
             }
             if let Some(finished) = finished {
                 let _ = finished.send(result.is_ok());
             }
             result
         };
-        Timed::new(
-            tracing::Instrument::instrument(call, span),
-            pace,
-            Measure::Longest,
-        )
+        Timed::new(call, pace, Measure::Longest)
     }
 }
 

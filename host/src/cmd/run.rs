@@ -36,6 +36,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let object = ObjectRequest {
             path: input.to_string_lossy().into_owned(),
             args: args.args.clone(),
+            ..Default::default()
         };
         if let Err(error) = transform_file(&transform, input, output.as_deref(), &object).await {
             eprintln!("error: {}: {error:#}", input.display());

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::etl::EtlError;
 use crate::pipeline::{PipelineError, PutUrlError};
-use crate::runtime::{Abort, Fault, ObjectError};
+use crate::runtime::{Abort, Fault, ObjectError, ObjectRequest};
 use crate::sink::PutError;
 use crate::source::SourceError;
 
@@ -35,8 +35,8 @@ impl HttpError {
         }
     }
 
-    /// The error for one object, naming it.
-    pub fn for_object(object: &str, error: EtlError) -> Self {
+    /// The error for one object, naming it (and logged in its scope).
+    pub fn for_object(object: &ObjectRequest, error: EtlError) -> Self {
         let retry = matches!(error, EtlError::DirectPutOneShot(_));
         let status = status_of(&error);
         // The next hop's error body goes back verbatim, as the references do.
@@ -44,12 +44,13 @@ impl HttpError {
             EtlError::DirectPut(PutError::Status { body, .. }) => {
                 String::from_utf8_lossy(body).into_owned()
             }
-            _ => format!("{object}: {error}"),
+            _ => format!("{}: {error}", object.path),
         };
+        let (parent, object) = (object.log.span(), &object.path);
         if status.is_server_error() {
-            tracing::warn!(object, %status, "{error}");
+            tracing::warn!(parent: parent, object, %status, "{error}");
         } else {
-            tracing::info!(object, %status, "{error}");
+            tracing::info!(parent: parent, object, %status, "{error}");
         }
         HttpError {
             status,

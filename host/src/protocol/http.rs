@@ -10,13 +10,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 
-use tracing::Instrument;
-
 use super::{AppState, HttpError};
 use crate::etl::{EtlError, Job, Outcome, Output};
 use crate::metrics::Transport;
 use crate::pipeline;
-use crate::runtime::ObjectRequest;
+use crate::runtime::{LogScope, ObjectRequest};
 use crate::sink::DIRECT_PUT_LENGTH;
 use crate::source::{HttpSource, Source, SourceError, target};
 
@@ -116,6 +114,16 @@ pub async fn object(
         Ok(pipeline) => pipeline,
         Err(error) => return error.into_response(),
     };
+    let transport = if method == Method::PUT {
+        Transport::Hpush
+    } else {
+        Transport::Hpull
+    };
+    let object = ObjectRequest {
+        log: LogScope::new(&state.name, transport.as_str(), &path),
+        path,
+        args: params.args,
+    };
     let source = match (&method, params.fqn) {
         (&Method::PUT | &Method::GET, Some(fqn)) => Source::fqn(&state.fqn_policy, &fqn),
         (&Method::PUT, None) => Source::Body {
@@ -128,13 +136,13 @@ pub async fn object(
             match &state.target_url {
                 // §4.3: hpull without an FQN reads the object from the target.
                 Some(target_url) => Source::Http {
-                    url: target::object_url(target_url, &path, params.latest_ver),
+                    url: target::object_url(target_url, &object.path, params.latest_ver),
                     client: state.client.here(),
                     kind: HttpSource::Target,
                 },
                 None => {
                     let error = EtlError::Source(SourceError::NoTargetUrl);
-                    return HttpError::for_object(&path, error).into_response();
+                    return HttpError::for_object(&object, error).into_response();
                 }
             }
         }
@@ -145,19 +153,11 @@ pub async fn object(
         }
     };
     let job = Job {
-        object: ObjectRequest {
-            path,
-            args: params.args,
-        },
+        object,
         source,
         pipeline,
         forward_path: raw_path.to_string(),
         bytes_in: 0,
-    };
-    let transport = if method == Method::PUT {
-        Transport::Hpush
-    } else {
-        Transport::Hpull
     };
     process(&state, transport, job).await
 }
@@ -179,6 +179,7 @@ pub async fn download(State(state): State<Arc<AppState>>, uri: Uri) -> Response 
     let job = Job {
         forward_path: pipeline::escape_path(&object_to),
         object: ObjectRequest {
+            log: LogScope::new(&state.name, Transport::Download.as_str(), &object_to),
             path: object_to,
             args: etl_args(args),
         },
@@ -215,31 +216,25 @@ async fn process(state: &AppState, transport: Transport, mut job: Job) -> Respon
         )
             .into_response();
     };
-    let object = job.object.path.clone();
-    let span = tracing::info_span!("object", etl = %state.name, transport = transport.as_str(), object = %object);
-    async {
-        let started = std::time::Instant::now();
-        let result = etl.process(&mut job).await;
-        state.metrics.object(
-            in_flight,
-            transport,
-            result.as_ref().map(drop),
-            job.bytes_in,
-            started.elapsed(),
-        );
-        match result {
-            Ok(outcome) => respond(state, transport, &object, outcome).await,
-            Err(error) => HttpError::for_object(&object, error).into_response(),
-        }
+    let started = std::time::Instant::now();
+    let result = etl.process(&mut job).await;
+    state.metrics.object(
+        in_flight,
+        transport,
+        result.as_ref().map(drop),
+        job.bytes_in,
+        started.elapsed(),
+    );
+    match result {
+        Ok(outcome) => respond(state, transport, &job.object, outcome).await,
+        Err(error) => HttpError::for_object(&job.object, error).into_response(),
     }
-    .instrument(span)
-    .await
 }
 
 async fn respond(
     state: &AppState,
     transport: Transport,
-    object: &str,
+    object: &ObjectRequest,
     outcome: Outcome,
 ) -> Response {
     let metrics = state.metrics.clone();

@@ -24,7 +24,6 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 
 use super::coalesce::{self, Pacer};
 use super::control::Control;
@@ -35,7 +34,7 @@ use crate::etl::{EtlError, Job, Outcome, Output};
 use crate::held::{Held, HeldFile, HeldOutput};
 use crate::metrics::Transport;
 use crate::pipeline;
-use crate::runtime::ObjectRequest;
+use crate::runtime::{LogScope, ObjectRequest};
 use crate::source::Source;
 
 /// The target reads replies of up to 16 GiB, and sends objects as large (§4.4): the
@@ -640,10 +639,11 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
         },
         Input::Fqn => Source::fqn(&state.fqn_policy, &control.fqn),
     };
-    let job = Job {
+    let mut job = Job {
         forward_path: pipeline::escape_path(&path),
         object: ObjectRequest {
-            path: path.clone(),
+            log: LogScope::new(&state.name, Transport::Ws.as_str(), &path),
+            path,
             args: control.etl_args.trim().to_string(),
         },
         source,
@@ -653,41 +653,35 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
     let Some(etl) = state.etl.load_full() else {
         return Reply::Text("Transform error: the component is still loading".into());
     };
-    let span = tracing::info_span!("object", etl = %state.name, transport = "ws", object = %path);
-    async {
-        let started = std::time::Instant::now();
-        let limit = etl.transform.limits().max_output;
-        let held = || Held::new(limit, &state.reply_space);
-        let mut job = job;
-        let result = reply(etl.process(&mut job).await, held).await;
-        state.metrics.object(
-            in_flight,
-            Transport::Ws,
-            result.as_ref().map(drop),
-            job.bytes_in,
-            started.elapsed(),
-        );
-        match result {
-            Ok(message) => {
-                let sent = match &message {
-                    Reply::Binary(chunks) => chunks.iter().map(|c| c.len() as u64).sum(),
-                    Reply::Spilled(file) => file.size(),
-                    // A direct put's delivered byte count.
-                    Reply::Text(count) => count.parse().unwrap_or(0),
-                    Reply::Control(..) => 0,
-                };
-                state.metrics.bytes_out(Transport::Ws, sent);
-                message
-            }
-            Err(error) => error_reply(&path, error),
+    let started = std::time::Instant::now();
+    let limit = etl.transform.limits().max_output;
+    let held = || Held::new(limit, &state.reply_space);
+    let result = reply(etl.process(&mut job).await, held).await;
+    state.metrics.object(
+        in_flight,
+        Transport::Ws,
+        result.as_ref().map(drop),
+        job.bytes_in,
+        started.elapsed(),
+    );
+    match result {
+        Ok(message) => {
+            let sent = match &message {
+                Reply::Binary(chunks) => chunks.iter().map(|c| c.len() as u64).sum(),
+                Reply::Spilled(file) => file.size(),
+                // A direct put's delivered byte count.
+                Reply::Text(count) => count.parse().unwrap_or(0),
+                Reply::Control(..) => 0,
+            };
+            state.metrics.bytes_out(Transport::Ws, sent);
+            message
         }
+        Err(error) => error_reply(&job.object, error),
     }
-    .instrument(span)
-    .await
 }
 
 /// A failed request's TEXT diagnostic: the body an HTTP request would get.
-fn error_reply(object: &str, error: EtlError) -> Reply {
+fn error_reply(object: &ObjectRequest, error: EtlError) -> Reply {
     let error = HttpError::for_object(object, error);
     Reply::Text(format!("Transform error: {}", error.body))
 }

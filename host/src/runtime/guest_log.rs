@@ -13,6 +13,8 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use super::LogScope;
+
 /// Bytes of guest output logged per object (stdout and stderr together); the rest
 /// is counted and dropped.
 pub const LOG_BUDGET_PER_OBJECT: usize = 64 * 1024;
@@ -33,6 +35,7 @@ pub(crate) struct GuestLog {
 #[derive(Default)]
 struct LogState {
     object: String,
+    scope: LogScope,
     logged: usize,
     lines: usize,
     dropped: usize,
@@ -57,11 +60,13 @@ impl Stream {
 }
 
 impl GuestLog {
-    /// Start attributing output to `object` (`<init>` before the first object).
-    pub(crate) fn begin(&self, object: &str) {
+    /// Start attributing output to `object` (`<init>` before the first object), its
+    /// lines in `scope`.
+    pub(crate) fn begin(&self, object: &str, scope: &LogScope) {
         let mut state = self.state.lock().unwrap();
         state.object.clear();
         state.object.push_str(object);
+        state.scope = scope.clone();
         state.logged = 0;
         state.lines = 0;
         state.dropped = 0;
@@ -80,6 +85,7 @@ impl GuestLog {
         if state.dropped > 0 {
             tracing::warn!(
                 target: "guest",
+                parent: state.scope.span(),
                 object = %state.object,
                 dropped_bytes = state.dropped,
                 "guest output over {LOG_BUDGET_PER_OBJECT} bytes for one object was dropped"
@@ -92,6 +98,11 @@ impl GuestLog {
             .filter(|line| !line.is_empty() && !line.starts_with("note: run with `RUST_BACKTRACE"))
             .collect::<Vec<_>>()
             .join(" / ")
+    }
+
+    /// The current object's span, for the host's own lines about its call.
+    pub(crate) fn span(&self) -> Option<tracing::Id> {
+        self.state.lock().unwrap().scope.span()
     }
 
     pub(crate) fn stdout(&self) -> GuestOutput {
@@ -150,7 +161,13 @@ impl LogState {
         }
         self.lines += 1;
         let line = String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]);
-        tracing::info!(target: "guest", object = %self.object, stream = stream.name(), "{line}");
+        tracing::info!(
+            target: "guest",
+            parent: self.scope.span(),
+            object = %self.object,
+            stream = stream.name(),
+            "{line}"
+        );
     }
 }
 
@@ -224,14 +241,14 @@ mod tests {
     #[test]
     fn lines_are_split_and_budget_is_enforced() {
         let log = GuestLog::default();
-        log.begin("obj");
+        log.begin("obj", &LogScope::default());
         log.write(
             Stream::Stderr,
             b"thread panicked at x\nboom\nnote: run with `RUST_BACKTRACE=1`\n",
         );
         assert_eq!(log.finish(), "thread panicked at x / boom");
 
-        log.begin("big");
+        log.begin("big", &LogScope::default());
         log.write(Stream::Stdout, &vec![b'a'; LOG_BUDGET_PER_OBJECT * 2]);
         {
             let state = log.state.lock().unwrap();
@@ -240,7 +257,7 @@ mod tests {
         }
 
         log.finish();
-        log.begin("pieces");
+        log.begin("pieces", &LogScope::default());
         log.write(Stream::Stdout, b"ab\ncd");
         log.write(Stream::Stdout, b"ef\n\ng");
         {
@@ -249,7 +266,7 @@ mod tests {
             assert_eq!(state.logged, "ab\ncdef\n\n".len());
         }
 
-        log.begin("empty lines");
+        log.begin("empty lines", &LogScope::default());
         log.write(Stream::Stderr, &vec![b'\n'; 10_000]);
         let state = log.state.lock().unwrap();
         assert_eq!(state.lines, LOG_LINES_PER_OBJECT);

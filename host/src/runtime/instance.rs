@@ -12,7 +12,7 @@ use super::bindings::{TransformError, buffered, lifecycle, streaming};
 use super::error::{Abort, DeadlineExceeded, HostIoError, MemoryLimitExceeded, ObjectError};
 use super::guest_log::GuestLog;
 use super::host_io::{InputStream, OutputStream};
-use super::{Limits, ObjectRequest};
+use super::{Limits, LogScope, ObjectRequest};
 
 /// Largest table a guest may grow to; tables are host memory too.
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
@@ -144,7 +144,7 @@ impl Instance {
             limits: limits.clone(),
             poisoned: false,
         };
-        instance.start_call("<init>");
+        instance.start_call("<init>", &LogScope::default());
         let started =
             tokio::time::timeout(limits.timeout, pre.instantiate_async(&mut instance.store))
                 .await
@@ -215,7 +215,7 @@ impl Instance {
         data: &[u8],
         object: &ObjectRequest,
     ) -> Result<Vec<u8>, ObjectError> {
-        self.start_call(&object.path);
+        self.start_call(&object.path, &object.log);
         let guest = self
             .buffered
             .as_ref()
@@ -232,7 +232,7 @@ impl Instance {
         output: OutputStream,
         object: &ObjectRequest,
     ) -> Result<u64, ObjectError> {
-        self.start_call(&object.path);
+        self.start_call(&object.path, &object.log);
         let table = &mut self.store.data_mut().table;
         let (input, output) = match (table.push(input), table.push(output)) {
             (Ok(input), Ok(output)) => (input, output),
@@ -257,8 +257,8 @@ impl Instance {
         self.end_timed_call(outcome).map(|()| written)
     }
 
-    fn start_call(&mut self, object: &str) {
-        self.store.data().log.begin(object);
+    fn start_call(&mut self, object: &str, scope: &LogScope) {
+        self.store.data().log.begin(object, scope);
         self.store.data_mut().deadline = Instant::now() + self.limits.timeout;
         self.store.set_epoch_deadline(1);
     }
@@ -287,7 +287,8 @@ impl Instance {
             Err(error) => error,
         };
         self.poisoned = true;
-        tracing::debug!(error = ?error, "guest call aborted");
+        let parent = self.store.data().log.span();
+        tracing::debug!(parent: parent, error = ?error, "guest call aborted");
         Err(self.classify(error, stderr))
     }
 

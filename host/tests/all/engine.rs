@@ -35,6 +35,7 @@ async fn call(transform: &Transform, args: &str) -> Result<Vec<u8>, ObjectError>
     let object = ObjectRequest {
         path: "bucket/object".into(),
         args: args.into(),
+        ..Default::default()
     };
     transform.buffered(b"payload", &object).await
 }
@@ -166,6 +167,7 @@ async fn streaming_guests_that_stall_or_skip_their_input() {
     let object = |args: &str| ObjectRequest {
         path: "o".into(),
         args: args.into(),
+        ..Default::default()
     };
     let (sender, mut receiver) = tokio::sync::mpsc::channel(4);
     let input = InputStream::new(&b"never read"[..], Some(10));
@@ -215,6 +217,7 @@ async fn a_receiver_that_goes_away_aborts_the_stream_as_an_output_error() {
     let object = ObjectRequest {
         path: "o".into(),
         args: String::new(),
+        ..Default::default()
     };
     let error = transform
         .streaming(input, sender, &object)

@@ -4,6 +4,9 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
 use super::harness::{ServerBuilder, client};
 use crate::support::{ais_wasm, component};
 
@@ -248,7 +251,8 @@ fn tokio_stream(
 }
 
 /// Structured logs: every line of a request, the guest's own output included, names
-/// the ETL, the transport and the object.
+/// the ETL, the transport and the object (in a span made at the object's first line,
+/// on whichever thread logs it).
 #[tokio::test]
 async fn json_logs_attribute_guest_output_to_etl_transport_and_object() {
     let server = ServerBuilder::new("host/tests/components/hostile")
@@ -275,4 +279,35 @@ async fn json_logs_attribute_guest_output_to_etl_transport_and_object() {
     assert_eq!(span["transport"], "hpush", "{line}");
     assert_eq!(span["object"], "bucket/obj 1", "{line}");
     assert_eq!(json["target"], "guest", "{line}");
+
+    // The host's own line about a failed object, over WebSocket.
+    let mut socket = super::ws::connect(&server).await;
+    socket
+        .send(super::ws::control("", "bad-input", "", "bucket/refused"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Binary(b"x".to_vec().into()))
+        .await
+        .unwrap();
+    let reply = socket.next().await.unwrap().unwrap();
+    assert!(reply.to_text().unwrap().contains("nope"), "{reply:?}");
+    eventually("the refusal's line", Duration::from_secs(10), async || {
+        server.stderr().contains("bucket/refused")
+    })
+    .await;
+    let stderr = server.stderr();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("bucket/refused"))
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    let span = &json["span"];
+    assert_eq!(span["etl"], "hostile-etl", "{line}");
+    assert_eq!(span["transport"], "ws", "{line}");
+    assert_eq!(span["object"], "bucket/refused", "{line}");
+    assert_eq!(
+        json["fields"]["status"], "422 Unprocessable Entity",
+        "{line}"
+    );
 }
