@@ -1,6 +1,7 @@
 //! Running a [`Workload`] against the server: HTTP workers (one request at a time
-//! each, on a keep-alive pool) or WebSocket connections (requests pipelined, replies
-//! matched by position), every response checked byte by byte as it streams in.
+//! each, on a keep-alive connection of its own) or WebSocket connections (requests
+//! pipelined, replies matched by position), every response checked byte by byte as
+//! it streams in.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +10,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper::{Method, Request, Response, header};
+use hyper_util::rt::TokioIo;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -202,18 +208,9 @@ impl Driver {
                 )));
             }
         } else {
-            let client = reqwest::Client::builder()
-                .no_proxy()
-                .http1_only()
-                .tcp_nodelay(true)
-                .pool_max_idle_per_host(concurrency)
-                .timeout(self.request_timeout)
-                .build()
-                .expect("building an HTTP client");
             for w in 0..concurrency {
                 tasks.push(tokio::spawn(http_worker(
                     self.clone(),
-                    client.clone(),
                     schedule.clone(),
                     workload.transport,
                     objects.clone(),
@@ -238,14 +235,11 @@ impl Driver {
         }
     }
 
-    fn url(&self, path_and_query: &str) -> String {
-        format!("http://{}{path_and_query}", self.server)
-    }
-
-    /// One HTTP request of `transport` for `object`, its response checked.
+    /// One HTTP request of `transport` for `object` on `connection`, its response
+    /// checked.
     async fn http_request(
         &self,
-        client: &reqwest::Client,
+        connection: &mut Connection,
         transport: Transport,
         object: &Arc<Object>,
     ) -> Result<(), String> {
@@ -253,60 +247,84 @@ impl Driver {
         let hpull = hpull_path(&object.uname());
         let fqn = etl_fqn_query(&object.fqn);
         let mut put_id = None;
-        let request = match transport {
-            Transport::HpushBody => client.put(self.url(&hpush)).body(object.data.clone()),
-            Transport::HpushFqn => client
-                .put(self.url(&format!("{hpush}?{fqn}")))
-                .body(Bytes::new()),
-            Transport::HpullTarget => client.get(self.url(&hpull)),
-            Transport::HpullFqn => client.get(self.url(&format!("{hpull}?{fqn}"))),
+        let request = Request::builder().header(header::HOST, self.server.to_string());
+        let (request, body) = match transport {
+            Transport::HpushBody => (request.method(Method::PUT).uri(hpush), object.data.clone()),
+            Transport::HpushFqn => (
+                request.method(Method::PUT).uri(format!("{hpush}?{fqn}")),
+                Bytes::new(),
+            ),
+            Transport::HpullTarget => (request.method(Method::GET).uri(hpull), Bytes::new()),
+            Transport::HpullFqn => (
+                request.method(Method::GET).uri(format!("{hpull}?{fqn}")),
+                Bytes::new(),
+            ),
             Transport::HpushDirectPut => {
                 let id = self.next_id();
                 put_id = Some(id);
                 let destination = self.target.expect_put(id, object.clone());
-                client
-                    .put(self.url(&hpush))
-                    .header("Ais-Node-Url", destination)
-                    .body(object.data.clone())
+                let request = request.method(Method::PUT).uri(hpush);
+                (
+                    request.header("Ais-Node-Url", destination),
+                    object.data.clone(),
+                )
             }
             Transport::Ws | Transport::WsFqn | Transport::WsDirectPut => {
                 unreachable!("not an HTTP transport")
             }
         };
-        let result = self.exchange(request, object, put_id).await;
-        if let (Err(_), Some(id)) = (&result, put_id) {
-            self.target.take_verdict(id);
+        let request = request
+            .body(Full::new(body))
+            .expect("a well-formed request");
+        let exchange = self.exchange(connection, request, object, put_id);
+        let result = tokio::time::timeout(self.request_timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.request_timeout)));
+        if result.is_err() {
+            // It may still carry the rest of an answer, or a late one.
+            connection.close();
+            if let Some(id) = put_id {
+                self.target.take_verdict(id);
+            }
         }
         result
     }
 
     async fn exchange(
         &self,
-        request: reqwest::RequestBuilder,
+        connection: &mut Connection,
+        request: Request<Full<Bytes>>,
         object: &Arc<Object>,
         put_id: Option<u64>,
     ) -> Result<(), String> {
-        let mut response = request.send().await.map_err(|e| error_chain(&e))?;
+        let response = connection.send(self.server, request).await?;
         let status = response.status().as_u16();
-        let expected_status = if put_id.is_some() { 204 } else { 200 };
-        if status != expected_status {
-            let body = response.bytes().await.unwrap_or_default();
-            return Err(format!(
-                "status {status}, {expected_status} expected: {:?}",
-                preview(&body)
-            ));
-        }
         let announced = response
             .headers()
             .get("ais-direct-put-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        let mut body = response.into_body();
+        let expected_status = if put_id.is_some() { 204 } else { 200 };
+        if status != expected_status {
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(format!(
+                "status {status}, {expected_status} expected: {:?}",
+                preview(&body)
+            ));
+        }
         let mut check = Check::new(match put_id {
             Some(_) => Some(&[][..]),
             None => object.expected.as_deref(),
         });
-        while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
-            check.feed(&chunk)?;
+        while let Some(frame) = body.frame().await {
+            if let Some(chunk) = frame.map_err(|e| error_chain(&e))?.data_ref() {
+                check.feed(chunk)?;
+            }
         }
         check.finish()?;
         if let Some(id) = put_id {
@@ -347,21 +365,74 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// One HTTP worker's connection, kept from request to request and made again once
+/// it breaks. A target's Go client puts a connection back in its pool before the
+/// caller sees the end of the body, so one request at a time keeps to one
+/// connection; reqwest's pool takes it back a task later, and opened a new
+/// connection every 4-5 requests (hpush, 64 KiB, concurrency 1), accepts the server
+/// paid for and a target would not make.
+#[derive(Default)]
+struct Connection(Option<http1::SendRequest<Full<Bytes>>>);
+
+impl Connection {
+    async fn send(
+        &mut self,
+        server: SocketAddr,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, String> {
+        // Free again once the answer before it was read through.
+        if let Some(sender) = &mut self.0
+            && sender.ready().await.is_err()
+        {
+            self.0 = None;
+        }
+        let sender = match &mut self.0 {
+            Some(sender) => sender,
+            None => self.0.insert(connect(server).await?),
+        };
+        let response = sender.send_request(request).await;
+        response.map_err(|error| error_chain(&error))
+    }
+
+    /// Not used again: a request on it failed.
+    fn close(&mut self) {
+        self.0 = None;
+    }
+}
+
+async fn connect(server: SocketAddr) -> Result<http1::SendRequest<Full<Bytes>>, String> {
+    let stream = tokio::net::TcpStream::connect(server)
+        .await
+        .map_err(|e| format!("connecting to {server}: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("setting TCP_NODELAY: {e}"))?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| error_chain(&e))?;
+    // Ends when the sender is dropped or the server closes the connection.
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
 async fn http_worker(
     driver: Arc<Driver>,
-    client: reqwest::Client,
     schedule: Arc<Schedule>,
     transport: Transport,
     objects: Arc<[Arc<Object>]>,
     first: usize,
 ) -> Recorder {
     let mut recorder = Recorder::default();
+    let mut connection = Connection::default();
     let mut next = first;
     while let Some(measured) = schedule.next() {
         let object = &objects[next % objects.len()];
         next += 1;
         let started = Instant::now();
-        match driver.http_request(&client, transport, object).await {
+        match driver
+            .http_request(&mut connection, transport, object)
+            .await
+        {
             Ok(()) if measured => recorder.ok(object.size(), started.elapsed()),
             Ok(()) => {}
             Err(error) => {
@@ -680,5 +751,52 @@ mod tests {
         let mut check = Check::new(None);
         check.feed(b"anything").unwrap();
         assert_eq!(check.finish(), Ok(8));
+    }
+
+    /// One request at a time keeps to one connection, as a target's does; a
+    /// connection the server closed is dialled again.
+    #[tokio::test]
+    async fn a_worker_keeps_to_one_connection() {
+        use hyper::service::service_fn;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::Relaxed);
+                // Echo; a body of "close" ends the connection after its answer.
+                let echo = service_fn(|request: Request<Incoming>| async move {
+                    let body = request.into_body().collect().await?.to_bytes();
+                    let mut response = Response::new(Full::new(body.clone()));
+                    if body == "close" {
+                        let close = header::HeaderValue::from_static("close");
+                        response.headers_mut().insert(header::CONNECTION, close);
+                    }
+                    Ok::<_, hyper::Error>(response)
+                });
+                let serve = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), echo);
+                tokio::spawn(serve);
+            }
+        });
+        let mut connection = Connection::default();
+        let mut exchange = async |body: &'static str| {
+            let request = Request::put("/o")
+                .header(header::HOST, server.to_string())
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap();
+            let response = connection.send(server, request).await.unwrap();
+            response.into_body().collect().await.unwrap().to_bytes()
+        };
+        for i in 0..100 {
+            assert_eq!(exchange("object").await, "object", "request {i}");
+        }
+        assert_eq!(accepted.load(Ordering::Relaxed), 1);
+        assert_eq!(exchange("close").await, "close");
+        assert_eq!(exchange("object").await, "object");
+        assert_eq!(accepted.load(Ordering::Relaxed), 2);
     }
 }
