@@ -203,7 +203,7 @@ impl Etl {
             }
             let delay = self.direct_put.delay(attempt);
             tracing::warn!(
-                parent: job.object.log.span(),
+                parent: job.object.span(),
                 object = %job.object.path,
                 attempt,
                 ?delay,
@@ -480,7 +480,7 @@ impl StreamCall {
             let result = transform.streaming(input, output, &object).await;
             if let Err(error) = &result {
                 tracing::warn!(
-                    parent: object.log.span(),
+                    parent: object.span(),
                     object = %object.path,
                     "streaming transform failed: {error}"
                 );

@@ -46,7 +46,7 @@ impl HttpError {
             }
             _ => format!("{}: {error}", object.path),
         };
-        let (parent, object) = (object.log.span(), &object.path);
+        let (parent, object) = (object.span(), &object.path);
         if status.is_server_error() {
             tracing::warn!(parent: parent, object, %status, "{error}");
         } else {

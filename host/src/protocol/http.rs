@@ -120,7 +120,7 @@ pub async fn object(
         Transport::Hpull
     };
     let object = ObjectRequest {
-        log: LogScope::new(&state.name, transport.as_str(), &path),
+        log: LogScope::new(&state.name, transport.as_str()),
         path,
         args: params.args,
     };
@@ -179,7 +179,7 @@ pub async fn download(State(state): State<Arc<AppState>>, uri: Uri) -> Response 
     let job = Job {
         forward_path: pipeline::escape_path(&object_to),
         object: ObjectRequest {
-            log: LogScope::new(&state.name, Transport::Download.as_str(), &object_to),
+            log: LogScope::new(&state.name, Transport::Download.as_str()),
             path: object_to,
             args: etl_args(args),
         },

@@ -642,7 +642,7 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
     let mut job = Job {
         forward_path: pipeline::escape_path(&path),
         object: ObjectRequest {
-            log: LogScope::new(&state.name, Transport::Ws.as_str(), &path),
+            log: LogScope::new(&state.name, Transport::Ws.as_str()),
             path,
             args: control.etl_args.trim().to_string(),
         },

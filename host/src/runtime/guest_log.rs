@@ -85,7 +85,7 @@ impl GuestLog {
         if state.dropped > 0 {
             tracing::warn!(
                 target: "guest",
-                parent: state.scope.span(),
+                parent: state.scope.span(&state.object),
                 object = %state.object,
                 dropped_bytes = state.dropped,
                 "guest output over {LOG_BUDGET_PER_OBJECT} bytes for one object was dropped"
@@ -102,7 +102,8 @@ impl GuestLog {
 
     /// The current object's span, for the host's own lines about its call.
     pub(crate) fn span(&self) -> Option<tracing::Id> {
-        self.state.lock().unwrap().scope.span()
+        let state = self.state.lock().unwrap();
+        state.scope.span(&state.object)
     }
 
     pub(crate) fn stdout(&self) -> GuestOutput {
@@ -163,7 +164,7 @@ impl LogState {
         let line = String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]);
         tracing::info!(
             target: "guest",
-            parent: self.scope.span(),
+            parent: self.scope.span(&self.object),
             object = %self.object,
             stream = stream.name(),
             "{line}"

@@ -98,10 +98,18 @@ pub struct ObjectRequest {
     pub log: LogScope,
 }
 
+impl ObjectRequest {
+    /// The span its log lines name as their parent ([`LogScope`]).
+    pub fn span(&self) -> Option<tracing::Id> {
+        self.log.span(&self.path)
+    }
+}
+
 /// The `object` span of one object's log lines: its ETL, transport and name. It is
 /// made at the object's first line, which most objects never log; lines name it as
 /// their parent. A span made and entered for every object cost 4-5% of the server's
-/// CPU per 64 KiB WebSocket echo (ten paired runs). The default names no span.
+/// CPU per 64 KiB WebSocket echo (ten paired runs). Clones share the span. The
+/// default names none.
 #[derive(Debug, Clone, Default)]
 pub struct LogScope(Option<Arc<Scope>>);
 
@@ -109,29 +117,27 @@ pub struct LogScope(Option<Arc<Scope>>);
 struct Scope {
     etl: Arc<str>,
     transport: &'static str,
-    object: String,
     span: std::sync::OnceLock<tracing::Span>,
 }
 
 impl LogScope {
-    pub fn new(etl: &Arc<str>, transport: &'static str, object: &str) -> LogScope {
+    pub fn new(etl: &Arc<str>, transport: &'static str) -> LogScope {
         LogScope(Some(Arc::new(Scope {
             etl: etl.clone(),
             transport,
-            object: object.to_owned(),
             span: std::sync::OnceLock::new(),
         })))
     }
 
-    /// The span, made now if it was not yet: a line's `parent:`.
-    pub fn span(&self) -> Option<tracing::Id> {
+    /// The span of `object`'s lines, made now if it was not yet: a line's `parent:`.
+    pub(crate) fn span(&self, object: &str) -> Option<tracing::Id> {
         let scope = self.0.as_ref()?;
         let span = scope.span.get_or_init(|| {
             tracing::info_span!(
                 "object",
                 etl = %scope.etl,
                 transport = scope.transport,
-                object = %scope.object,
+                object = %object,
             )
         });
         span.id()
