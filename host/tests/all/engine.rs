@@ -65,15 +65,17 @@ async fn an_infinite_loop_stops_at_the_deadline() {
 
 #[tokio::test]
 async fn unbounded_allocation_hits_the_memory_limit() {
-    let runtime = runtime(InstanceMode::Pooled, None);
-    let transform = hostile(&runtime).await;
-    let error = call(&transform, "alloc").await.unwrap_err();
-    assert!(
-        matches!(error, ObjectError::Aborted(Abort::MemoryLimit { limit, .. }) if limit == 48 << 20),
-        "{error}"
-    );
-    assert!(error.to_string().contains("memory limit"), "{error}");
-    assert_next_object_succeeds(&transform).await;
+    for mode in [InstanceMode::Pooled, InstanceMode::Fresh] {
+        let runtime = runtime(mode, None);
+        let transform = hostile(&runtime).await;
+        let error = call(&transform, "alloc").await.unwrap_err();
+        assert!(
+            matches!(error, ObjectError::Aborted(Abort::MemoryLimit { limit, .. }) if limit == 48 << 20),
+            "{mode:?}: {error}"
+        );
+        assert!(error.to_string().contains("memory limit"), "{error}");
+        assert_next_object_succeeds(&transform).await;
+    }
 }
 
 #[tokio::test]
@@ -88,6 +90,7 @@ async fn panics_and_traps_are_reported_with_the_guests_message() {
         ("panic", "boom"),
         ("abort", "unreachable"),
         ("stack", "call stack exhausted"),
+        ("oob", "out of bounds memory access"),
     ] {
         let error = call(&transform, args).await.unwrap_err();
         assert!(
@@ -103,7 +106,7 @@ async fn panics_and_traps_are_reported_with_the_guests_message() {
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(
         discarded - discarded_before,
-        3,
+        4,
         "each trapped instance is replaced"
     );
 }
@@ -244,6 +247,30 @@ async fn fresh_mode_creates_an_instance_per_object() {
     );
 }
 
+/// Fresh instances run with explicit bounds checks instead of guard pages: they
+/// stop hostile guests as pooled ones do (the memory limit: above), and a read past
+/// the memory traps even where the instance before grew it and the slot kept those
+/// pages mapped.
+#[tokio::test]
+async fn fresh_instances_stop_hostile_guests_too() {
+    let runtime = runtime(InstanceMode::Fresh, None);
+    let transform = hostile(&runtime).await;
+    // 1 MiB past the initial memory, mapped and readable for the next instance.
+    assert_eq!(call(&transform, "grown").await.unwrap(), b"0");
+    for (args, needle) in [
+        ("oob", "out of bounds memory access"),
+        ("panic", "boom"),
+        ("abort", "unreachable"),
+        ("stack", "call stack exhausted"),
+        ("loop", "exceeded its deadline"),
+    ] {
+        let error = call(&transform, args).await.unwrap_err();
+        assert!(matches!(error, ObjectError::Aborted(_)), "{args}: {error}");
+        assert!(error.to_string().contains(needle), "{args}: {error}");
+        assert_next_object_succeeds(&transform).await;
+    }
+}
+
 #[tokio::test]
 async fn a_fresh_instance_starts_from_the_components_image() {
     // A kept instance remembers its earlier objects and what they wrote.
@@ -257,6 +284,11 @@ async fn a_fresh_instance_starts_from_the_components_image() {
     let each = hostile(&fresh).await;
     for _ in 0..3 {
         assert_eq!(call(&each, "residue").await.unwrap(), b"0 0");
+    }
+    // Nor the memory the last instance grew, which the slot keeps mapped (fresh
+    // instances have no guard pages to close it off again).
+    for _ in 0..3 {
+        assert_eq!(call(&each, "grown").await.unwrap(), b"0");
     }
 }
 

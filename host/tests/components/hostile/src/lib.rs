@@ -51,6 +51,32 @@ impl Buffered for Hostile {
                     hoard.push(vec![1u8; 1 << 20]);
                 }
             }
+            // 1 MiB added to linear memory, its non-zero bytes counted and then every
+            // byte dirtied: an instance growing into the same slot after this one must
+            // find it zero again.
+            "grown" => {
+                const PAGES: usize = 16;
+                let old = core::arch::wasm32::memory_grow(0, PAGES);
+                assert_ne!(old, usize::MAX, "memory.grow failed");
+                let base = (old * 65536) as *mut u8;
+                let mut dirty = 0;
+                for i in 0..PAGES * 65536 {
+                    // SAFETY: the pages were just added, and no allocation uses them.
+                    unsafe {
+                        dirty += usize::from(base.add(i).read_volatile() != 0);
+                        base.add(i).write_volatile(0xa5);
+                    }
+                }
+                Ok(dirty.to_string().into_bytes())
+            }
+            // A read a page past the end of linear memory, where an instance before
+            // may have grown it: a trap, never what the page held.
+            "oob" => {
+                let end = core::arch::wasm32::memory_size(0) * 65536;
+                // SAFETY: none: the read is meant to trap.
+                let byte = unsafe { std::ptr::read_volatile((end + 65536) as *const u8) };
+                Ok(vec![byte])
+            }
             "panic" => panic!("boom"),
             "abort" => std::process::abort(),
             "stack" => Ok(recurse(0).to_le_bytes().to_vec()),
