@@ -173,20 +173,6 @@ impl Runtime {
             .epoch_interruption(true)
             .cranelift_opt_level(OptLevel::Speed)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(&config)));
-        if config.instance_mode == InstanceMode::Fresh {
-            // Each fresh instance grows its memory anew in a slot the last one grew,
-            // and with guard pages wasmtime closes those pages again (`mprotect`)
-            // before the next: a TLB flush on every CPU running the server's threads,
-            // an interrupt through a VM exit under a hypervisor. Explicit bounds
-            // checks leave no protection to reset, at a few percent of guest speed
-            // (echo at 64 KiB over hpush, concurrency 8: 12 µs more per object than
-            // pooled instead of 36; md5 657 against 675 MiB/s).
-            engine_config
-                .memory_reservation(config.limits.max_memory)
-                .memory_guard_size(0)
-                .guard_before_linear_memory(false)
-                .signals_based_traps(false);
-        }
         let engine = Engine::new(&engine_config)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;

@@ -247,15 +247,14 @@ async fn fresh_mode_creates_an_instance_per_object() {
     );
 }
 
-/// Fresh instances run with explicit bounds checks instead of guard pages: they
-/// stop hostile guests as pooled ones do (the memory limit: above), and a read past
-/// the memory traps even where the instance before grew it and the slot kept those
-/// pages mapped.
+/// Fresh instances stop hostile guests as pooled ones do (the memory limit: above),
+/// and a read past the memory traps even where the slot's instance before grew it.
 #[tokio::test]
 async fn fresh_instances_stop_hostile_guests_too() {
     let runtime = runtime(InstanceMode::Fresh, None);
     let transform = hostile(&runtime).await;
-    // 1 MiB past the initial memory, mapped and readable for the next instance.
+    // 1 MiB past the initial memory, grown and dirtied in the slot the next
+    // instance takes.
     assert_eq!(call(&transform, "grown").await.unwrap(), b"0");
     for (args, needle) in [
         ("oob", "out of bounds memory access"),
@@ -285,8 +284,7 @@ async fn a_fresh_instance_starts_from_the_components_image() {
     for _ in 0..3 {
         assert_eq!(call(&each, "residue").await.unwrap(), b"0 0");
     }
-    // Nor the memory the last instance grew, which the slot keeps mapped (fresh
-    // instances have no guard pages to close it off again).
+    // Nor the memory the last instance grew in the same slot.
     for _ in 0..3 {
         assert_eq!(call(&each, "grown").await.unwrap(), b"0");
     }
