@@ -7,8 +7,12 @@ COPY . .
 RUN scripts/build-image.sh /out
 
 # No compiler, no shell tools beyond Debian's base: the binary, CA certificates for
-# outbound TLS, a non-root user, and the compile cache on a volume.
-FROM debian:bookworm-slim
+# outbound TLS, a non-root user, and the compile cache on a volume. Trixie, not the
+# builder's bookworm: bookworm's glibc 2.36 copies 2 KiB and more with `rep movsb`,
+# which an AMD Zen 3 ran about 20x slower (28 µs for 64 KiB against 1.5) when the
+# destination lay 8-24 bytes past the source modulo 4 KiB; trixie's 2.41 keeps `rep movsb`
+# for copies of 24 MiB and more on that CPU. The binary, built against 2.36, runs on 2.41.
+FROM debian:trixie-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
