@@ -351,6 +351,33 @@ mod tests {
         }
     }
 
+    /// Drops `file` from the page cache. `POSIX_FADV_DONTNEED` drains only the calling
+    /// CPU's batch of pages on their way to the LRU lists and skips those in another
+    /// CPU's (every load of a run then found the file cached), so it is given on each.
+    fn evict(file: &File) {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: plain data; all-zero is the empty set.
+        let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a set of the size passed, for the calling thread.
+        assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut allowed) }, 0);
+        for cpu in 0..libc::CPU_SETSIZE as usize {
+            // SAFETY: `cpu` is below CPU_SETSIZE.
+            if !unsafe { libc::CPU_ISSET(cpu, &allowed) } {
+                continue;
+            }
+            // SAFETY: as above: the set of that one CPU, then the thread moves there.
+            let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            unsafe { libc::CPU_SET(cpu, &mut one) };
+            assert_eq!(unsafe { libc::sched_setaffinity(0, size, &one) }, 0);
+            // SAFETY: an open descriptor; the advice reads no memory of ours.
+            let advice =
+                unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            assert_eq!(advice, 0);
+        }
+        // SAFETY: the set read above.
+        assert_eq!(unsafe { libc::sched_setaffinity(0, size, &allowed) }, 0);
+    }
+
     #[test]
     fn cached_files_load_without_waiting_and_evicted_ones_on_the_pool() {
         // In the repository rather than /tmp, which may be a tmpfs that cannot evict.
@@ -363,17 +390,23 @@ mod tests {
         let cached = load(&policy, &path, &all, u64::MAX, Wait::Never).unwrap();
         assert!(whole(cached).unwrap() == data);
 
-        // Evicted: the kernel would have to read the disk.
+        // Evicted: the kernel would have to read the disk. A read that may not wait
+        // still starts the readahead, and a VM's disk may answer before the read
+        // looks at the page again (one run in ten here), so the file is evicted
+        // again until a load gives up; a load that does not must be whole.
         let file = File::open(&path).unwrap();
         file.sync_all().unwrap();
-        let advice =
-            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        assert_eq!(advice, 0);
-        let evicted = load(&policy, &path, &all, u64::MAX, Wait::Never).unwrap();
-        assert!(
-            evicted.is_none(),
-            "an evicted file was read without waiting"
-        );
+        let gave_up = (0..20).any(|_| {
+            evict(&file);
+            match load(&policy, &path, &all, u64::MAX, Wait::Never).unwrap() {
+                None => true,
+                Some(loaded) => {
+                    assert!(whole(Some(loaded)).unwrap() == data);
+                    false
+                }
+            }
+        });
+        assert!(gave_up, "20 evicted files were all read without waiting");
         let loaded = load(&policy, &path, &all, u64::MAX, Wait::Allowed).unwrap();
         assert!(whole(loaded).unwrap() == data);
     }
