@@ -31,10 +31,14 @@ bool exports_aistore_etl_streaming_transform_stream(
       ETL_FREE(&chunk);
       break;
     }
-    /* Branch-free, so that clang vectorises the loop: 0x20 off each a-z byte. */
-    for (size_t i = 0; i < chunk.len; i++) {
-      uint8_t c = chunk.ptr[i];
-      chunk.ptr[i] = c - ((uint8_t)(c - 'a') < 26 ? 0x20 : 0);
+    /* Branch-free, so that clang vectorises the loop: 0x20 off each a-z byte. The
+     * pointer and length are held apart from `chunk`, which the byte stores could
+     * otherwise overwrite as far as clang knows, reloading both for every byte. */
+    uint8_t *bytes = chunk.ptr;
+    size_t len = chunk.len;
+    for (size_t i = 0; i < len; i++) {
+      uint8_t c = bytes[i];
+      bytes[i] = c - ((uint8_t)(c - 'a') < 26 ? 0x20 : 0);
     }
     aistore_etl_host_io_method_writer_write(output, &chunk); /* write only borrows it */
     ETL_FREE(&chunk);
