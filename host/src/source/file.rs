@@ -360,9 +360,9 @@ mod tests {
         // SAFETY: a set of the size passed, for the calling thread.
         assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut allowed) }, 0);
         // SAFETY: every index is below CPU_SETSIZE.
-        let cpus =
+        let mut cpus =
             (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &allowed) });
-        let succeeded = cpus.into_iter().any(|cpu| {
+        let succeeded = cpus.any(|cpu| {
             // SAFETY: as above: the set of that one CPU, then the thread moves there.
             let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
             unsafe { libc::CPU_SET(cpu, &mut one) };
