@@ -4,7 +4,7 @@
 //! Self-contained on purpose (`percent-encoding`, `url` and `thiserror`, no `crate::`
 //! paths): the fuzz crate (`fuzz/`) compiles this file on its own.
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 
 /// What `Ais-Node-Url` says: where the result goes next and what follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,10 +205,10 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'/')
     .remove(b'@');
 
-/// `/` + the object path escaped so it decodes back to itself (for a WebSocket
-/// request, which carries the name unescaped).
-pub fn escape_path(object_path: &str) -> String {
-    format!("/{}", utf8_percent_encode(object_path, PATH))
+/// `/` + the object path escaped so it decodes back to itself, byte for byte (for a
+/// WebSocket request, which carries the name unescaped).
+pub fn escape_path(object_path: &[u8]) -> String {
+    format!("/{}", percent_encode(object_path, PATH))
 }
 
 #[cfg(test)]
@@ -405,12 +405,11 @@ mod tests {
 
     #[test]
     fn escaped_paths_decode_back_to_the_name() {
-        let name = "dir/ü/a b?c#d%e@f+g";
+        // A name that is not UTF-8 (Go's strings need not be) survives too.
+        let name = b"dir/\xc3\xbc/a b?c#d%e@f+g\xe9";
         let escaped = escape_path(name);
-        assert_eq!(escaped, "/dir/%C3%BC/a%20b%3Fc%23d%25e@f%2Bg");
-        let decoded = percent_encoding::percent_decode_str(&escaped[1..])
-            .decode_utf8()
-            .unwrap();
+        assert_eq!(escaped, "/dir/%C3%BC/a%20b%3Fc%23d%25e@f%2Bg%E9");
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(&escaped[1..]).collect();
         assert_eq!(decoded, name);
     }
 }

@@ -107,9 +107,10 @@ pub async fn object(
     // §5.2: the path is decoded once to recover the object's name; the raw form is
     // what a stage hop receives, so that it decodes to the same name (§6.3).
     let raw_path = uri.path();
-    let path = percent_encoding::percent_decode_str(raw_path.strip_prefix('/').unwrap_or(raw_path))
-        .decode_utf8_lossy()
-        .into_owned();
+    let name: Vec<u8> =
+        percent_encoding::percent_decode_str(raw_path.strip_prefix('/').unwrap_or(raw_path))
+            .collect();
+    let path = String::from_utf8_lossy(&name).into_owned();
     let pipeline = match pipeline_header(&headers) {
         Ok(pipeline) => pipeline,
         Err(error) => return error.into_response(),
@@ -136,7 +137,7 @@ pub async fn object(
             match &state.target_url {
                 // §4.3: hpull without an FQN reads the object from the target.
                 Some(target_url) => Source::Http {
-                    url: target::object_url(target_url, &object.path, params.latest_ver),
+                    url: target::object_url(target_url, &name, params.latest_ver),
                     client: state.client.here(),
                     kind: HttpSource::Target,
                 },
@@ -177,7 +178,7 @@ pub async fn download(State(state): State<Arc<AppState>>, uri: Uri) -> Response 
         .into_response();
     };
     let job = Job {
-        forward_path: pipeline::escape_path(&object_to),
+        forward_path: pipeline::escape_path(object_to.as_bytes()),
         object: ObjectRequest {
             log: LogScope::new(&state.name, Transport::Download.as_str()),
             path: object_to,

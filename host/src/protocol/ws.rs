@@ -241,6 +241,15 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
             }
             Err(error) => {
                 tracing::warn!("{error}");
+                // Its data message, if it has one, is read past: one reply per request.
+                if error.data_follows {
+                    match reader.message(HOLD_AT_MOST).await {
+                        Some(Message::Whole(_)) => {}
+                        // Skipped to its end below: nothing reads what is fed.
+                        Some(Message::Begun(_)) => feed = Some(mpsc::channel(1).0),
+                        None => break,
+                    }
+                }
                 Pending::Ready(Reply::Text(error.to_string()))
             }
         };
@@ -643,7 +652,7 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
         forward_path: pipeline::escape_path(&path),
         object: ObjectRequest {
             log: LogScope::new(&state.name, Transport::Ws.as_str()),
-            path,
+            path: String::from_utf8_lossy(&path).into_owned(),
             args: control.etl_args.trim().to_string(),
         },
         source,

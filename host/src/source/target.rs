@@ -1,7 +1,7 @@
 //! Reading an object from the target: `GET AIS_TARGET_URL/<uname>` (hpull without an
 //! FQN, protocol document §4.3 and §10).
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 
 /// Python's `quote(path, safe="@")`: the uname travels as one escaped segment, so
 /// `/`, `%`, `?`, `#`, space and non-ASCII all survive; `@` stays literal.
@@ -12,13 +12,13 @@ const UNAME: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'@');
 
-/// The URL of `uname` on the target. `latest-ver` is forwarded (the references drop
+/// The URL of `uname` (as it arrived: bytes, not necessarily UTF-8) on the target. `latest-ver` is forwarded (the references drop
 /// it, so the flag had no effect; §13 Q8).
-pub fn object_url(target_url: &str, uname: &str, latest_ver: bool) -> String {
+pub fn object_url(target_url: &str, uname: &[u8], latest_ver: bool) -> String {
     let mut url = format!(
         "{}/{}",
         target_url.trim_end_matches('/'),
-        utf8_percent_encode(uname, UNAME)
+        percent_encode(uname, UNAME)
     );
     if latest_ver {
         url.push_str("?latest-ver=true");
@@ -35,14 +35,14 @@ mod tests {
         assert_eq!(
             object_url(
                 "http://t:8081/v1/etl/_object/e/s",
-                "ais/@#/src/imgs/cat 1.jpg",
+                b"ais/@#/src/imgs/cat 1.jpg",
                 false
             ),
             "http://t:8081/v1/etl/_object/e/s/ais%2F@%23%2Fsrc%2Fimgs%2Fcat%201.jpg"
         );
         assert_eq!(
-            object_url("http://t:1/p/", "ais/@#/b/a%b?c#d", true),
-            "http://t:1/p/ais%2F@%23%2Fb%2Fa%25b%3Fc%23d?latest-ver=true"
+            object_url("http://t:1/p/", b"ais/@#/b/a%b?c#d\xe9", true),
+            "http://t:1/p/ais%2F@%23%2Fb%2Fa%25b%3Fc%23d%E9?latest-ver=true"
         );
     }
 }

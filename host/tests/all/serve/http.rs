@@ -222,13 +222,16 @@ async fn hpull_without_fqn_gets_the_object_from_the_target() {
     );
     assert!(target.requests().iter().all(|r| r.method == "GET"));
 
-    // An upstream error status is passed on as is (§4.3).
+    // An upstream error status is passed on as is (§4.3); a name that is not UTF-8
+    // is asked for byte for byte.
     let response = client()
-        .get(server.url("/ais%2F@%23%2Fsrc%2Fmissing"))
+        .get(server.url("/ais%2F@%23%2Fsrc%2Fmissing%E9"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let last = target.requests().last().unwrap().target.clone();
+    assert_eq!(last, format!("{prefix}ais%2F@%23%2Fsrc%2Fmissing%E9"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

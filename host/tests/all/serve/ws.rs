@@ -496,6 +496,39 @@ async fn failures_are_text_replies_and_the_connection_stays() {
     assert_eq!(binary(next_reply(&mut socket).await), "still here");
 }
 
+/// The target writes Go strings as they are, so an object's name need not be UTF-8;
+/// and a control message that cannot be read at all still ends with its data message
+/// if it has one. Either way every request gets one reply, and the next its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_messages_that_are_not_utf8_or_not_json_keep_replies_in_step() {
+    let server = ServerBuilder::new("examples/echo").start().await;
+    let stage = FakeTarget::start().await;
+    stage.always(Put::NoContent(Some(4)));
+    let mut socket = connect(&server).await;
+    let raw_control = |json: &[u8]| Message::Binary(Bytes::copy_from_slice(json));
+    send_object(&mut socket, raw_control(b"{\"path\":\"caf\xe9\"}"), b"cafe").await;
+    // The name reaches the next hop byte for byte.
+    let pipeline = format!("{{\"pipeline\":\"{}\",\"path\":\"caf", stage.url());
+    let with_stage = [pipeline.as_bytes(), b"\xe9\"}"].concat();
+    send_object(&mut socket, raw_control(&with_stage), b"data").await;
+    // Not JSON, with and without a data message.
+    send_object(&mut socket, raw_control(b"{\"path\":"), b"lost").await;
+    socket
+        .send(raw_control(b"{\"fqn\":\"%2Fx\",\"path\":"))
+        .await
+        .unwrap();
+    send_object(&mut socket, control("", "", "", "o"), b"in step").await;
+
+    assert_eq!(binary(next_reply(&mut socket).await), "cafe");
+    assert_eq!(text(next_reply(&mut socket).await), "4");
+    assert_eq!(stage.puts()[0].target, "/caf%E9");
+    for _ in 0..2 {
+        let reply = text(next_reply(&mut socket).await);
+        assert!(reply.starts_with("Invalid control message: "), "{reply}");
+    }
+    assert_eq!(binary(next_reply(&mut socket).await), "in step");
+}
+
 /// A connection dropped in the middle of a message too long to hold, which streams
 /// to its transform as it arrives: the transform stops, failing its object, and the
 /// server serves on.
