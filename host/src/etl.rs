@@ -158,7 +158,26 @@ impl Etl {
                 }
             };
             let put = self.direct_put.put(&url, rest, body, length, to_target);
-            let answer = self.in_time("the direct put to the next hop", put).await?;
+            let answer = match self.in_time("the direct put to the next hop", put).await {
+                Ok(answer) => answer,
+                Err(timeout) => return Err(cause_of(timeout, transformed).await),
+            };
+            let delivered = match answer {
+                // A streaming next hop answers while it still reads our upload, and
+                // stops reading when its answer is not read: its answer goes back as
+                // it comes, and the transform's end is awaited after its last byte
+                // (awaited first, both would stall until the deadline).
+                Ok(Answer::Returned { first, rest }) => {
+                    let rest = paced(rest, self.transform.limits().timeout);
+                    let rest = match transformed {
+                        Some(done) => rest.chain(failure_of(done)).boxed(),
+                        None => rest,
+                    };
+                    return Ok(Outcome::Returned { first, rest });
+                }
+                Ok(Answer::Delivered { length }) => Ok(length),
+                Err(error) => Err(error),
+            };
             // A failed transform breaks the upload too: report the transform's error.
             // The reverse also happens: a refused or reset upload drops the output
             // under a streaming transform, which then fails writing. The upload's
@@ -168,24 +187,19 @@ impl Etl {
             let sent = match transformed {
                 Some(done) => match join(done).await {
                     Ok(sent) => Some(sent),
-                    Err(EtlError::Transform(ObjectError::Output(_))) if answer.is_err() => None,
+                    Err(EtlError::Transform(ObjectError::Output(_))) if delivered.is_err() => None,
                     Err(error) => return Err(error),
                 },
                 None => length,
             };
-            let error = match answer {
-                Ok(Answer::Delivered { length }) => {
+            let error = match delivered {
+                Ok(length) => {
                     let length = if to_target {
                         sent.unwrap_or(length)
                     } else {
                         length
                     };
                     return Ok(Outcome::Delivered { length });
-                }
-                Ok(Answer::Returned { first, rest }) => {
-                    let limit = self.transform.limits().timeout;
-                    let rest = paced(rest, limit);
-                    return Ok(Outcome::Returned { first, rest });
                 }
                 Err(error @ (PutError::Status { .. } | PutError::Redirect(_))) => {
                     return Err(EtlError::DirectPut(error));
@@ -403,6 +417,31 @@ impl<F: Future> Future for Timed<F> {
 
 async fn join<T>(handle: JoinHandle<Result<T, ObjectError>>) -> Result<T, EtlError> {
     Ok(handle.await.map_err(abnormal)??)
+}
+
+/// What ran out of time, when the direct put of a transform's output did: a
+/// streaming transform past its own deadline (which the runtime ends within a
+/// tick) holds the upload up, and is the cause then; its failure to write into
+/// the upload just dropped is not.
+async fn cause_of(
+    timeout: EtlError,
+    transformed: Option<JoinHandle<Result<u64, ObjectError>>>,
+) -> EtlError {
+    match transformed {
+        Some(done) => match join(done).await {
+            Err(error) if !matches!(error, EtlError::Transform(ObjectError::Output(_))) => error,
+            _ => timeout,
+        },
+        None => timeout,
+    }
+}
+
+/// Nothing when the transform behind `handle` succeeds, else its error: the end of a
+/// stream whose bytes depended on it.
+fn failure_of<T: Send + 'static>(
+    handle: JoinHandle<Result<T, ObjectError>>,
+) -> impl Stream<Item = Result<Bytes, EtlError>> {
+    futures::stream::once(join(handle)).filter_map(|ended| async move { ended.err().map(Err) })
 }
 
 fn abnormal(error: JoinError) -> EtlError {

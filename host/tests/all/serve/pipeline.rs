@@ -4,7 +4,7 @@
 use md5::Digest;
 
 use super::fake_target::{FakeTarget, SECRET};
-use super::harness::{Mountpath, ServerBuilder, etl_fqn_param, path_escape, request};
+use super::harness::{Mountpath, RawResponse, ServerBuilder, etl_fqn_param, path_escape, request};
 
 /// upper → md5 → upper: distinguishable from any shorter or reordered chain.
 fn expected(data: &[u8]) -> Vec<u8> {
@@ -67,24 +67,45 @@ async fn three_stages_deliver_to_the_destination_target() {
     assert_eq!(seen[0].header("ais-node-url"), None);
 }
 
+/// `data` put to a server of component `a` for a pipeline on to one of `b`, inline.
+async fn inline(a: &str, b: &str, data: &[u8]) -> RawResponse {
+    let a = ServerBuilder::new(a).start().await;
+    let b = ServerBuilder::new(b).start().await;
+    let stage = b.stage();
+    request(a.addr, "PUT", "/src/x", &[("Ais-Node-Url", &stage)], data).await
+}
+
 /// §6.5: inline, A → B; B's output comes back through A as a 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stages_inline_return_the_last_output() {
-    let a = ServerBuilder::new("examples/upper").start().await;
-    let b = ServerBuilder::new("examples/md5").start().await;
     let data = b"inline pipeline input".repeat(100);
-    let response = request(
-        a.addr,
-        "PUT",
-        "/src/x",
-        &[("Ais-Node-Url", &b.stage())],
-        &data,
-    )
-    .await;
+    let response = inline("examples/upper", "examples/md5", &data).await;
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(
         response.body,
         hex::encode(md5::Md5::digest(data.to_ascii_uppercase())).into_bytes()
+    );
+}
+
+/// A streaming stage passing its output to a streaming stage, inline, with an object
+/// larger than the sockets and queues between them hold: B answers while it still
+/// reads A's upload, and stops reading when its answer is not read, so A passes the
+/// answer on before its own transform ends (waiting for that first, both stalled
+/// until the deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_streaming_stages_inline_pass_a_large_object_as_it_comes() {
+    let data: Vec<u8> = (0..32 << 20).map(|i| b"abcdefgh\n"[i % 9]).collect();
+    let response = inline("examples/upper", "examples/upper", &data).await;
+    assert_eq!(
+        response.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&response.body[..200.min(response.body.len())])
+    );
+    assert!(
+        response.body == data.to_ascii_uppercase(),
+        "{} bytes",
+        response.body.len()
     );
 }
 
