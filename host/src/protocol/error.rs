@@ -68,33 +68,18 @@ impl From<PipelineError> for HttpError {
 
 fn status_of(error: &EtlError) -> StatusCode {
     match error {
-        EtlError::Source(source) => match source {
-            SourceError::FqnNotFound(_) => StatusCode::NOT_FOUND,
-            // §11: an FQN outside the object paths the policy allows; never opened.
-            SourceError::FqnRefused { .. } => StatusCode::FORBIDDEN,
-            SourceError::FqnUnreadable { error, .. }
-                if error.kind() == std::io::ErrorKind::PermissionDenied =>
-            {
-                StatusCode::FORBIDDEN
-            }
-            SourceError::FqnUnreadable { .. }
-            | SourceError::Consumed
-            | SourceError::NoTargetUrl => StatusCode::INTERNAL_SERVER_ERROR,
-            SourceError::Body(_) | SourceError::Download { .. } => StatusCode::BAD_REQUEST,
-            // Passed on when an error: a redirect passed on would be a success.
-            SourceError::Upstream { status, .. } => StatusCode::from_u16(*status)
-                .ok()
-                .filter(|status| status.as_u16() >= 400)
-                .unwrap_or(StatusCode::BAD_GATEWAY),
-            SourceError::Unreachable(_) => StatusCode::BAD_GATEWAY,
-            SourceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        },
+        EtlError::Source(source) => source_status(source),
         EtlError::Transform(object) => match (object.fault(), object) {
             // The transform says the object cannot be transformed: a 4xx, which the
             // target reports and does not retry.
             (Fault::BadInput, _) => StatusCode::UNPROCESSABLE_ENTITY,
             (_, ObjectError::Aborted(Abort::Timeout(_))) => StatusCode::GATEWAY_TIMEOUT,
-            (_, ObjectError::Input(_)) => StatusCode::BAD_REQUEST,
+            // The source failed as the guest read it: as if it had while opened. A
+            // file's read error is the host's.
+            (_, ObjectError::Input(error)) => error
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<SourceError>())
+                .map_or(StatusCode::INTERNAL_SERVER_ERROR, source_status),
             (Fault::Guest | Fault::Host, _) => StatusCode::INTERNAL_SERVER_ERROR,
         },
         EtlError::PutUrl(PutUrlError::MissingTargetUrl) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,6 +92,30 @@ fn status_of(error: &EtlError) -> StatusCode {
         EtlError::DirectPutOneShot(_) => StatusCode::SERVICE_UNAVAILABLE,
         EtlError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         EtlError::Held(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn source_status(source: &SourceError) -> StatusCode {
+    match source {
+        SourceError::FqnNotFound(_) => StatusCode::NOT_FOUND,
+        // §11: an FQN outside the object paths the policy allows; never opened.
+        SourceError::FqnRefused { .. } => StatusCode::FORBIDDEN,
+        SourceError::FqnUnreadable { error, .. }
+            if error.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            StatusCode::FORBIDDEN
+        }
+        SourceError::FqnUnreadable { .. } | SourceError::Consumed | SourceError::NoTargetUrl => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        SourceError::Body(_) | SourceError::Download { .. } => StatusCode::BAD_REQUEST,
+        // Passed on when an error: a redirect passed on would be a success.
+        SourceError::Upstream { status, .. } => StatusCode::from_u16(*status)
+            .ok()
+            .filter(|status| status.as_u16() >= 400)
+            .unwrap_or(StatusCode::BAD_GATEWAY),
+        SourceError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+        SourceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
     }
 }
 

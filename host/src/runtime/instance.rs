@@ -302,16 +302,17 @@ impl Instance {
                 requested: exceeded.requested,
             });
         }
-        if let Some(io) = find::<HostIoError>(&error) {
-            let copy = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
-            return match io {
-                HostIoError::Input(e) => ObjectError::Input(copy(e)),
-                HostIoError::Output(e) => ObjectError::Output(copy(e)),
-            };
-        }
+        // Taken whole: what failed to read may say which source it was (its status).
+        let error = match error.downcast::<HostIoError>() {
+            Ok(HostIoError::Input(e)) => return ObjectError::Input(e),
+            Ok(HostIoError::Output(e)) => return ObjectError::Output(e),
+            Err(error) => error,
+        };
+        // What the host raised (an exit, a limit of its own) is wrapped in the wasm
+        // backtrace, which would be all a message from the top said.
         let message = match find::<Trap>(&error) {
             Some(trap) => trap.to_string(),
-            None => error.to_string(),
+            None => error.root_cause().to_string(),
         };
         if message.contains("fuel allocated for hostcalls has been exhausted") {
             return ObjectError::Aborted(Abort::OutputLimit {

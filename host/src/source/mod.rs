@@ -137,6 +137,8 @@ impl Source {
             Source::Body { body, length } => {
                 let body = body.take().ok_or(SourceError::Consumed)?;
                 if !whole(*length) {
+                    // Read by the guest: its failure says whose it was (the status).
+                    let body = body.map_err(|e| io::Error::other(SourceError::Body(e)));
                     return Ok(Loaded::Stream(Opened {
                         reader: Box::new(StreamReader::new(body)),
                         size: *length,
@@ -181,7 +183,10 @@ impl Source {
                         .await
                         .map(Loaded::Whole);
                 }
-                let stream = response.bytes_stream().map_err(io::Error::other);
+                let (url, kind) = (url.clone(), *kind);
+                let stream = response
+                    .bytes_stream()
+                    .map_err(move |e| io::Error::other(transport_error(&url, kind, e)));
                 Ok(Loaded::Stream(Opened {
                     reader: Box::new(StreamReader::new(stream)),
                     size,

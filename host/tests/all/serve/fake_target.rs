@@ -394,12 +394,16 @@ async fn handle(
     };
     let length = object.data.len();
     let head = object.data.slice(..cut_at);
-    let frames = futures::stream::iter([
-        Ok(Frame::data(head)),
+    // The break comes after what was sent went out: a pending poll first, on which
+    // hyper writes its buffer (else it would drop the head and the headers unsent).
+    let broken = async {
+        tokio::task::yield_now().await;
         Err(std::io::Error::other(
             "the fake target breaks off mid-object",
-        )),
-    ]);
+        ))
+    };
+    let head = futures::stream::once(async { Ok(Frame::data(head)) });
+    let frames = futures::StreamExt::chain(head, futures::stream::once(broken));
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
     response
         .headers_mut()

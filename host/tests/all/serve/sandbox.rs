@@ -164,6 +164,18 @@ async fn every_limit_is_a_clear_error_for_its_object_only() {
     }
     ws::send_object(&mut socket, ws::control("", "", "", "w"), b"fine").await;
     assert_eq!(ws::binary(ws::next_reply(&mut socket).await), "fine");
+    // One streamed write over the output limit: the limit named, not the wasm
+    // backtrace the host's refusal comes wrapped in.
+    let response = put(
+        &server,
+        "big-write",
+        "big-write:2000000",
+        &vec![b'b'; 2 << 20],
+    )
+    .await;
+    assert_eq!(response.status, 500, "{response:?}");
+    let text = body(&response);
+    assert!(text.contains("returned more than 1048576 bytes"), "{text}");
     // A streaming guest past its deadline while its output goes on to a next hop,
     // which waits for the rest of it: the deadline missed is the guest's, not that
     // of the put it held up.

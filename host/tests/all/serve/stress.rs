@@ -308,7 +308,8 @@ async fn a_streaming_transform_failing_mid_body_aborts_the_response() {
     // streamed output by then, and fails on its next read.
     let data = vec![b'm'; 8 << 20];
     target.put_broken_object("ais/@#/src/broken", data.clone(), 3 << 20);
-    target.put_broken_object("ais/@#/src/at-once", data, 0);
+    target.put_broken_object("ais/@#/src/at-once", data.clone(), 0);
+    target.put_broken_object("ais/@#/src/early", data, 1000);
     let server = ServerBuilder::new("examples/upper")
         .target(&target, "up")
         .start()
@@ -333,13 +334,22 @@ async fn a_streaming_transform_failing_mid_body_aborts_the_response() {
     assert!(received > 0 && received < 8 << 20, "{received}");
     eprintln!("aborted after {received} bytes: {error}");
 
-    // Failing before any output: a proper error status instead.
-    let response = client()
-        .get(server.url("/ais%2F@%23%2Fsrc%2Fat-once"))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_server_error(), "{}", response.status());
+    // Failing before any output: a proper error status instead, the target's fault
+    // (502) whether its answer broke off before its body or as the guest read it,
+    // never the 4xx of a bad request, which the target would not retry.
+    for name in ["at-once", "early"] {
+        let response = client()
+            .get(server.url(&format!("/ais%2F@%23%2Fsrc%2F{name}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{name}");
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains("the target cannot be reached"),
+            "{name}: {body}"
+        );
+    }
 }
 
 /// SIGTERM while a request is in flight: the request completes, the process exits 0.

@@ -143,8 +143,13 @@ impl Streaming for Hostile {
         output: &mut Output<'_>,
         object: &Object,
     ) -> Result<(), Error> {
-        match object.args() {
+        let (verb, arg) = object.args().split_once(':').unwrap_or((object.args(), ""));
+        match verb {
             "never-read" => Ok(()),
+            "big-write" => {
+                output.write(&vec![b'w'; arg.parse().unwrap()]);
+                Ok(())
+            }
             "spew" => {
                 // Writes whatever becomes of its output: only the host can stop it.
                 let chunk = vec![b's'; 64 * 1024];
