@@ -201,7 +201,7 @@ impl Etl {
                     };
                     return Ok(Outcome::Delivered { length });
                 }
-                Err(error @ (PutError::Status { .. } | PutError::Redirect(_))) => {
+                Err(error @ (PutError::Status { .. } | PutError::Unexpected(_))) => {
                     return Err(EtlError::DirectPut(error));
                 }
                 Err(error @ PutError::Transient(_)) => error,

@@ -33,10 +33,14 @@ pub enum PutError {
     /// and the rest (§7.4), or the 503 contract for a one-shot source (§7.3).
     #[error("{0}")]
     Transient(String),
-    /// The next hop answered a redirect, which is not followed: passing its status
-    /// back would tell the target the object was delivered.
-    #[error("the next hop answered {0}, a redirect, which is not followed")]
-    Redirect(u16),
+    /// The next hop answered neither 200, 204 nor an error: a redirect (not
+    /// followed), an informational or another success status. Passing it back would
+    /// tell the target the object was delivered.
+    #[error(
+        "the next hop answered {0}, which says neither that it took the object (200, 204) \
+         nor why not (a redirect is not followed)"
+    )]
+    Unexpected(u16),
     /// The next hop answered an error status; it is passed back as is.
     #[error("the next hop answered {status}: {}", String::from_utf8_lossy(body))]
     Status { status: u16, body: Bytes },
@@ -102,7 +106,7 @@ impl DirectPut {
                     }),
                 }
             }
-            300..=399 => Err(PutError::Redirect(status)),
+            100..=399 => Err(PutError::Unexpected(status)),
             _ => Err(PutError::Status {
                 status,
                 body: crate::outbound::body_head(response, 4096).await,

@@ -507,9 +507,11 @@ async fn hop_error_status_and_body_are_forwarded() {
 
 /// A redirect from a next hop or from the target's GET is not followed: followed,
 /// a 301-303 turns the PUT into a GET (and the object counts as delivered
-/// unwritten); passed on, any status below 400 is a success to the target. 502.
+/// unwritten); passed on, any status below 400 is a success to the target. 502, and
+/// so for a next hop's success other than 200 and 204, which says nothing of where
+/// the object went.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redirects_are_not_followed() {
+async fn redirects_are_not_followed_nor_other_successes_passed_on() {
     let target = FakeTarget::start().await;
     let elsewhere = FakeTarget::start().await;
     elsewhere.put_object("ais/@#/src/o", "served elsewhere");
@@ -519,19 +521,20 @@ async fn redirects_are_not_followed() {
             .target(&target, "e")
             .start()
             .await;
-        for status in [301, 302, 303, 307, 308] {
+        let moved = |status| Put::Redirect(status, destination(&elsewhere, "ais/@#/dst/o"));
+        let created = |status| Put::Status(status, Bytes::from_static(b"created"));
+        for (status, answer) in [301, 302, 303, 307, 308]
+            .map(|status| (status, moved(status)))
+            .into_iter()
+            .chain([201, 202, 206].map(|status| (status, created(status))))
+        {
             let case = format!("{component}, {status}");
-            target.script([Put::Redirect(
-                status,
-                destination(&elsewhere, "ais/@#/dst/o"),
-            )]);
+            target.script([answer]);
             let response = put_to(&server, &target, "o", b"payload").await;
             assert_eq!(response.status, 502, "{case}: {response:?}");
             let body = String::from_utf8_lossy(&response.body);
             assert!(
-                body.contains(&format!(
-                    "answered {status}, a redirect, which is not followed"
-                )),
+                body.contains(&format!("answered {status}, which says neither")),
                 "{case}: {body}"
             );
         }
