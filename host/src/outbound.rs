@@ -104,9 +104,11 @@ impl OutboundArgs {
 }
 
 /// The start of an error answer's body, at most `at_most` bytes of it: enough to say
-/// what went wrong, and no more is read however long the body is.
+/// what went wrong, and no more is read however long the body is. ETL secrets in it
+/// are masked: AIStore's error bodies quote the request's path (`url_path`), which
+/// for the per-ETL endpoint carries one, and the body goes on to logs and users.
 pub async fn body_head(mut response: reqwest::Response, at_most: usize) -> bytes::Bytes {
-    let mut head = bytes::BytesMut::new();
+    let mut head = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
         let room = at_most - head.len();
         head.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -114,7 +116,39 @@ pub async fn body_head(mut response: reqwest::Response, at_most: usize) -> bytes
             break;
         }
     }
-    head.freeze()
+    mask_etl_secrets(&head).into()
+}
+
+/// `.../_object/<etl>/<secret>...` with the secret as `***`.
+fn mask_etl_secrets(text: &[u8]) -> Vec<u8> {
+    const ENDPOINT: &[u8] = b"/_object/";
+    let ends = |b: &u8| matches!(b, b'/' | b'"' | b'?' | b'&' | b'#') || b.is_ascii_whitespace();
+    let mut masked = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.windows(ENDPOINT.len()).position(|w| w == ENDPOINT) {
+        let after = at + ENDPOINT.len();
+        let name = rest[after..]
+            .iter()
+            .position(ends)
+            .unwrap_or(rest.len() - after);
+        let secret_at = after + name + 1;
+        if rest.get(after + name) != Some(&b'/') {
+            masked.extend_from_slice(&rest[..after + name]);
+            rest = &rest[after + name..];
+            continue;
+        }
+        let secret = rest[secret_at..]
+            .iter()
+            .position(ends)
+            .unwrap_or(rest.len() - secret_at);
+        masked.extend_from_slice(&rest[..secret_at]);
+        if secret > 0 {
+            masked.extend_from_slice(b"***");
+        }
+        rest = &rest[secret_at + secret..];
+    }
+    masked.extend_from_slice(rest);
+    masked
 }
 
 /// The outbound client, one per thread that calls out.
@@ -164,5 +198,42 @@ impl Clients {
             clients.push((self.id, client.clone()));
             client
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_etl_secrets;
+
+    #[test]
+    fn etl_secrets_in_error_bodies_are_masked() {
+        let body = br#"{"message":"ais://src/obj does not exist","url_path":"/v1/etl/_object/e/SECRETxyzq/ais/@#/src/obj","status":404}"#;
+        assert_eq!(
+            mask_etl_secrets(body),
+            br#"{"message":"ais://src/obj does not exist","url_path":"/v1/etl/_object/e/***/ais/@#/src/obj","status":404}"#
+        );
+        for (text, masked) in [
+            (
+                &b"GET /v1/etl/_object/e/s3cr3t failed"[..],
+                &b"GET /v1/etl/_object/e/*** failed"[..],
+            ),
+            (
+                b"/_object/a/x /_object/b/y?z",
+                b"/_object/a/*** /_object/b/***?z",
+            ),
+            (
+                b"no endpoint /_object/ here /_object/e",
+                b"no endpoint /_object/ here /_object/e",
+            ),
+            (b"/_object/e/", b"/_object/e/"),
+            (b"", b""),
+        ] {
+            assert_eq!(
+                mask_etl_secrets(text),
+                masked,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
     }
 }

@@ -372,10 +372,11 @@ async fn handle(
     };
     let object = shared.objects.lock().unwrap().get(&key).cloned();
     let Some(object) = object else {
-        return Ok(respond(
-            StatusCode::NOT_FOUND,
-            Bytes::from(format!("object {key:?} not found")),
-        ));
+        // As AIStore's error bodies do, with the request's path and so the secret.
+        let url_path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        let body = serde_json::json!({"message": format!("object {key:?} not found"),
+            "url_path": url_path, "status": 404});
+        return Ok(respond(StatusCode::NOT_FOUND, body.to_string().into()));
     };
     match object.failure {
         Some(Get::Status(status, body)) => {

@@ -230,6 +230,10 @@ async fn hpull_without_fqn_gets_the_object_from_the_target() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    // Its body quotes the request's path, with the ETL's secret masked (§11).
+    let body = response.text().await.unwrap();
+    assert!(body.contains("/v1/etl/_object/up/***/ais/"), "{body}");
+    assert!(!body.contains(SECRET), "{body}");
     let last = target.requests().last().unwrap().target.clone();
     assert_eq!(last, format!("{prefix}ais%2F@%23%2Fsrc%2Fmissing%E9"));
 }
