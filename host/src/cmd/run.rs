@@ -7,12 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::config::RunArgs;
 use crate::runtime::{InputStream, ObjectRequest, Runtime, Transform};
-use crate::source::within;
+use crate::source::{SourceError, within};
 
 /// Chunks in flight between the guest and the output file.
 const OUTPUT_QUEUE: usize = 4;
@@ -90,25 +90,28 @@ async fn transform_file(
     let file = tokio::fs::File::open(input)
         .await
         .context("cannot open the input")?;
-    let size = file
-        .metadata()
-        .await
-        .context("cannot stat the input")?
-        .len();
-    // Results are written next to their final name and renamed when complete, so a
-    // failed object never leaves a plausible-looking partial file behind.
-    let (mut sink, partial): (Box<dyn AsyncWrite + Unpin + Send>, Option<PathBuf>) = match output {
+    let metadata = file.metadata().await.context("cannot stat the input")?;
+    // A device or pipe has no size (its metadata says 0), nor perhaps an end.
+    let size = metadata.is_file().then_some(metadata.len());
+    // Results are written next to their final name under a name no other result can
+    // have, and renamed when complete, so a failed object never leaves a
+    // plausible-looking partial file behind (one not renamed is removed when dropped).
+    let (mut sink, partial): (Box<dyn AsyncWrite + Unpin + Send>, _) = match output {
         Some(path) => {
-            let partial = path.with_extension("partial");
-            let file = tokio::fs::File::create(&partial)
-                .await
-                .with_context(|| format!("cannot create {}", partial.display()))?;
-            (Box::new(file), Some(partial))
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let partial = tempfile::Builder::new()
+                .prefix(&format!(".{name}."))
+                .suffix(".partial")
+                .tempfile_in(dir)
+                .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+            let file = partial.reopen().context("cannot open the result's file")?;
+            (Box::new(tokio::fs::File::from_std(file)), Some(partial))
         }
         None => (Box::new(tokio::io::stdout()), None),
     };
 
-    let result = if transform.shapes().prefers_streaming(Some(size)) {
+    let result = if transform.shapes().prefers_streaming(size) {
         let (sender, mut receiver) = mpsc::channel::<Bytes>(OUTPUT_QUEUE);
         let writer = async {
             while let Some(chunk) = receiver.recv().await {
@@ -116,7 +119,7 @@ async fn transform_file(
             }
             sink.flush().await
         };
-        let input = InputStream::new(file, Some(size));
+        let input = InputStream::new(file, size);
         let (transformed, written) =
             tokio::join!(transform.streaming(input, sender, object), writer);
         transformed
@@ -126,10 +129,21 @@ async fn transform_file(
     } else {
         // Not streamed, so buffered: a component without either shape does not load.
         async {
-            within(size, transform.limits().max_memory)?;
-            let data = tokio::fs::read(input)
+            let at_most = transform.limits().max_memory;
+            if let Some(size) = size {
+                within(size, at_most)?;
+            }
+            let mut data = Vec::new();
+            file.take(at_most.saturating_add(1))
+                .read_to_end(&mut data)
                 .await
                 .context("cannot read the input")?;
+            if data.len() as u64 > at_most {
+                Err(SourceError::TooLarge {
+                    size: None,
+                    at_most,
+                })?;
+            }
             let result = transform.buffered(&data, object).await?;
             write_result(
                 async {
@@ -143,13 +157,11 @@ async fn transform_file(
     };
 
     match (result, partial, output) {
-        (Ok(()), Some(partial), Some(output)) => tokio::fs::rename(&partial, output)
-            .await
+        (Ok(()), Some(partial), Some(output)) => partial
+            .persist(output)
+            .map(drop)
+            .map_err(|e| e.error)
             .context("renaming the result"),
-        (Err(error), Some(partial), _) => {
-            let _ = tokio::fs::remove_file(&partial).await;
-            Err(error)
-        }
         (result, _, _) => result,
     }
 }

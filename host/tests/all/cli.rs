@@ -182,8 +182,11 @@ fn upper_streams_256_mib_in_constant_memory() {
 fn several_inputs_go_to_an_output_directory() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+    // Named as a result's file is while it is written: the two never meet.
+    let c = dir.path().join("a.partial");
     std::fs::write(&a, b"first").unwrap();
     std::fs::write(&b, b"second").unwrap();
+    std::fs::write(&c, b"third").unwrap();
     let out = dir.path().join("out");
     let status = ais_wasm(&dir.path().join("cache"))
         .arg("run")
@@ -191,10 +194,17 @@ fn several_inputs_go_to_an_output_directory() {
         .arg(component("examples/upper"))
         .arg("-o")
         .arg(&out)
-        .args([&a, &b])
+        .args([&c, &a, &b])
         .status()
         .unwrap();
     assert!(status.success());
+    let mut results: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    results.sort();
+    assert_eq!(results, ["a.partial", "a.txt", "b.txt"]);
+    assert_eq!(std::fs::read(out.join("a.partial")).unwrap(), b"THIRD");
     assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"FIRST");
     assert_eq!(std::fs::read(out.join("b.txt")).unwrap(), b"SECOND");
 
@@ -250,6 +260,31 @@ fn a_guest_error_names_the_object_and_the_cause_and_fails_the_run() {
         stderr.contains("boom"),
         "the panic message reaches the user: {stderr}"
     );
+}
+
+/// An input without a size of its own (a device, a pipe) is read for a buffered
+/// transform up to what an instance may hold, then refused; a failed result leaves
+/// no file behind.
+#[test]
+fn an_endless_input_is_refused_past_the_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let output = ais_wasm(&dir.path().join("cache"))
+        .arg("run")
+        .arg("--component")
+        .arg(component("examples/md5"))
+        .args(["--max-memory", "48MiB", "-o"])
+        .arg(&out)
+        .arg("/dev/zero")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("more than the 50331648 bytes of memory an instance may have"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
 
 /// Issue 2: the second start loads the component from the compile cache.
