@@ -161,7 +161,7 @@ impl LogState {
             return;
         }
         self.lines += 1;
-        let line = String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]);
+        let line = printable(&line[..line.len().min(MAX_LINE)]);
         tracing::info!(
             target: "guest",
             parent: self.scope.span(&self.object),
@@ -170,6 +170,21 @@ impl LogState {
             "{line}"
         );
     }
+}
+
+/// A guest's line as it goes into the log: a CR ending it (CRLF) dropped, other
+/// control characters escaped, since a lone CR would let the guest overwrite its
+/// line, prefix and all, on a terminal.
+fn printable(line: &[u8]) -> String {
+    let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
+    let mut printable = String::with_capacity(line.len());
+    for c in line.chars() {
+        match c.is_control() && c != '\t' {
+            true => printable.extend(c.escape_default()),
+            false => printable.push(c),
+        }
+    }
+    printable
 }
 
 /// One of an instance's output streams, as WASI sees it.
@@ -238,6 +253,15 @@ impl AsyncWrite for GuestOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_logged_printable() {
+        assert_eq!(printable(b"plain\ttab \xc3\xbc\r"), "plain\ttab \u{fc}");
+        assert_eq!(
+            printable(b"\rERROR forged\x1b[31m\0\xff"),
+            "\\rERROR forged\\u{1b}[31m\\u{0}\u{fffd}"
+        );
+    }
 
     #[test]
     fn lines_are_split_and_budget_is_enforced() {
