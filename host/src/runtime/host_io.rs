@@ -27,6 +27,9 @@ pub(super) fn receiver_gone() -> io::Error {
     )
 }
 
+/// The largest chunk of output queued at once: the SDKs' own chunk.
+const WRITE_PIECE: usize = 256 * 1024;
+
 /// How much a read waits for (or the end) before it hands the guest what has come.
 const WAIT_FOR: usize = 64 * 1024;
 
@@ -91,6 +94,19 @@ impl OutputStream {
     pub fn written(&self) -> u64 {
         self.written
     }
+
+    /// Queue one write, in pieces: the queues count chunks, and a write may be as
+    /// large as --max-output, so whole writes would let a queue hold that many times
+    /// the limit. The pieces share the write's buffer.
+    async fn write(&mut self, data: Vec<u8>) -> io::Result<()> {
+        self.written += data.len() as u64;
+        let data = Bytes::from(data);
+        for start in (0..data.len()).step_by(WRITE_PIECE) {
+            let piece = data.slice(start..data.len().min(start + WRITE_PIECE));
+            self.sender.send(piece).await.map_err(|_| receiver_gone())?;
+        }
+        Ok(())
+    }
 }
 
 impl types::Host for GuestCtx {}
@@ -123,9 +139,7 @@ impl HostWriter for GuestCtx {
         data: Vec<u8>,
     ) -> wasmtime::Result<()> {
         let output = self.table.get_mut(&output)?;
-        output.written += data.len() as u64;
-        (output.sender.send(Bytes::from(data)).await)
-            .map_err(|_| wasmtime::Error::new(HostIoError::Output(receiver_gone())))
+        (output.write(data).await).map_err(|e| wasmtime::Error::new(HostIoError::Output(e)))
     }
 
     async fn drop(&mut self, output: Resource<OutputStream>) -> wasmtime::Result<()> {
@@ -170,5 +184,23 @@ mod tests {
         let third = input.read(MAX_READ).await.unwrap();
         assert_eq!(third.len(), 80_000 + 300_000 - first.len() - second.len());
         assert!(input.read(MAX_READ).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_large_write_is_queued_in_pieces() {
+        let (sender, mut receiver) = mpsc::channel(1);
+        let mut output = OutputStream::new(sender);
+        let written = tokio::spawn(async move {
+            output.write(vec![7; 600 << 10]).await.unwrap();
+            output.write(Vec::new()).await.unwrap();
+            output.written()
+        });
+        let mut pieces = Vec::new();
+        while let Some(piece) = receiver.recv().await {
+            assert!(piece.iter().all(|&b| b == 7));
+            pieces.push(piece.len());
+        }
+        assert_eq!(pieces, [256 << 10, 256 << 10, 88 << 10]);
+        assert_eq!(written.await.unwrap(), 600 << 10);
     }
 }
