@@ -160,7 +160,14 @@ impl Held {
         Held::keeping(limit, HELD_IN_MEMORY, space)
     }
 
-    /// The same, kept in memory up to `in_memory` bytes rather than
+    /// A result that goes to a file from its first byte (a reply to a peer that is
+    /// not reading its replies), within `space`; in memory where `space` is none or
+    /// no file can be made.
+    pub fn in_file(space: &Arc<SpillSpace>) -> Self {
+        Held::keeping(u64::MAX, 0, space)
+    }
+
+    /// The same as [`Held::new`], kept in memory up to `in_memory` bytes rather than
     /// [`HELD_IN_MEMORY`] (tests use a few bytes).
     fn keeping(limit: u64, in_memory: u64, space: &Arc<SpillSpace>) -> Self {
         let in_memory = match space.limit {

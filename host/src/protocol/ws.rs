@@ -22,7 +22,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use super::coalesce::{self, Pacer};
@@ -64,6 +64,12 @@ const IN_FLIGHT: usize = 256;
 /// them the connection is not read until a transform finishes. Without it, slow
 /// transforms would let a connection hold `IN_FLIGHT` messages of `HOLD_AT_MOST`.
 const HELD_PER_CONNECTION: u32 = 64 << 20;
+
+/// Bytes of finished replies one connection keeps in memory until they are written
+/// (one reply of the default --max-output fits); past them, a reply waits in a
+/// temporary file within --reply-space. A peer that does not read its replies would
+/// otherwise have up to `IN_FLIGHT` of them held at once.
+const REPLIES_IN_MEMORY: u32 = 128 << 20;
 
 /// Finished replies go out together, each frame's header beside its payload in one
 /// writev, until this many bytes are gathered; a reply is never split across writes
@@ -109,9 +115,13 @@ impl From<HeldOutput> for Reply {
 
 /// A reply in the queue: being worked out, or known already.
 enum Pending {
-    Running(JoinHandle<Reply>),
+    Running(JoinHandle<Kept>),
     Ready(Reply),
 }
+
+/// A finished reply, and the share of its connection's `REPLIES_IN_MEMORY` it takes
+/// until it is written.
+struct Kept(Reply, Option<OwnedSemaphorePermit>);
 
 impl Pending {
     fn is_ready(&self) -> bool {
@@ -121,12 +131,12 @@ impl Pending {
         }
     }
 
-    async fn reply(self) -> Reply {
+    async fn reply(self) -> Kept {
         match self {
             Pending::Running(task) => task
                 .await
-                .unwrap_or_else(|e| Reply::Text(format!("Transform error: {e}"))),
-            Pending::Ready(reply) => reply,
+                .unwrap_or_else(|e| Kept(Reply::Text(format!("Transform error: {e}")), None)),
+            Pending::Ready(reply) => Kept(reply, None),
         }
     }
 }
@@ -186,6 +196,7 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
         pacer,
     };
     let held = Arc::new(Semaphore::new(HELD_PER_CONNECTION as usize));
+    let kept = Arc::new(Semaphore::new(REPLIES_IN_MEMORY as usize));
     let mut moving = None;
     loop {
         // A frame read in pieces is whole by now; the check keeps it so.
@@ -230,14 +241,19 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
                 let bytes = length.min(HELD_PER_CONNECTION as usize) as u32;
                 let permit = held.clone().acquire_many_owned(bytes).await;
                 let permit = permit.expect("the semaphore is never closed");
-                let state = state.clone();
+                let (state, kept) = (state.clone(), kept.clone());
                 Pending::Running(tokio::spawn(async move {
-                    let _held = permit;
-                    process(state, control, input).await
+                    let reply = process(state.clone(), control, input).await;
+                    drop(permit);
+                    keep(&state, &kept, reply).await
                 }))
             }
             Ok(control) => {
-                Pending::Running(tokio::spawn(process(state.clone(), control, Input::Fqn)))
+                let (state, kept) = (state.clone(), kept.clone());
+                Pending::Running(tokio::spawn(async move {
+                    let reply = process(state.clone(), control, Input::Fqn).await;
+                    keep(&state, &kept, reply).await
+                }))
             }
             Err(error) => {
                 tracing::warn!("{error}");
@@ -333,6 +349,8 @@ struct Outgoing {
     frames: Vec<([u8; MAX_SERVER_HEADER], usize, Bytes)>,
     bytes: usize,
     file: Option<HeldFile>,
+    /// The memory the frames' replies take, given back once they are written.
+    kept: Vec<OwnedSemaphorePermit>,
 }
 
 /// A reply held in a file is read and sent in pieces of this length, one frame each.
@@ -341,7 +359,8 @@ const FILE_PIECE: u64 = 1 << 20;
 impl Outgoing {
     /// Adds a reply's frames; `true` for a close frame, after which nothing may be
     /// sent (RFC 6455 §5.5.1).
-    fn push(&mut self, reply: Reply) -> bool {
+    fn push(&mut self, Kept(reply, kept): Kept) -> bool {
+        self.kept.extend(kept);
         match reply {
             Reply::Binary(chunks) if chunks.is_empty() => {
                 self.frame(true, OpCode::Binary, Bytes::new());
@@ -415,6 +434,7 @@ impl Outgoing {
         }
         drop(slices);
         self.frames.clear();
+        self.kept.clear();
         self.bytes = 0;
         Ok(())
     }
@@ -686,6 +706,31 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
             message
         }
         Err(error) => error_reply(&job.object, error),
+    }
+}
+
+/// A finished reply, kept in memory until it is written while its connection's
+/// replies there are within `REPLIES_IN_MEMORY`, else in a temporary file within
+/// --reply-space. With no room on disk either it stays in memory: waiting for room
+/// could wait for replies queued behind it.
+async fn keep(state: &AppState, budget: &Arc<Semaphore>, reply: Reply) -> Kept {
+    let Reply::Binary(chunks) = reply else {
+        return Kept(reply, None);
+    };
+    let size = chunks.iter().map(Bytes::len).sum::<usize>();
+    let share = size.min(REPLIES_IN_MEMORY as usize) as u32;
+    if let Ok(permit) = budget.clone().try_acquire_many_owned(share) {
+        return Kept(Reply::Binary(chunks), Some(permit));
+    }
+    let mut file = Held::in_file(&state.reply_space);
+    for chunk in &chunks {
+        if file.push(chunk.clone()).await.is_err() {
+            return Kept(Reply::Binary(chunks), None);
+        }
+    }
+    match file.finish().await {
+        Ok(HeldOutput::File(file)) => Kept(Reply::Spilled(file), None),
+        _ => Kept(Reply::Binary(chunks), None),
     }
 }
 

@@ -469,6 +469,50 @@ async fn replies_in_files_share_the_reply_space() {
     );
 }
 
+/// A peer that does not read its replies: its connection keeps finished ones in
+/// memory up to 128 MiB, the rest in temporary files, and all come out whole and in
+/// order once it reads (held in memory, 30 of 16 MB took 480 MB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_a_peer_does_not_read_wait_on_disk_past_their_memory() {
+    const REPLIES: usize = 30;
+    const SIZE: usize = 16_000_000;
+    let server = ServerBuilder::new("host/tests/components/hostile")
+        .env("NUM_WORKERS", "1")
+        .env("ETL_WASM_MAX_OUTPUT", "32MiB")
+        .start()
+        .await;
+    let before = server.rss();
+    let mut socket = connect(&server).await;
+    for i in 0..REPLIES {
+        let control = control("", &format!("big:{SIZE}"), "", &format!("o{i}"));
+        send_object(&mut socket, control, b"x").await;
+    }
+    let done = format!("ais_wasm_objects_total{{transport=\"ws\",outcome=\"ok\"}} {REPLIES}\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let metrics = server.metrics().await;
+        let on_disk: u64 = (metrics.lines())
+            .find_map(|line| line.strip_prefix("ais_wasm_reply_space_bytes "))
+            .and_then(|bytes| bytes.parse().ok())
+            .unwrap_or(0);
+        // What memory and the sockets do not hold: at least 200 MB.
+        if metrics.contains(&done) && on_disk > 200_000_000 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let grown = server.rss().saturating_sub(before);
+    assert!(grown < 300 << 20, "the server grew by {} MiB", grown >> 20);
+    for i in 0..REPLIES {
+        let reply = binary(next_reply(&mut socket).await);
+        assert!(
+            reply.len() == SIZE && reply.iter().all(|&b| b == b'x'),
+            "o{i}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_text_replies_and_the_connection_stays() {
     let server = ServerBuilder::new("examples/echo").start().await;
