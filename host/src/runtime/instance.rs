@@ -131,8 +131,13 @@ impl Instance {
                 Err(wasmtime::Error::new(DeadlineExceeded))
             } else {
                 // Yield on every tick so a busy guest never starves other tasks
-                // (health checks, I/O) on the same executor thread.
-                Ok(UpdateDeadline::Yield(1))
+                // (health checks, I/O) on the same executor thread: with tokio's
+                // yield, which resumes the guest only after the thread has polled
+                // for I/O (a plain one let it run 61 ticks, 0.6 s, between polls).
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store.set_epoch_deadline(1);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::SinkExt;
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
 use ais_wasm::runtime::{LOG_BUDGET_PER_OBJECT, LOG_LINES_PER_OBJECT};
@@ -196,6 +197,35 @@ async fn every_limit_is_a_clear_error_for_its_object_only() {
         let text = body(&response);
         assert!(text.contains("exceeded its deadline of 2s"), "{text}");
     }
+}
+
+/// A streaming guest that spins, on the one thread serving connections (its input
+/// arrives over one, so it runs there): `/health` still answers at once, since the
+/// guest yields every tick and resumes only after the thread has polled for I/O.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_streaming_guest_leaves_its_thread_answering() {
+    let server = hostile()
+        .env("ETL_WASM_SERVE_THREADS", "1")
+        .env("ETL_WASM_TIMEOUT", "20s")
+        .start()
+        .await;
+    // A chunked body, of no announced size, streams; it is never ended.
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = "PUT /src/spin?etl_args=loop HTTP/1.1\r\nHost: x\r\n\
+                Transfer-Encoding: chunked\r\n\r\n";
+    let chunk = format!("{:x}\r\n{}\r\n", 100_000, "s".repeat(100_000));
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(chunk.as_bytes()).await.unwrap();
+    // Each answered in a tick or two (a plain yield let the guest run 0.6 s at a time),
+    // from the guest's first read on.
+    for _ in 0..10 {
+        let started = Instant::now();
+        let response = client().get(server.url("/health")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(250), "/health took {took:?}");
+    }
+    drop(socket);
 }
 
 /// Lines the server logged for `object` (guest output and the notice of what was
