@@ -122,6 +122,7 @@ pub enum EtlError {
 
 impl Etl {
     pub async fn process(&self, job: &mut Job) -> Result<Outcome, EtlError> {
+        let deadline = self.deadline(job);
         let Some(pipeline) = job.pipeline.take() else {
             return Ok(Outcome::Output(self.run(job).await?));
         };
@@ -158,7 +159,10 @@ impl Etl {
                 }
             };
             let put = self.direct_put.put(&url, rest, body, length, to_target);
-            let answer = match self.in_time("the direct put to the next hop", put).await {
+            let answer = match self
+                .in_time(deadline, "the direct put to the next hop", put)
+                .await
+            {
                 Ok(answer) => answer,
                 Err(timeout) => return Err(cause_of(timeout, transformed).await),
             };
@@ -209,13 +213,14 @@ impl Etl {
             if retained.is_none() && !job.source.replayable() {
                 return Err(EtlError::DirectPutOneShot(error));
             }
-            if attempt >= self.direct_put.retries {
+            let delay = self.direct_put.delay(attempt);
+            // Retries end with the attempts, or with the object's time.
+            if attempt >= self.direct_put.retries || Instant::now() + delay >= deadline {
                 return Err(EtlError::DirectPutExhausted {
                     attempts: attempt + 1,
                     last: error,
                 });
             }
-            let delay = self.direct_put.delay(attempt);
             tracing::warn!(
                 parent: job.object.span(),
                 object = %job.object.path,
@@ -238,8 +243,13 @@ impl Etl {
         let arrives = job.source.arrives();
         // A buffered transform takes the object into its instance's memory.
         let at_most = self.transform.limits().max_memory;
+        let deadline = self.deadline(job);
         let loaded = self
-            .in_time("reading the object", job.source.load(whole, at_most))
+            .in_time(
+                deadline,
+                "reading the object",
+                job.source.load(whole, at_most),
+            )
             .await??;
         let transform = self.transform.clone();
         let object = job.object.clone();
@@ -248,7 +258,8 @@ impl Etl {
                 job.bytes_in = data.len() as u64;
                 // Wait for a turn here: waiting inside the call would count as a
                 // yield and move it to the guests' runtime.
-                let turn = transform.turn().await;
+                let turn =
+                    (self.in_time(deadline, "waiting for a worker", transform.turn())).await?;
                 let call = async move { transform.buffered_in(turn, &data, &object).await };
                 Ok(Output::Full(self.on_guests(call).await?.into()))
             }
@@ -278,15 +289,26 @@ impl Etl {
 }
 
 impl Etl {
-    /// Bound host I/O by the per-object deadline: without it, a next hop or target
+    /// When the object's time is up: `--timeout` from its first step here, one
+    /// budget for all it takes (reading, waiting for a worker, the guest, the direct
+    /// put and its retries), as the target's own timeout for it is one.
+    fn deadline(&self, job: &mut Job) -> Instant {
+        let limit = self.transform.limits().timeout;
+        *job.object
+            .deadline
+            .get_or_insert_with(|| Instant::now() + limit)
+    }
+
+    /// Bound host I/O by the object's deadline: without it, a next hop or target
     /// that accepts a connection and never answers would hold the request forever.
     async fn in_time<T>(
         &self,
+        deadline: Instant,
         during: &'static str,
         io: impl Future<Output = T>,
     ) -> Result<T, EtlError> {
         let limit = self.transform.limits().timeout;
-        tokio::time::timeout(limit, io)
+        tokio::time::timeout_at(deadline.into(), io)
             .await
             .map_err(|_| EtlError::Timeout { during, limit })
     }

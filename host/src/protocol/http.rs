@@ -124,6 +124,7 @@ pub async fn object(
         log: LogScope::new(&state.name, transport.as_str()),
         path,
         args: params.args,
+        deadline: None,
     };
     let source = match (&method, params.fqn) {
         (&Method::PUT | &Method::GET, Some(fqn)) => Source::fqn(&state.fqn_policy, &fqn),
@@ -183,6 +184,7 @@ pub async fn download(State(state): State<Arc<AppState>>, uri: Uri) -> Response 
             log: LogScope::new(&state.name, Transport::Download.as_str()),
             path: object_to,
             args: etl_args(args),
+            deadline: None,
         },
         source: Source::Http {
             url,

@@ -674,6 +674,7 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
             log: LogScope::new(&state.name, Transport::Ws.as_str()),
             path: String::from_utf8_lossy(&path).into_owned(),
             args: control.etl_args.trim().to_string(),
+            deadline: None,
         },
         source,
         pipeline,

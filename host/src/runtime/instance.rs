@@ -12,7 +12,7 @@ use super::bindings::{TransformError, buffered, lifecycle, streaming};
 use super::error::{Abort, DeadlineExceeded, HostIoError, MemoryLimitExceeded, ObjectError};
 use super::guest_log::GuestLog;
 use super::host_io::{InputStream, OutputStream};
-use super::{Limits, LogScope, ObjectRequest};
+use super::{Limits, ObjectRequest};
 
 /// Largest table a guest may grow to; tables are host memory too.
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
@@ -149,7 +149,11 @@ impl Instance {
             limits: limits.clone(),
             poisoned: false,
         };
-        instance.start_call("<init>", &LogScope::default());
+        let init = ObjectRequest {
+            path: "<init>".into(),
+            ..ObjectRequest::default()
+        };
+        instance.start_call(&init);
         let started =
             tokio::time::timeout(limits.timeout, pre.instantiate_async(&mut instance.store))
                 .await
@@ -220,13 +224,13 @@ impl Instance {
         data: &[u8],
         object: &ObjectRequest,
     ) -> Result<Vec<u8>, ObjectError> {
-        self.start_call(&object.path, &object.log);
+        let deadline = self.start_call(object);
         let guest = self
             .buffered
             .as_ref()
             .expect("Transform checks the component's shapes");
         let call = guest.call_transform(&mut self.store, data, &object.path, &object.args);
-        let outcome = tokio::time::timeout(self.limits.timeout, call).await;
+        let outcome = tokio::time::timeout_at(deadline.into(), call).await;
         self.end_timed_call(outcome)
     }
 
@@ -237,7 +241,7 @@ impl Instance {
         output: OutputStream,
         object: &ObjectRequest,
     ) -> Result<u64, ObjectError> {
-        self.start_call(&object.path, &object.log);
+        let deadline = self.start_call(object);
         let table = &mut self.store.data_mut().table;
         let (input, output) = match (table.push(input), table.push(output)) {
             (Ok(input), Ok(output)) => (input, output),
@@ -254,7 +258,7 @@ impl Instance {
             &object.path,
             &object.args,
         );
-        let outcome = tokio::time::timeout(self.limits.timeout, call).await;
+        let outcome = tokio::time::timeout_at(deadline.into(), call).await;
         // The guest only ever held borrows: the host still owns both resources.
         let table = &mut self.store.data_mut().table;
         let written = table.delete(output).map(|o| o.written()).unwrap_or(0);
@@ -262,10 +266,13 @@ impl Instance {
         self.end_timed_call(outcome).map(|()| written)
     }
 
-    fn start_call(&mut self, object: &str, scope: &LogScope) {
-        self.store.data().log.begin(object, scope);
-        self.store.data_mut().deadline = Instant::now() + self.limits.timeout;
+    /// Begin a call for `object`; returns its deadline.
+    fn start_call(&mut self, object: &ObjectRequest) -> Instant {
+        self.store.data().log.begin(&object.path, &object.log);
+        let deadline = (object.deadline).unwrap_or_else(|| Instant::now() + self.limits.timeout);
+        self.store.data_mut().deadline = deadline;
         self.store.set_epoch_deadline(1);
+        deadline
     }
 
     fn end_timed_call<R>(

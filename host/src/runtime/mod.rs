@@ -96,6 +96,9 @@ pub struct ObjectRequest {
     pub args: String,
     /// Names the object's log lines, the guest's own included.
     pub log: LogScope,
+    /// When the object's time is up, its I/O included (set from `--timeout` when it
+    /// arrived); `None`: `--timeout` from when a call starts.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl ObjectRequest {

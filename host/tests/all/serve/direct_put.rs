@@ -271,6 +271,25 @@ async fn hop_refusing_connections_is_retried_then_502() {
             }
         }
     }
+    // Retries end with the object's time too: of 4 attempts, 0.4, 0.8 and 1.6 s apart,
+    // only 2 fit in 1 s.
+    let server = ServerBuilder::new("examples/echo")
+        .env("ETL_WASM_TIMEOUT", "1s")
+        .env("ETL_WASM_DIRECT_PUT_BACKOFF", "400ms")
+        .start()
+        .await;
+    let entry = format!("http://{nowhere}");
+    let response = request(
+        server.addr,
+        "PUT",
+        "/src/o",
+        &[("Ais-Node-Url", &entry)],
+        b"x",
+    )
+    .await;
+    assert_eq!(response.status, 502, "{response:?}");
+    let body = String::from_utf8_lossy(&response.body);
+    assert!(body.contains("after 2 attempts"), "{body}");
 }
 
 /// A next stage that comes up while its first put is refused gets the object: by a

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::SinkExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use ais_wasm::runtime::{LOG_BUDGET_PER_OBJECT, LOG_LINES_PER_OBJECT};
@@ -197,6 +197,25 @@ async fn every_limit_is_a_clear_error_for_its_object_only() {
         let text = body(&response);
         assert!(text.contains("exceeded its deadline of 2s"), "{text}");
     }
+}
+
+/// `--timeout` is one budget for the object: a body that takes most of it to arrive
+/// leaves the guest the rest (each took under the 2 s, together over it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_counts_the_time_the_object_took_to_arrive() {
+    let server = hostile().start().await;
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = "PUT /src/slow?etl_args=sleep:1500 HTTP/1.1\r\nHost: x\r\n\
+                Content-Length: 2\r\nConnection: close\r\n\r\n";
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(b"a").await.unwrap();
+    // A client sending slowly (the case, not a wait for readiness).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    socket.write_all(b"b").await.unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(answer.contains("exceeded its deadline of 2s"), "{answer}");
 }
 
 /// A streaming guest that spins, on the one thread serving connections (its input
