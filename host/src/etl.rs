@@ -591,6 +591,19 @@ impl Stream for OutputStream {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => {}
         }
+        // The transform's own result, unless a caller took it (a direct put, which
+        // joins it itself): its error ends the stream, so that the caller can tell
+        // what failed.
+        if let Some(handle) = self.handle.as_mut() {
+            let ended = std::task::ready!(Pin::new(handle).poll(cx));
+            self.handle = None;
+            self.outcome = None;
+            return Poll::Ready(match ended {
+                Ok(Ok(_)) => None,
+                Ok(Err(error)) => Some(Err(std::io::Error::other(EtlError::Transform(error)))),
+                Err(error) => Some(Err(std::io::Error::other(abnormal(error)))),
+            });
+        }
         let Some(outcome) = self.outcome.as_mut() else {
             return Poll::Ready(None);
         };

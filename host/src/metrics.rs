@@ -176,9 +176,9 @@ impl Default for Metrics {
 impl Metrics {
     /// A request received: counted in flight until the guard is dropped or handed
     /// to [`Metrics::object`] with its outcome.
-    pub fn in_flight(&self) -> InFlight<'_> {
+    pub fn in_flight(&self) -> InFlight {
         self.in_flight.inc();
-        InFlight(&self.in_flight)
+        InFlight(self.in_flight.clone())
     }
 
     /// One object's outcome. Its request leaves `requests_in_flight` first, so that
@@ -187,7 +187,7 @@ impl Metrics {
     /// passes through `requests_in_flight`.)
     pub fn object(
         &self,
-        in_flight: InFlight<'_>,
+        in_flight: InFlight,
         transport: Transport,
         result: Result<(), &EtlError>,
         bytes_in: u64,
@@ -265,9 +265,9 @@ impl Metrics {
 }
 
 /// One request in flight; see [`Metrics::in_flight`].
-pub struct InFlight<'a>(&'a Gauge);
+pub struct InFlight(Gauge);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
     }

@@ -8,13 +8,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use futures::{StreamExt, TryStreamExt};
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
 
 use super::{AppState, HttpError};
 use crate::etl::{EtlError, Job, Outcome, Output};
-use crate::metrics::Transport;
+use crate::metrics::{InFlight, Metrics, Transport};
 use crate::pipeline;
-use crate::runtime::{LogScope, ObjectRequest};
+use crate::runtime::{LogScope, ObjectError, ObjectRequest};
 use crate::sink::DIRECT_PUT_LENGTH;
 use crate::source::{HttpSource, Source, SourceError, target};
 
@@ -219,37 +220,29 @@ async fn process(state: &AppState, transport: Transport, mut job: Job) -> Respon
         )
             .into_response();
     };
-    let started = std::time::Instant::now();
-    let result = etl.process(&mut job).await;
-    state.metrics.object(
-        in_flight,
+    let mut record = Record {
+        metrics: state.metrics.clone(),
+        in_flight: Some(in_flight),
         transport,
-        result.as_ref().map(drop),
-        job.bytes_in,
-        started.elapsed(),
-    );
+        started: std::time::Instant::now(),
+        bytes_in: 0,
+    };
+    let result = etl.process(&mut job).await;
+    record.bytes_in = job.bytes_in;
     match result {
-        Ok(outcome) => respond(state, transport, &job.object, outcome).await,
-        Err(error) => HttpError::for_object(&job.object, error).into_response(),
+        Ok(outcome) => respond(&job.object, outcome, record).await,
+        Err(error) => {
+            record.done(Err(&error));
+            HttpError::for_object(&job.object, error).into_response()
+        }
     }
 }
 
-async fn respond(
-    state: &AppState,
-    transport: Transport,
-    object: &ObjectRequest,
-    outcome: Outcome,
-) -> Response {
-    let metrics = state.metrics.clone();
-    // Streamed bodies are counted as they go out.
-    let counted = move |chunk: &io::Result<bytes::Bytes>| {
-        if let Ok(chunk) = chunk {
-            metrics.bytes_out(transport, chunk.len() as u64);
-        }
-    };
+async fn respond(object: &ObjectRequest, outcome: Outcome, record: Record) -> Response {
     match outcome {
         Outcome::Output(Output::Full(bytes)) => {
-            state.metrics.bytes_out(transport, bytes.len() as u64);
+            record.sent(bytes.len() as u64);
+            record.done(Ok(()));
             ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
         }
         Outcome::Output(Output::Stream(call)) => {
@@ -259,20 +252,22 @@ async fn respond(
                 // before producing anything still gets a proper error status. After
                 // that, a failure aborts the body (§9.2).
                 Ok(first) => {
-                    let body = futures::stream::iter(first.map(Ok))
-                        .chain(stream)
-                        .inspect(counted);
+                    let body = futures::stream::iter(first.map(Ok)).chain(stream);
                     (
                         [(header::CONTENT_TYPE, "application/octet-stream")],
-                        Body::from_stream(body),
+                        Body::from_stream(record.streamed(body)),
                     )
                         .into_response()
                 }
-                Err(error) => HttpError::for_object(object, error).into_response(),
+                Err(error) => {
+                    record.done(Err(&error));
+                    HttpError::for_object(object, error).into_response()
+                }
             }
         }
         Outcome::Delivered { length } => {
-            state.metrics.bytes_out(transport, length);
+            record.sent(length);
+            record.done(Ok(()));
             let mut response = StatusCode::NO_CONTENT.into_response();
             if length > 0 {
                 response
@@ -282,10 +277,69 @@ async fn respond(
             response
         }
         Outcome::Returned { first, rest } => {
-            let body = futures::stream::once(async { Ok(first) })
-                .chain(rest.map_err(io::Error::other))
-                .inspect(counted);
-            Body::from_stream(body).into_response()
+            let body =
+                futures::stream::once(async { Ok(first) }).chain(rest.map_err(io::Error::other));
+            Body::from_stream(record.streamed(body)).into_response()
         }
+    }
+}
+
+/// An object's metrics, recorded once its outcome is known: for a body that streams,
+/// when it ends, since the transform (or the next hop) may still fail after the
+/// status went out. A body dropped before its end (the client went away) is counted
+/// as output that could not be delivered.
+struct Record {
+    metrics: Arc<Metrics>,
+    in_flight: Option<InFlight>,
+    transport: Transport,
+    started: std::time::Instant,
+    bytes_in: u64,
+}
+
+impl Record {
+    fn sent(&self, bytes: u64) {
+        self.metrics.bytes_out(self.transport, bytes);
+    }
+
+    fn done(mut self, result: Result<(), &EtlError>) {
+        self.record(result);
+    }
+
+    fn record(&mut self, result: Result<(), &EtlError>) {
+        if let Some(in_flight) = self.in_flight.take() {
+            let elapsed = self.started.elapsed();
+            (self.metrics).object(in_flight, self.transport, result, self.bytes_in, elapsed);
+        }
+    }
+
+    /// `body`, its chunks counted as they go out and its end recorded.
+    fn streamed(
+        self,
+        body: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
+    ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        futures::stream::unfold(
+            (Box::pin(body), self),
+            |(mut body, mut record)| async move {
+                let item = body.next().await;
+                match &item {
+                    Some(Ok(chunk)) => record.sent(chunk.len() as u64),
+                    Some(Err(error)) => match error.get_ref().and_then(|e| e.downcast_ref()) {
+                        Some(error) => record.record(Err(error)),
+                        None => record.record(Err(&EtlError::Transform(ObjectError::Output(
+                            io::Error::new(error.kind(), error.to_string()),
+                        )))),
+                    },
+                    None => record.record(Ok(())),
+                }
+                item.map(|item| (item, (body, record)))
+            },
+        )
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let gone = io::Error::new(io::ErrorKind::BrokenPipe, "the client went away");
+        self.record(Err(&EtlError::Transform(ObjectError::Output(gone))));
     }
 }

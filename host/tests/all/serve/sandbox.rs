@@ -218,6 +218,39 @@ async fn the_deadline_counts_the_time_the_object_took_to_arrive() {
     assert!(answer.contains("exceeded its deadline of 2s"), "{answer}");
 }
 
+/// `objects_total` counts a streamed object by how it ended, not by how it began: a
+/// guest failing after its first bytes went out with a 200 is `failed`, one over the
+/// output limit before any is `output_limit`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_objects_are_counted_by_how_they_ended() {
+    let server = hostile().start().await;
+    let data = vec![b's'; 2 << 20];
+    // It fails after 64 KiB: either its 200 went out with them and the body breaks
+    // off, or hyper, finding the failure behind them, closes the connection unsent.
+    let url = server.url("/src/midway?etl_args=fail-midway");
+    if let Ok(response) = client().put(url).body(data.clone()).send().await {
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.bytes().await.is_err(),
+            "the body ended as if whole"
+        );
+    }
+    let response = put(&server, "big", "big-write:2000000", &data).await;
+    assert_eq!(response.status, 500, "{response:?}");
+    let metrics = server.metrics().await;
+    for (outcome, count) in [("failed", 1), ("output_limit", 1)] {
+        let line = format!(
+            "ais_wasm_objects_total{{transport=\"hpush\",outcome=\"{outcome}\"}} {count}\n"
+        );
+        assert!(metrics.contains(&line), "{line:?} not in {metrics}");
+    }
+    assert!(!metrics.contains("outcome=\"ok\""), "{metrics}");
+    assert!(
+        metrics.contains("\nais_wasm_requests_in_flight 0\n"),
+        "{metrics}"
+    );
+}
+
 /// A streaming guest that spins, on the one thread serving connections (its input
 /// arrives over one, so it runs there): `/health` still answers at once, since the
 /// guest yields every tick and resumes only after the thread has polled for I/O.
