@@ -60,6 +60,8 @@ pub enum FrameError {
     LongControl(u64),
     #[error("a frame of {len} bytes, more than the {limit} a message may hold")]
     TooLong { len: u64, limit: usize },
+    #[error("an unmasked frame: a client masks every frame it sends (RFC 6455 §5.1)")]
+    Unmasked,
 }
 
 impl FrameError {
@@ -134,10 +136,10 @@ pub fn parse(bytes: &[u8], limit: usize) -> Result<Option<Header>, FrameError> {
         .ok()
         .filter(|&len| len <= limit)
         .ok_or(FrameError::TooLong { len, limit })?;
-    let mask = match *mask {
-        [a, b, c, d] => Some([a, b, c, d]),
-        _ => None,
+    let [a, b, c, d] = *mask else {
+        return Err(FrameError::Unmasked);
     };
+    let mask = Some([a, b, c, d]);
     Ok(Some(Header {
         fin,
         opcode,
@@ -290,17 +292,15 @@ mod tests {
 
     use super::{FrameError, Frames, Header, parse};
 
-    /// `frames` as a client sends them (masked unless `masked` is false), read back
-    /// from a pipe that passes at most `chunk` bytes at a time.
+    /// `frames` as a client sends them, read back from a pipe that passes at most
+    /// `chunk` bytes at a time.
     async fn round_trip(
         frames: &[(bool, OpCode, Vec<u8>)],
-        masked: bool,
         chunk: usize,
     ) -> Vec<(bool, OpCode, Vec<u8>)> {
         let (mut into, from) = tokio::io::duplex(chunk);
         let stream = tokio::io::join(tokio::io::empty(), Vec::new());
         let mut client = WebSocket::after_handshake(stream, Role::Client);
-        client.set_auto_apply_mask(masked);
         for (fin, opcode, payload) in frames {
             let frame = Frame::new(*fin, *opcode, None, Payload::Borrowed(payload));
             client.write_frame(frame).await.unwrap();
@@ -338,14 +338,9 @@ mod tests {
             })
             .chain([(true, OpCode::Ping, b"there?".to_vec())])
             .collect();
-        for masked in [true, false] {
-            for chunk in [1, 7, 4096, 1 << 20] {
-                assert_eq!(
-                    round_trip(&frames, masked, chunk).await,
-                    frames,
-                    "masked: {masked}, {chunk} bytes at a time"
-                );
-            }
+        for chunk in [1, 7, 4096, 1 << 20] {
+            let read = round_trip(&frames, chunk).await;
+            assert_eq!(read, frames, "{chunk} bytes at a time");
         }
     }
 
@@ -373,18 +368,22 @@ mod tests {
                 (true, OpCode::Close),
             ] {
                 let (header, size) = super::server_header(fin, opcode, len);
+                // Read back as a client's frame: the mask bit set, a mask after.
+                let mut masked = header[..size].to_vec();
+                masked[1] |= 0x80;
+                masked.extend_from_slice(&[1, 2, 3, 4]);
                 let limit = usize::MAX;
                 let parsed = match opcode {
                     // A control frame's length is checked: only short ones parse.
                     OpCode::Close if len > 125 => continue,
-                    _ => parse(&header[..size], limit).unwrap().unwrap(),
+                    _ => parse(&masked, limit).unwrap().unwrap(),
                 };
                 let expected = Header {
                     fin,
                     opcode,
-                    mask: None,
+                    mask: Some([1, 2, 3, 4]),
                     len,
-                    wire: size,
+                    wire: size + 4,
                 };
                 assert_eq!(parsed, expected, "{len} bytes");
             }
@@ -407,11 +406,12 @@ mod tests {
             wire: 8,
         };
         assert_eq!(parsed, expected);
-        // An unmasked continuation with a 64-bit length.
-        let long = [0x00, 127, 0, 0, 0, 0, 0, 1, 0, 0];
+        // A continuation with a 64-bit length.
+        let long = [0x00, 0x80 | 127, 0, 0, 0, 0, 0, 1, 0, 0, 5, 6, 7, 8];
         let parsed = parse(&long, 1 << 20).unwrap().unwrap();
         assert_eq!((parsed.fin, parsed.opcode), (false, OpCode::Continuation));
-        assert_eq!((parsed.len, parsed.wire, parsed.mask), (65_536, 10, None));
+        assert_eq!((parsed.len, parsed.wire), (65_536, 14));
+        assert_eq!(parsed.mask, Some([5, 6, 7, 8]));
     }
 
     #[test]
@@ -426,6 +426,7 @@ mod tests {
                 &[0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0],
                 "more than the 1024",
             ),
+            (&[0x82, 0x03, b'a', b'b', b'c'], "an unmasked frame"),
         ] {
             let error = parse(header, 1024).unwrap_err();
             assert!(error.is_violation());

@@ -482,11 +482,9 @@ impl<S: AsyncRead + Unpin> Reader<S> {
                     return Some(self.piece_of(header));
                 }
                 OpCode::Ping => Reply::Control(OpCode::Pong, self.payload(&header).await?),
-                // The answer echoes the status code, if the close had one.
                 OpCode::Close => {
                     let payload = self.payload(&header).await?;
-                    let code = payload.get(..2).map(|code| payload.slice_ref(code));
-                    Reply::Control(OpCode::Close, code.unwrap_or_default())
+                    Reply::Control(OpCode::Close, close_answer(&payload))
                 }
                 OpCode::Pong => {
                     self.payload(&header).await?;
@@ -593,6 +591,20 @@ impl<S: AsyncRead + Unpin> Reader<S> {
                 return true;
             }
         }
+    }
+}
+
+/// The status code that answers a close (RFC 6455 §5.5.1): its own, when it had one
+/// an endpoint may send (§7.4); 1002, a protocol error, for one it may not (1005,
+/// 999) or a payload of one byte; none for none.
+fn close_answer(close: &[u8]) -> Bytes {
+    const PROTOCOL_ERROR: [u8; 2] = 1002u16.to_be_bytes();
+    match *close {
+        [] => Bytes::new(),
+        [high, low, ..] if matches!(u16::from_be_bytes([high, low]), 1000..=1003 | 1007..=1014 | 3000..=4999) => {
+            Bytes::copy_from_slice(&[high, low])
+        }
+        _ => Bytes::from_static(&PROTOCOL_ERROR),
     }
 }
 
@@ -1031,6 +1043,20 @@ mod tests {
         .map(|(fin, opcode, payload)| (fin, opcode, payload.to_vec()));
         assert_eq!(frames, expected);
         assert!(ended, "the writer ended with its queue");
+    }
+
+    #[test]
+    fn a_close_is_answered_with_its_code_if_one_may_be_sent() {
+        for (close, answer) in [
+            (&b""[..], &b""[..]),
+            (b"\x03\xe8bye", b"\x03\xe8"),
+            (b"\x0b\xb8", b"\x0b\xb8"),
+            (b"\x03\xed", b"\x03\xea"),
+            (b"\x03\xe7", b"\x03\xea"),
+            (b"\x03", b"\x03\xea"),
+        ] {
+            assert_eq!(super::close_answer(close), answer, "{close:?}");
+        }
     }
 
     #[tokio::test]
