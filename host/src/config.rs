@@ -193,10 +193,19 @@ pub struct RuntimeArgs {
 
 impl RuntimeArgs {
     pub fn runtime_config(&self) -> anyhow::Result<RuntimeConfig> {
-        if self.max_memory.as_u64() < 1024 * 1024 {
+        if !(1 << 20..=4 << 30).contains(&self.max_memory.as_u64()) {
             bail!(
-                "--max-memory/ETL_WASM_MAX_MEMORY must be at least 1MiB, got {}",
+                "--max-memory/ETL_WASM_MAX_MEMORY must be from 1MiB to 4GiB (a 32-bit \
+                 guest's whole address space), got {}",
                 self.max_memory
+            );
+        }
+        // It bounds every list the guest hands the host at once, log writes included.
+        if self.max_output.as_u64() < 64 << 10 {
+            bail!(
+                "--max-output/ETL_WASM_MAX_OUTPUT must be at least 64KiB (it bounds all the \
+                 guest passes the host at once, its log writes too), got {}",
+                self.max_output
             );
         }
         if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {

@@ -79,6 +79,9 @@ pub enum FqnRefusal {
     /// The path names a directory, device, FIFO or socket rather than a file.
     #[error("is not a regular file")]
     NotAFile,
+    /// The path holds a NUL byte, which no file name can.
+    #[error("holds a NUL byte, which no file name can")]
+    Nul,
 }
 
 /// Why `ETL_FQN_ROOTS` is not acceptable.
@@ -147,6 +150,9 @@ impl FqnPolicy {
     /// Check a path as written, without touching the filesystem. The path must be
     /// absolute and normalised ([`decode`] returns such paths).
     pub fn check(&self, path: &Path) -> Result<(), FqnRefusal> {
+        if path.as_os_str().as_bytes().contains(&0) {
+            return Err(FqnRefusal::Nul);
+        }
         let mut parts = Vec::new();
         for component in path.components() {
             match component {
@@ -311,6 +317,7 @@ mod tests {
                 "{path}"
             );
         }
+        assert_eq!(check(&any, "/mp/@ais/b/%ob/a\0b"), Err(FqnRefusal::Nul));
     }
 
     #[test]

@@ -287,6 +287,43 @@ fn an_endless_input_is_refused_past_the_memory_limit() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
 
+/// Limits no instance could run under are refused at start, naming the setting.
+#[test]
+fn impossible_limits_are_refused_naming_their_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("object.bin");
+    std::fs::write(&file, b"x").unwrap();
+    for (flag, value, says) in [
+        (
+            "--max-memory",
+            "8GiB",
+            "--max-memory/ETL_WASM_MAX_MEMORY must be from 1MiB to 4GiB",
+        ),
+        (
+            "--max-memory",
+            "512KiB",
+            "--max-memory/ETL_WASM_MAX_MEMORY must be from 1MiB",
+        ),
+        (
+            "--max-output",
+            "0",
+            "--max-output/ETL_WASM_MAX_OUTPUT must be at least 64KiB",
+        ),
+    ] {
+        let output = ais_wasm(&dir.path().join("cache"))
+            .arg("run")
+            .arg("--component")
+            .arg(component("examples/echo"))
+            .args([flag, value])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{flag} {value}: {stderr}");
+    }
+}
+
 /// Issue 2: the second start loads the component from the compile cache.
 #[test]
 fn second_start_loads_from_the_compile_cache() {
