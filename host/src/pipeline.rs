@@ -155,17 +155,19 @@ impl NextHop {
 }
 
 /// An object path (leading `/`, escaped) that survives the outbound client's URL
-/// parser unchanged. That parser follows WHATWG and removes `.` and `..` segments
-/// (also spelled `%2e`), but object names may contain them and must reach the next
-/// hop as they are (§4.6). When the path has such a segment, its separators are
-/// sent as `%2F` instead: the next stage percent-decodes the path once (§5.2) and a
-/// target decodes everything after the secret as one item (§10), so both still
-/// read the same name. Other paths are sent exactly as received (§6.3).
+/// parser unchanged. That parser follows WHATWG, which reads `\` as `/`, sent as
+/// `%5C` instead, and removes `.` and `..` segments (also spelled `%2e`), but object
+/// names may contain them and must reach the next hop as they are (§4.6). When the
+/// path has such a segment, its separators are sent as `%2F` instead: the next stage
+/// percent-decodes the path once (§5.2) and a target decodes everything after the
+/// secret as one item (§10), so both still read the same name. Other paths are sent
+/// as received (§6.3).
 ///
 /// A name that is a dot segment as a whole (`.`, `..`, also spelled `%2e`) has no
 /// such form: it is refused. AIStore refuses such names too (`cos.ValidateOname`).
 fn keep_dot_segments(path: &str) -> Result<String, PutUrlError> {
-    let object = path.strip_prefix('/').unwrap_or(path);
+    let path = path.replace('\\', "%5C");
+    let object = path.strip_prefix('/').unwrap_or(&path);
     let dot_segment = |segment: &str| {
         let segment = segment.to_ascii_lowercase().replace("%2e", ".");
         segment == "." || segment == ".."
@@ -176,7 +178,7 @@ fn keep_dot_segments(path: &str) -> Result<String, PutUrlError> {
     Ok(if object.split('/').any(dot_segment) {
         format!("/{}", object.replace('/', "%2F"))
     } else {
-        path.to_string()
+        path
     })
 }
 
@@ -376,7 +378,13 @@ mod tests {
     #[test]
     fn dot_segments_survive_the_url_parser() {
         let stage = parse("http://h:1").unwrap().unwrap().next;
-        for name in ["src/a//b/./c/../d/", "src/..", "src/%2E%2e/x", "./a"] {
+        for name in [
+            "src/a//b/./c/../d/",
+            "src/..",
+            "src/%2E%2e/x",
+            "./a",
+            "src/a\\b",
+        ] {
             let url = stage.put_url(None, &format!("/{name}"), "").unwrap();
             let parsed = reqwest::Url::parse(&url).unwrap();
             let decoded = percent_encoding::percent_decode_str(&parsed.path()[1..])
