@@ -36,12 +36,14 @@ fuzz_target!(|data: &[u8]| {
     let lexical = Path::new(std::ffi::OsStr::from_bytes(&fqn));
     let wire = ais_wasm_fuzz::wire::path_escape_bytes(&fqn);
     let decoded = fqn::decode(&wire);
-    // Root, data, mp1, @ais, #ns, bucket, %ob: then at least one component of name.
+    // Root, data, mp1, @ais, #ns, bucket, %ob: then at least one component of name,
+    // and no NUL byte, which no file name holds.
     let plain_name = lexical.components().count() > 7
         && !lexical
             .components()
             .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-        && !data.starts_with(b"/");
+        && !data.starts_with(b"/")
+        && !data.contains(&0);
     if plain_name {
         assert_eq!(decoded, lexical, "{wire:?}");
         assert_eq!(under.check(&decoded), Ok(()), "{decoded:?}");
