@@ -152,14 +152,20 @@ pub async fn upgrade(State(state): State<Arc<AppState>>, mut request: Request) -
             tokio::spawn(serve(state, socket));
             response.map(axum::body::Body::new)
         }
-        Err(error) => HttpError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            format!(
+        Err(error) => {
+            let body = format!(
                 "WebSocket upgrade refused: {error}; a WebSocket client sends \
                  Sec-WebSocket-Key and Sec-WebSocket-Version: 13"
-            ),
-        )
-        .into_response(),
+            );
+            let mut response =
+                HttpError::new(axum::http::StatusCode::BAD_REQUEST, body).into_response();
+            // RFC 6455 §4.2.2: a refused handshake names the version understood.
+            let version = axum::http::HeaderValue::from_static("13");
+            response
+                .headers_mut()
+                .insert("sec-websocket-version", version);
+            response
+        }
     }
 }
 
@@ -599,9 +605,10 @@ impl<S: AsyncRead + Unpin> Reader<S> {
 /// 999) or a payload of one byte; none for none.
 fn close_answer(close: &[u8]) -> Bytes {
     const PROTOCOL_ERROR: [u8; 2] = 1002u16.to_be_bytes();
+    let sendable = |code| matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
     match *close {
         [] => Bytes::new(),
-        [high, low, ..] if matches!(u16::from_be_bytes([high, low]), 1000..=1003 | 1007..=1014 | 3000..=4999) => {
+        [high, low, ..] if sendable(u16::from_be_bytes([high, low])) => {
             Bytes::copy_from_slice(&[high, low])
         }
         _ => Bytes::from_static(&PROTOCOL_ERROR),

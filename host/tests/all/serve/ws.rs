@@ -691,6 +691,7 @@ async fn a_malformed_upgrade_is_refused_and_a_plain_get_is_an_object() {
     )
     .await;
     assert_eq!(refused.status, 400, "{refused:?}");
+    assert_eq!(refused.header("sec-websocket-version"), Some("13"));
     let body = String::from_utf8_lossy(&refused.body);
     assert!(body.contains("Sec-WebSocket-Key"), "{body}");
     let plain = reqwest::get(format!("http://{}/ws", server.addr))
