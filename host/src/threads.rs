@@ -49,17 +49,20 @@ impl Threads {
             members.push(Member {
                 runtime: runtime.handle().clone(),
                 share: Mutex::new(Sample::new(&activity)),
-                activity,
+                activity: activity.clone(),
             });
-            runtimes.push(runtime);
+            runtimes.push((runtime, activity));
         }
         let mut stops = Vec::new();
-        for (index, runtime) in runtimes.into_iter().enumerate() {
+        for (index, (runtime, activity)) in runtimes.into_iter().enumerate() {
             let (stop, stopped) = oneshot::channel::<()>();
             std::thread::Builder::new()
                 .name(format!("serve-{index}"))
                 .spawn(move || {
                     SERVING.set(Some(index));
+                    // At work from the start: tasks spawned before the thread first
+                    // parks run before any unpark would mark it so.
+                    activity.unparked();
                     let _ = runtime.block_on(stopped);
                 })
                 .context("starting a serving thread")?;
