@@ -105,7 +105,7 @@ async fn transform_file(
                 .suffix(".partial")
                 .tempfile_in(dir)
                 .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-            let file = partial.reopen().context("cannot open the result's file")?;
+            let (file, partial) = partial.into_parts();
             (Box::new(tokio::fs::File::from_std(file)), Some(partial))
         }
         None => (Box::new(tokio::io::stdout()), None),
@@ -159,7 +159,6 @@ async fn transform_file(
     match (result, partial, output) {
         (Ok(()), Some(partial), Some(output)) => partial
             .persist(output)
-            .map(drop)
             .map_err(|e| e.error)
             .context("renaming the result"),
         (result, _, _) => result,

@@ -12,8 +12,9 @@ const UNAME: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'@');
 
-/// The URL of `uname` (as it arrived: bytes, not necessarily UTF-8) on the target. `latest-ver` is forwarded (the references drop
-/// it, so the flag had no effect; §13 Q8).
+/// The URL of `uname` (as it arrived: bytes, not necessarily UTF-8) on the target.
+/// `latest-ver` is forwarded (the references drop it, so the flag had no effect;
+/// §13 Q8).
 pub fn object_url(target_url: &str, uname: &[u8], latest_ver: bool) -> String {
     let mut url = format!(
         "{}/{}",
