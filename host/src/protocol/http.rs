@@ -327,12 +327,18 @@ impl Record {
                 let item = body.next().await;
                 match &item {
                     Some(Ok(chunk)) => record.sent(chunk.len() as u64),
-                    Some(Err(error)) => match error.get_ref().and_then(|e| e.downcast_ref()) {
-                        Some(error) => record.record(Err(error)),
-                        None => record.record(Err(&EtlError::Transform(ObjectError::Output(
-                            io::Error::new(error.kind(), error.to_string()),
-                        )))),
-                    },
+                    Some(Err(error)) => {
+                        match error.get_ref().and_then(|e| e.downcast_ref()) {
+                            Some(error) => record.record(Err(error)),
+                            None => record.record(Err(&EtlError::Transform(ObjectError::Output(
+                                io::Error::new(error.kind(), error.to_string()),
+                            )))),
+                        }
+                        // hyper drops what it has buffered, the status included, when a
+                        // body fails: one turn lets it write that out first, so the
+                        // client sees its 200 break off rather than no answer at all.
+                        tokio::task::yield_now().await;
+                    }
                     None => record.record(Ok(())),
                 }
                 item.map(|item| (item, (body, record)))
