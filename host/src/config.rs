@@ -126,6 +126,11 @@ pub struct ServeArgs {
     /// ephemeral storage); 0 holds every reply in memory, up to --max-output.
     #[arg(long, env = "ETL_WASM_REPLY_SPACE", default_value = "4GiB")]
     pub reply_space: ByteSize,
+    /// Bytes of WebSocket objects read and waiting for their transform, over all
+    /// connections (each holds at most 64 MiB of them); past them, connections are not
+    /// read until a transform finishes, and TCP pushes back on the target.
+    #[arg(long, env = "ETL_WASM_HELD_INPUT", default_value = "256MiB")]
+    pub held_input: ByteSize,
     /// Threads serving connections; each connection stays on one [default: the CPUs].
     #[arg(long, env = "ETL_WASM_SERVE_THREADS")]
     pub serve_threads: Option<std::num::NonZeroUsize>,
@@ -137,6 +142,17 @@ impl ServeArgs {
         self.serve_threads
             .or_else(|| std::thread::available_parallelism().ok())
             .map_or(1, std::num::NonZeroUsize::get)
+    }
+
+    /// `--held-input`, checked: a permit count of the semaphore that holds it.
+    pub fn held_input(&self) -> anyhow::Result<u32> {
+        match u32::try_from(self.held_input.as_u64()) {
+            Ok(bytes) if bytes >= 1 << 20 => Ok(bytes),
+            _ => bail!(
+                "--held-input/ETL_WASM_HELD_INPUT must be from 1MiB to under 4GiB, got {}",
+                self.held_input
+            ),
+        }
     }
 
     /// Which files `etl_fqn` may name; the roots are resolved now, so a root that

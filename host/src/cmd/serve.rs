@@ -80,6 +80,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("building the download client")?,
         fqn_policy: std::sync::Arc::new(fqn_policy),
         reply_space: crate::held::SpillSpace::new(args.reply_space.as_u64()),
+        held_input: crate::protocol::HeldInput::new(args.held_input()?),
     };
 
     // Installed before the port opens: SIGUSR1 would otherwise end the process.

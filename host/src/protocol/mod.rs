@@ -14,6 +14,7 @@ mod ws;
 
 pub use error::HttpError;
 pub use server::serve;
+pub use ws::HeldInput;
 
 use std::sync::Arc;
 
@@ -48,6 +49,9 @@ pub struct AppState {
     pub fqn_policy: Arc<FqnPolicy>,
     /// The temporary disk space that WebSocket replies held in files share.
     pub reply_space: Arc<crate::held::SpillSpace>,
+    /// The bytes of WebSocket objects all connections hold, read and waiting for their
+    /// transform (`--held-input`).
+    pub held_input: HeldInput,
 }
 
 /// The hot-swap endpoint: off unless a token is configured.

@@ -65,6 +65,29 @@ const IN_FLIGHT: usize = 256;
 /// transforms would let a connection hold `IN_FLIGHT` messages of `HOLD_AT_MOST`.
 const HELD_PER_CONNECTION: u32 = 64 << 20;
 
+/// A budget of data messages' bytes, read and not yet transformed: one connection's
+/// (`HELD_PER_CONNECTION`), or all of them together (`--held-input`). A message takes
+/// its length, or all of the budget when it is larger, before its connection is read
+/// further.
+#[derive(Clone)]
+pub struct HeldInput {
+    limit: u32,
+    permits: Arc<Semaphore>,
+}
+
+impl HeldInput {
+    pub fn new(limit: u32) -> HeldInput {
+        let permits = Arc::new(Semaphore::new(limit as usize));
+        HeldInput { limit, permits }
+    }
+
+    async fn take(&self, bytes: usize) -> OwnedSemaphorePermit {
+        let bytes = bytes.min(self.limit as usize) as u32;
+        let permit = self.permits.clone().acquire_many_owned(bytes).await;
+        permit.expect("the semaphore is never closed")
+    }
+}
+
 /// Bytes of finished replies one connection keeps in memory until they are written
 /// (one reply of the default --max-output fits); past them, a reply waits in a
 /// temporary file within --reply-space. A peer that does not read its replies would
@@ -201,7 +224,7 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
         replies,
         pacer,
     };
-    let held = Arc::new(Semaphore::new(HELD_PER_CONNECTION as usize));
+    let held = HeldInput::new(HELD_PER_CONNECTION);
     let kept = Arc::new(Semaphore::new(REPLIES_IN_MEMORY as usize));
     let mut moving = None;
     loop {
@@ -243,14 +266,13 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
                     }
                     None => break,
                 };
-                // A held message can outgrow the budget by its last piece: it takes all.
-                let bytes = length.min(HELD_PER_CONNECTION as usize) as u32;
-                let permit = held.clone().acquire_many_owned(bytes).await;
-                let permit = permit.expect("the semaphore is never closed");
+                // The connection's share first: one waiting on its own holds none of
+                // the others'.
+                let permits = (held.take(length).await, state.held_input.take(length).await);
                 let (state, kept) = (state.clone(), kept.clone());
                 Pending::Running(tokio::spawn(async move {
                     let reply = process(state.clone(), control, input).await;
-                    drop(permit);
+                    drop(permits);
                     keep(&state, &kept, reply).await
                 }))
             }

@@ -293,31 +293,42 @@ fn impossible_limits_are_refused_naming_their_setting() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("object.bin");
     std::fs::write(&file, b"x").unwrap();
-    for (flag, value, says) in [
+    for (command, flag, value, says) in [
         (
+            "run",
             "--max-memory",
             "8GiB",
             "--max-memory/ETL_WASM_MAX_MEMORY must be from 1MiB to 4GiB",
         ),
         (
+            "run",
             "--max-memory",
             "512KiB",
             "--max-memory/ETL_WASM_MAX_MEMORY must be from 1MiB",
         ),
         (
+            "run",
             "--max-output",
             "0",
             "--max-output/ETL_WASM_MAX_OUTPUT must be at least 64KiB",
         ),
+        (
+            "serve",
+            "--held-input",
+            "4GiB",
+            "--held-input/ETL_WASM_HELD_INPUT must be from 1MiB to under 4GiB",
+        ),
     ] {
-        let output = ais_wasm(&dir.path().join("cache"))
-            .arg("run")
+        let mut ais_wasm = ais_wasm(&dir.path().join("cache"));
+        ais_wasm
+            .arg(command)
             .arg("--component")
-            .arg(component("examples/echo"))
-            .args([flag, value])
-            .arg(&file)
-            .output()
-            .unwrap();
+            .arg(component("examples/echo"));
+        match command {
+            "run" => ais_wasm.arg(&file),
+            _ => ais_wasm.args(["--listen", "127.0.0.1:0"]),
+        };
+        let output = ais_wasm.args([flag, value]).output().unwrap();
         assert!(!output.status.success(), "{flag} {value}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(says), "{flag} {value}: {stderr}");

@@ -171,41 +171,71 @@ async fn a_websocket_reply_too_long_to_hold_in_memory_waits_in_a_file() {
 /// are transformed once 64 MiB wait, not all 120 MiB at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_connection_holds_a_bounded_number_of_bytes() {
-    const MESSAGES: usize = 240;
     let server = ServerBuilder::new("host/tests/components/hostile")
         .env("NUM_WORKERS", "1")
         .start()
         .await;
-    let (mut sink, mut replies) = ws::connect(&server).await.split();
-    let object = Bytes::from(vec![b'h'; 512 << 10]);
-    let sent = object.clone();
-    let sender = tokio::spawn(async move {
-        for i in 0..MESSAGES {
-            let control = ws::control("", "sleep:5", "", &format!("o{i}"));
-            sink.feed(control).await.unwrap();
-            sink.feed(Message::Binary(sent.clone())).await.unwrap();
-        }
-        sink.flush().await.unwrap();
-        sink
-    });
-    for i in 0..MESSAGES {
-        let reply = tokio::time::timeout(Duration::from_secs(60), replies.next())
-            .await
-            .expect("a reply in time")
-            .expect("the connection is open")
-            .unwrap();
-        assert!(reply == Message::Binary(object.clone()), "reply {i}");
-    }
-    let _sink = sender.await.unwrap();
     // The 64 MiB held and the server's own (about 35 MiB); all of it held would
     // take the server to about 160 MiB.
-    const BOUND: u64 = 128 << 20;
+    assert_pipelined_within(&server, 1, 240, 128 << 20).await;
+}
+
+/// And all connections together hold at most `--held-input`: four of them with
+/// 60 MiB each to send, each within its own 64 MiB, hold 16 MiB between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_connections_together_hold_at_most_held_input() {
+    let server = ServerBuilder::new("host/tests/components/hostile")
+        .env("NUM_WORKERS", "1")
+        .env("ETL_WASM_HELD_INPUT", "16MiB")
+        .start()
+        .await;
+    // 16 MiB held, a message each being read, and the server's own; without the
+    // bound, 240 MiB would be read at once.
+    assert_pipelined_within(&server, 4, 120, 96 << 20).await;
+}
+
+/// `connections` WebSocket connections each pipeline `messages` objects of 512 KiB to
+/// a transform that takes 5 ms over each, and read the replies as they come: every
+/// one comes back whole and in order, and the server's peak RSS stays under `bound`.
+async fn assert_pipelined_within(server: &Server, connections: usize, messages: usize, bound: u64) {
+    let object = Bytes::from(vec![b'h'; 512 << 10]);
+    let mut sessions = Vec::new();
+    for _ in 0..connections {
+        let (mut sink, mut replies) = ws::connect(server).await.split();
+        let sent = object.clone();
+        let sender = tokio::spawn(async move {
+            for i in 0..messages {
+                let control = ws::control("", "sleep:5", "", &format!("o{i}"));
+                sink.feed(control).await.unwrap();
+                sink.feed(Message::Binary(sent.clone())).await.unwrap();
+            }
+            sink.flush().await.unwrap();
+            sink
+        });
+        let object = object.clone();
+        sessions.push(tokio::spawn(async move {
+            for i in 0..messages {
+                let reply = tokio::time::timeout(Duration::from_secs(60), replies.next())
+                    .await
+                    .expect("a reply in time")
+                    .expect("the connection is open")
+                    .unwrap();
+                assert!(reply == Message::Binary(object.clone()), "reply {i}");
+            }
+            sender.await.unwrap()
+        }));
+    }
+    for session in sessions {
+        let _sink = session.await.unwrap();
+    }
     let rss = server.peak_rss();
     eprintln!(
-        "120 MiB pipelined over one WebSocket; server peak RSS (VmHWM) {:.1} MiB",
+        "{} MiB pipelined over {connections} WebSocket connection(s); server peak RSS \
+         (VmHWM) {:.1} MiB",
+        connections * messages / 2,
         rss as f64 / (1 << 20) as f64
     );
-    assert!(rss < BOUND, "server peak RSS {rss} bytes, bound {BOUND}");
+    assert!(rss < bound, "server peak RSS {rss} bytes, bound {bound}");
 }
 
 /// Issue 5's bound on the server's memory for a streamed object, start-up and
