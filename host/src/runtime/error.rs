@@ -25,6 +25,9 @@ pub enum LoadError {
         /// The names the component does export.
         exports: String,
     },
+    /// The component exports an aistore:etl interface, but not as this host knows it.
+    #[error(transparent)]
+    Mismatch(#[from] ExportMismatch),
     /// The component imports something the host does not provide (another world).
     #[error(
         "the component needs imports the host does not provide: {0:#}; transforms may import \
@@ -58,6 +61,10 @@ pub enum ObjectError {
     /// which the server never makes (it asks [`Shapes`](super::Shapes) first).
     #[error("the component does not export {0}, which this call needs")]
     NotExported(&'static str),
+    /// The component's exports are not what their names promise: found when its
+    /// first instance is made, so only ever at load.
+    #[error(transparent)]
+    Mismatch(#[from] ExportMismatch),
     /// The host failed to create an instance for the call.
     #[error("the host could not create an instance: {0:#}")]
     Instance(anyhow::Error),
@@ -79,13 +86,27 @@ impl ObjectError {
     pub fn fault(&self) -> Fault {
         match self {
             ObjectError::BadInput(_) => Fault::BadInput,
-            ObjectError::Failed(_) | ObjectError::Aborted(_) => Fault::Guest,
+            ObjectError::Failed(_) | ObjectError::Aborted(_) | ObjectError::Mismatch(_) => {
+                Fault::Guest
+            }
             ObjectError::Input(_)
             | ObjectError::Output(_)
             | ObjectError::NotExported(_)
             | ObjectError::Instance(_) => Fault::Host,
         }
     }
+}
+
+/// An aistore:etl interface the component exports without the functions, or the
+/// types, this host calls: built against another revision of the WIT package.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the component exports {interface}, but not as this host defines it: {error:#}; build it \
+     against the aistore:etl WIT package that ships with this ais-wasm (wit/etl.wit)"
+)]
+pub struct ExportMismatch {
+    pub(crate) interface: &'static str,
+    pub(crate) error: wasmtime::Error,
 }
 
 /// Why the host stopped a guest in the middle of a call.

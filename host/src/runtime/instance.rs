@@ -9,7 +9,9 @@ use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{TransformError, buffered, lifecycle, streaming};
-use super::error::{Abort, DeadlineExceeded, HostIoError, MemoryLimitExceeded, ObjectError};
+use super::error::{
+    Abort, DeadlineExceeded, ExportMismatch, HostIoError, MemoryLimitExceeded, ObjectError,
+};
 use super::guest_log::GuestLog;
 use super::host_io::{InputStream, OutputStream};
 use super::{Limits, ObjectRequest};
@@ -78,13 +80,32 @@ pub(crate) struct ExportIndices {
     pub(crate) streaming: Option<streaming::GuestIndices>,
 }
 
+const LIFECYCLE: &str = "aistore:etl/lifecycle@0.1.0";
+const BUFFERED: &str = "aistore:etl/buffered@0.1.0";
+const STREAMING: &str = "aistore:etl/streaming@0.1.0";
+
 impl ExportIndices {
-    pub(crate) fn new(pre: &InstancePre<GuestCtx>) -> Self {
-        ExportIndices {
-            lifecycle: lifecycle::GuestIndices::new(pre).ok(),
-            buffered: buffered::GuestIndices::new(pre).ok(),
-            streaming: streaming::GuestIndices::new(pre).ok(),
-        }
+    /// An interface the component does not export is absent; one it exports without
+    /// the functions this host calls is an error, not absent (its init would be
+    /// skipped, or the component said to export no transform at all).
+    pub(crate) fn new(pre: &InstancePre<GuestCtx>) -> Result<Self, ExportMismatch> {
+        Ok(ExportIndices {
+            lifecycle: exported(pre, LIFECYCLE, lifecycle::GuestIndices::new(pre))?,
+            buffered: exported(pre, BUFFERED, buffered::GuestIndices::new(pre))?,
+            streaming: exported(pre, STREAMING, streaming::GuestIndices::new(pre))?,
+        })
+    }
+}
+
+fn exported<T>(
+    pre: &InstancePre<GuestCtx>,
+    interface: &'static str,
+    found: wasmtime::Result<T>,
+) -> Result<Option<T>, ExportMismatch> {
+    match found {
+        Ok(indices) => Ok(Some(indices)),
+        Err(_) if pre.component().get_export_index(None, interface).is_none() => Ok(None),
+        Err(error) => Err(ExportMismatch { interface, error }),
     }
 }
 
@@ -169,27 +190,18 @@ impl Instance {
             }
             Err(error) => return Err(instance.end_call::<()>(Err(error)).unwrap_err()),
         };
-        let load = |store: &mut Store<GuestCtx>| -> wasmtime::Result<_> {
-            Ok((
-                indices
-                    .lifecycle
-                    .as_ref()
-                    .map(|i| i.load(&mut *store, &component))
-                    .transpose()?,
-                indices
-                    .buffered
-                    .as_ref()
-                    .map(|i| i.load(&mut *store, &component))
-                    .transpose()?,
-                indices
-                    .streaming
-                    .as_ref()
-                    .map(|i| i.load(&mut *store, &component))
-                    .transpose()?,
-            ))
-        };
-        let (lifecycle, buffered, streaming) =
-            load(&mut instance.store).map_err(|e| ObjectError::Instance(e.into()))?;
+        // Loading type-checks the functions: a mismatch is the component's.
+        let mismatch = |interface| move |error| ExportMismatch { interface, error };
+        let store = &mut instance.store;
+        let lifecycle = (indices.lifecycle.as_ref())
+            .map(|i| i.load(&mut *store, &component).map_err(mismatch(LIFECYCLE)))
+            .transpose()?;
+        let buffered = (indices.buffered.as_ref())
+            .map(|i| i.load(&mut *store, &component).map_err(mismatch(BUFFERED)))
+            .transpose()?;
+        let streaming = (indices.streaming.as_ref())
+            .map(|i| i.load(&mut *store, &component).map_err(mismatch(STREAMING)))
+            .transpose()?;
         instance.buffered = buffered;
         instance.streaming = streaming;
         if let Some(lifecycle) = lifecycle {

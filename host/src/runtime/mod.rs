@@ -31,7 +31,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 pub use cache::CacheStatus;
-pub use error::{Abort, Fault, LoadError, ObjectError};
+pub use error::{Abort, ExportMismatch, Fault, LoadError, ObjectError};
 pub use guest_log::{LOG_BUDGET_PER_OBJECT, LOG_LINES_PER_OBJECT};
 pub use host_io::InputStream;
 pub use native::NativeTransform;
@@ -223,7 +223,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(LoadError::Link)?;
-        let indices = ExportIndices::new(&pre);
+        let indices = ExportIndices::new(&pre)?;
         if indices.buffered.is_none() && indices.streaming.is_none() {
             let exports: Vec<String> = component
                 .component_type()
@@ -246,7 +246,10 @@ impl Runtime {
             let _running = clock.running();
             Instance::new(&pre, &indices, &limits, &init_config)
                 .await
-                .map_err(LoadError::FirstInstance)?
+                .map_err(|error| match error {
+                    ObjectError::Mismatch(mismatch) => LoadError::Mismatch(mismatch),
+                    error => LoadError::FirstInstance(error),
+                })?
         };
         let first_instance_time = started.elapsed();
 

@@ -211,3 +211,108 @@ fn serve_once(body: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
     });
     (origin, server)
 }
+
+/// An interface exported under its name but not with the functions, or the types,
+/// the host calls is named as the fault, not taken as absent: a lifecycle without
+/// `init` would have its init skipped, and a buffered one would be "no transform".
+#[test]
+fn component_exporting_an_interface_not_as_the_host_defines_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mismatch = |interface: &str| {
+        format!("the component exports {interface}, but not as this host defines it")
+    };
+    let buffered = mismatch("aistore:etl/buffered@0.1.0");
+    let lifecycle = mismatch("aistore:etl/lifecycle@0.1.0");
+    let rebuild = "build it against the aistore:etl WIT package that ships with this ais-wasm";
+    for (text, says) in [
+        (
+            format!(
+                "(component {})",
+                u32_function("transform", "aistore:etl/buffered@0.1.0")
+            ),
+            [&buffered, "type mismatch with parameters", rebuild],
+        ),
+        (
+            format!(
+                "(component {})",
+                u32_function("transform-object", "aistore:etl/buffered@0.1.0")
+            ),
+            [&buffered, "does not have export `transform`", rebuild],
+        ),
+        (
+            echo_with(&u32_function("initialise", "aistore:etl/lifecycle@0.1.0")),
+            [&lifecycle, "does not have export `init`", rebuild],
+        ),
+    ] {
+        let path = component_from_text(dir.path(), &text);
+        assert_says(
+            &start(dir.path(), &[("ETL_WASM_PATH", path.to_str().unwrap())]),
+            &says,
+        );
+    }
+    // The same buffered transform, without that lifecycle, is one.
+    let path = component_from_text(dir.path(), &echo_with(""));
+    let input = dir.path().join("object");
+    std::fs::write(&input, b"as it was").unwrap();
+    let output = ais_wasm(&dir.path().join("cache"))
+        .args(["run", "-o"])
+        .arg(dir.path().join("out"))
+        .arg(&input)
+        .env("ETL_WASM_PATH", &path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let result = std::fs::read(dir.path().join("out/object")).unwrap();
+    assert_eq!(result, b"as it was");
+}
+
+/// A component's items that export, as `interface`, one function `name` from u32
+/// to u32.
+fn u32_function(name: &str, interface: &str) -> String {
+    format!(
+        r#"(core module $u32 (func (export "f") (param i32) (result i32) local.get 0))
+            (core instance $u32 (instantiate $u32))
+            (func $u32 (param "x" u32) (result u32) (canon lift (core func $u32 "f")))
+            (instance $u32 (export "{name}" (func $u32)))
+            (export "{interface}" (instance $u32))"#
+    )
+}
+
+/// A component whose aistore:etl/buffered@0.1.0 returns the object as it is, and
+/// which has `more` items.
+fn echo_with(more: &str) -> String {
+    format!(
+        r#"(component
+            (core module $m
+              (memory (export "memory") 1)
+              ;; Each list where the last ended, from offset 64 on.
+              (global $next (mut i32) (i32.const 64))
+              (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+                (global.get $next)
+                (global.set $next (i32.add (global.get $next) (local.get 3))))
+              ;; The result, ok and the data's own list, at offset 0.
+              (func (export "transform") (param i32 i32 i32 i32 i32 i32) (result i32)
+                (i32.store8 (i32.const 0) (i32.const 0))
+                (i32.store (i32.const 4) (local.get 0))
+                (i32.store (i32.const 8) (local.get 1))
+                i32.const 0))
+            (core instance $i (instantiate $m))
+            (type $e (variant (case "bad-input" string) (case "failed" string)))
+            (export $error "transform-error" (type $e))
+            (func $transform
+              (param "data" (list u8)) (param "path" string) (param "args" string)
+              (result (result (list u8) (error $error)))
+              (canon lift (core func $i "transform") (memory (core memory $i "memory"))
+                (realloc (core func $i "realloc"))))
+            (instance $buffered (export "transform" (func $transform)))
+            (export "aistore:etl/buffered@0.1.0" (instance $buffered))
+            {more})"#
+    )
+}
+
+/// A component in the text format, written to `dir`.
+fn component_from_text(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("component.wasm");
+    std::fs::write(&path, wat::parse_str(text).unwrap()).unwrap();
+    path
+}
