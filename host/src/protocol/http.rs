@@ -131,7 +131,12 @@ pub async fn object(
         args: params.args,
         deadline: None,
     };
-    let source = match (&method, params.fqn) {
+    // §5.5, §13 Q8: hpull sends etl_fqn with latest-ver, and the target did not look
+    // for a newer version before naming the file (in hpush and WebSocket it does); so
+    // the latest version is fetched from the target, which finds it.
+    let fetch_latest = method == Method::GET && params.latest_ver && state.target_url.is_some();
+    let fqn = params.fqn.filter(|_| !fetch_latest);
+    let source = match (&method, fqn) {
         (&Method::PUT | &Method::GET, Some(fqn)) => Source::fqn(&state.fqn_policy, &fqn),
         (&Method::PUT, None) => Source::Body {
             length: headers

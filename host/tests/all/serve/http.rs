@@ -123,7 +123,7 @@ async fn put_fqn_mode_reads_the_double_encoded_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hpull_with_fqn_reads_the_file_and_never_calls_the_target() {
+async fn hpull_with_fqn_reads_the_file_unless_the_latest_version_is_asked_for() {
     let target = FakeTarget::start().await;
     let server = ServerBuilder::new("examples/upper")
         .target(&target, "up")
@@ -131,18 +131,41 @@ async fn hpull_with_fqn_reads_the_file_and_never_calls_the_target() {
         .await;
     let mountpath = Mountpath::new();
     let fqn = mountpath.store("src", "imgs/cat 1.jpg", b"pulled from disk");
-    // §4.3: the uname is one escaped segment; hpull keeps etl_fqn even with
-    // latest-ver (§5.5).
-    for query in ["", "&latest-ver=true"] {
-        let url = server.url(&format!(
-            "/ais%2F@%23%2Fsrc%2Fimgs%2Fcat%201.jpg?{}{query}",
-            etl_fqn_param(&fqn)
-        ));
-        let response = client().get(url).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.bytes().await.unwrap(), "PULLED FROM DISK");
-    }
+    // §4.3: the uname is one escaped segment.
+    let escaped = "ais%2F@%23%2Fsrc%2Fimgs%2Fcat%201.jpg";
+    let url = server.url(&format!("/{escaped}?{}", etl_fqn_param(&fqn)));
+    let response = client().get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap(), "PULLED FROM DISK");
     assert!(target.requests().is_empty(), "{:?}", target.requests());
+
+    // Unless the request asks for the latest version (§5.5, §13 Q8): the file may be
+    // older, and the target finds the latest when asked for it.
+    target.put_object("ais/@#/src/imgs/cat 1.jpg", "newer, from the remote");
+    let url = server.url(&format!(
+        "/{escaped}?{}&latest-ver=true",
+        etl_fqn_param(&fqn)
+    ));
+    let response = client().get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap(), "NEWER, FROM THE REMOTE");
+    let seen: Vec<String> = target.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(
+        seen,
+        [format!(
+            "/v1/etl/_object/up/{SECRET}/{escaped}?latest-ver=true"
+        )]
+    );
+
+    // With no target to ask, the file is all there is.
+    let alone = ServerBuilder::new("examples/upper").start().await;
+    let url = alone.url(&format!(
+        "/{escaped}?{}&latest-ver=true",
+        etl_fqn_param(&fqn)
+    ));
+    let response = client().get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap(), "PULLED FROM DISK");
 }
 
 /// `ETL_DIRECT_FQN` (§9.3): an FQN file goes to the streaming export whatever its
