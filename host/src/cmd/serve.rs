@@ -211,6 +211,7 @@ impl Reloader {
                 stream_pace: Default::default(),
                 ..Etl::clone(&current)
             })));
+            current.transform.retire();
             anyhow::Ok(report.sha256)
         }
         .await;

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
@@ -166,6 +167,9 @@ pub struct Runtime {
     cache: Arc<cache::CompileCache>,
     config: RuntimeConfig,
     ticker: EpochTicker,
+    /// The turns of `config.concurrency` objects at once, shared by every transform
+    /// loaded: those still running on one hot-swapped out count too.
+    permits: Arc<Semaphore>,
 }
 
 impl Runtime {
@@ -193,6 +197,7 @@ impl Runtime {
             cache: Arc::new(cache::CompileCache::new(config.cache_dir.clone())),
             linker: Arc::new(linker),
             engine,
+            permits: Arc::new(Semaphore::new(config.concurrency)),
             config,
         })
     }
@@ -253,7 +258,12 @@ impl Runtime {
         };
         let first_instance_time = started.elapsed();
 
-        let pool = InstancePool::new(self.config.instance_mode, self.config.concurrency, first);
+        let pool = InstancePool::new(
+            self.config.instance_mode,
+            self.permits.clone(),
+            self.config.concurrency,
+            first,
+        );
         let transform = Transform::new(pre, indices, limits, init_config, pool, clock);
         let report = LoadReport {
             sha256,
@@ -301,9 +311,11 @@ fn check_component(wasm: &[u8]) -> Result<(), LoadError> {
     }
 }
 
-/// Size the pooling allocator: every live instance takes a slot. A pool holds at most
-/// `concurrency` idle instances beside `concurrency` busy ones, and during a hot swap
-/// the old pool's instances live on beside the new one's.
+/// Size the pooling allocator: every live instance takes a slot. The pool in service
+/// holds at most `concurrency` idle instances; all pools together at most
+/// `concurrency` busy ones (the turns are the runtime's), which a pool swapped out
+/// drops as their objects end. A hot swap's first instance comes beside them, and an
+/// instance being dropped may hold its slot a moment longer.
 fn pooling(config: &RuntimeConfig) -> PoolingAllocationConfig {
     let instances = u32::try_from(config.concurrency * 3 + 2).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::new();

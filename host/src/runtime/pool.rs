@@ -1,5 +1,7 @@
 //! Instances of one transform, kept initialised between objects. A semaphore bounds
-//! how many objects run at once; callers beyond it wait their turn in order.
+//! how many objects run at once; callers beyond it wait their turn in order. It is
+//! the runtime's, shared by every transform it loads, so that the objects still
+//! running on a hot-swapped one count against the same bound.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +14,9 @@ use super::error::ObjectError;
 use super::instance::Instance;
 
 pub(crate) struct InstancePool {
-    idle: Mutex<Vec<Instance>>,
+    /// `None` once the pool is retired (swapped out): no new object will come, so
+    /// its instances are dropped as their objects end.
+    idle: Mutex<Option<Vec<Instance>>>,
     permits: Arc<Semaphore>,
     concurrency: usize,
     mode: InstanceMode,
@@ -36,13 +40,19 @@ pub(crate) struct Lease {
 }
 
 impl InstancePool {
-    pub(crate) fn new(mode: InstanceMode, concurrency: usize, first: Instance) -> Self {
+    /// `permits` holds `concurrency` turns.
+    pub(crate) fn new(
+        mode: InstanceMode,
+        permits: Arc<Semaphore>,
+        concurrency: usize,
+        first: Instance,
+    ) -> Self {
         InstancePool {
-            idle: Mutex::new(match mode {
+            idle: Mutex::new(Some(match mode {
                 InstanceMode::Pooled => vec![first],
                 InstanceMode::Fresh => Vec::new(),
-            }),
-            permits: Arc::new(Semaphore::new(concurrency)),
+            })),
+            permits,
             concurrency,
             mode,
             stats: PoolStats {
@@ -52,6 +62,14 @@ impl InstancePool {
         }
     }
 
+    /// Drop the idle instances, and those lent once they come back: the allocator's
+    /// slots are sized for the instances of one pool, and swaps may come faster than
+    /// the objects still running on the old ones end.
+    pub(crate) fn retire(&self) {
+        let idle = self.idle.lock().unwrap().take().unwrap_or_default();
+        (self.stats.discarded).fetch_add(idle.len() as u64, Ordering::Relaxed);
+    }
+
     pub(crate) fn stats(&self) -> &PoolStats {
         &self.stats
     }
@@ -59,7 +77,7 @@ impl InstancePool {
     /// Instances idle in the pool, and objects holding a turn (in a guest, or waiting
     /// for their instance to be created).
     pub(crate) fn gauges(&self) -> (usize, usize) {
-        let idle = self.idle.lock().unwrap().len();
+        let idle = self.idle.lock().unwrap().as_ref().map_or(0, Vec::len);
         (idle, self.concurrency - self.permits.available_permits())
     }
 
@@ -78,7 +96,7 @@ impl InstancePool {
         F: Future<Output = Result<Instance, ObjectError>>,
     {
         let idle = match self.mode {
-            InstanceMode::Pooled => self.idle.lock().unwrap().pop(),
+            InstanceMode::Pooled => self.idle.lock().unwrap().as_mut().and_then(Vec::pop),
             InstanceMode::Fresh => None,
         };
         let instance = match idle {
@@ -98,8 +116,11 @@ impl InstancePool {
     /// Take the instance back, keeping it if it can serve again.
     pub(crate) fn release(&self, lease: Lease) {
         let Lease { instance, _permit } = lease;
-        if self.mode == InstanceMode::Pooled && instance.reusable() {
-            self.idle.lock().unwrap().push(instance);
+        if self.mode == InstanceMode::Pooled
+            && instance.reusable()
+            && let Some(idle) = &mut *self.idle.lock().unwrap()
+        {
+            idle.push(instance);
         } else {
             self.stats.discarded.fetch_add(1, Ordering::Relaxed);
         }

@@ -142,6 +142,13 @@ impl Transform {
         }
     }
 
+    /// Swapped out for another: keep no instance past the object it serves.
+    pub fn retire(&self) {
+        if let Backend::Wasm { pool, .. } = &self.inner.backend {
+            pool.retire();
+        }
+    }
+
     /// Wait for a turn to transform an object: one of the `concurrency` slots.
     pub async fn turn(&self) -> Turn {
         let permits = match &self.inner.backend {

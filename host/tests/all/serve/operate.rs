@@ -244,6 +244,49 @@ async fn the_admin_endpoint_is_off_by_default_and_needs_its_token() {
     );
 }
 
+/// Hot swaps while long calls are in flight: every swap succeeds and every object is
+/// transformed. The objects begun before a swap finish on the component they began
+/// with, and `NUM_WORKERS` bounds them all together, so the instances alive stay
+/// within the allocator's slots (3 x workers + 2) however many swaps come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swaps_during_long_calls_keep_within_the_instance_slots() {
+    let server = ServerBuilder::new("host/tests/components/hostile")
+        .env("NUM_WORKERS", "1")
+        .env("ETL_WASM_ADMIN_TOKEN", "s3cret")
+        .start()
+        .await;
+    let mut calls = Vec::new();
+    for swap in 1..=5 {
+        let url = server.url("/long?etl_args=sleep:2000");
+        calls.push(tokio::spawn(client().put(url).body("x").send()));
+        let in_flight = format!("\nais_wasm_requests_in_flight {swap}\n");
+        eventually("the call", Duration::from_secs(30), async || {
+            server.metrics().await.contains(&in_flight)
+        })
+        .await;
+        let response = client()
+            .post(server.url("/admin/reload"))
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert_eq!(
+            status,
+            200,
+            "swap {swap}: {}",
+            response.text().await.unwrap()
+        );
+    }
+    let url = server.url("/after?etl_args=sleep:2000");
+    calls.push(tokio::spawn(client().put(url).body("x").send()));
+    for call in calls {
+        let response = call.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.bytes().await.unwrap(), "x");
+    }
+}
+
 fn tokio_stream(
     mut receiver: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
 ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
