@@ -65,11 +65,21 @@ pub enum FrameError {
 }
 
 impl FrameError {
-    /// The peer broke the protocol, rather than the connection ending.
-    pub fn is_violation(&self) -> bool {
-        !matches!(self, FrameError::Ended | FrameError::Io(_))
+    /// The status code of the close that answers the peer breaking the protocol
+    /// (RFC 6455 §7.4.1); `None` when the connection ended instead.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            FrameError::Ended | FrameError::Io(_) => None,
+            FrameError::TooLong { .. } => Some(MESSAGE_TOO_BIG),
+            _ => Some(PROTOCOL_ERROR),
+        }
     }
 }
+
+/// Close codes (RFC 6455 §7.4.1) for the ways a peer can break the protocol.
+pub const PROTOCOL_ERROR: u16 = 1002;
+pub const NOT_UTF8: u16 = 1007;
+pub const MESSAGE_TOO_BIG: u16 = 1009;
 
 impl Header {
     /// The first `at` bytes of the payload as a frame of their own that does not end
@@ -429,7 +439,7 @@ mod tests {
             (&[0x82, 0x03, b'a', b'b', b'c'], "an unmasked frame"),
         ] {
             let error = parse(header, 1024).unwrap_err();
-            assert!(error.is_violation());
+            assert!(error.close_code().is_some(), "{error}");
             assert!(error.to_string().contains(expected), "{error}");
         }
     }
@@ -443,7 +453,7 @@ mod tests {
         let mut payload = BytesMut::new();
         let error = frames.payload(&header, &mut payload).await.unwrap_err();
         assert!(matches!(error, FrameError::Ended), "{error}");
-        assert!(!error.is_violation());
+        assert_eq!(error.close_code(), None);
         let error = Frames::new(&wire[..1], 1024).header().await.unwrap_err();
         assert!(matches!(error, FrameError::Ended), "{error}");
     }

@@ -27,7 +27,9 @@ use tokio::task::JoinHandle;
 
 use super::coalesce::{self, Pacer};
 use super::control::Control;
-use super::frames::{self, FrameError, Frames, Header, MAX_SERVER_HEADER};
+use super::frames::{
+    self, FrameError, Frames, Header, MAX_SERVER_HEADER, MESSAGE_TOO_BIG, NOT_UTF8, PROTOCOL_ERROR,
+};
 use super::server::{self, Moving, Seat};
 use super::{AppState, HttpError, http};
 use crate::etl::{EtlError, Job, Outcome, Output};
@@ -223,6 +225,7 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
         rest_of_frame: None,
         replies,
         pacer,
+        violation: None,
     };
     let held = HeldInput::new(HELD_PER_CONNECTION);
     let kept = Arc::new(Semaphore::new(REPLIES_IN_MEMORY as usize));
@@ -242,10 +245,8 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
         let control = match reader.message(HOLD_AT_MOST).await {
             Some(Message::Whole(control)) => control,
             Some(Message::Begun(_)) => {
-                tracing::warn!(
-                    "a WebSocket control message over {HOLD_AT_MOST} bytes: closing the \
-                     connection, since it cannot be held"
-                );
+                let what = format!("a control message over {HOLD_AT_MOST} bytes, not held");
+                reader.violated::<()>(MESSAGE_TOO_BIG, what);
                 break;
             }
             None => break,
@@ -312,8 +313,17 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
     // Answer what was received before the connection ended (or the session moves),
     // then stop.
     let Reader {
-        frames, replies, ..
+        frames,
+        replies,
+        violation,
+        ..
     } = reader;
+    if let Some(code) = violation {
+        let close = Bytes::copy_from_slice(&code.to_be_bytes());
+        let _ = replies
+            .send(Pending::Ready(Reply::Control(OpCode::Close, close)))
+            .await;
+    }
     drop(replies);
     let write = writer.await.ok().flatten();
     let seat = moving?;
@@ -482,6 +492,9 @@ struct Reader<S> {
     /// Told of every frame and request, so that the socket wakes the reader once a
     /// request is likely whole.
     pacer: Pacer,
+    /// The close code owed to a peer that broke the protocol: the connection's last
+    /// frame, after the replies owed before it (RFC 6455 §7.1.7).
+    violation: Option<u16>,
 }
 
 /// A message as read: whole, or begun and too long to hold, its start here and the
@@ -502,7 +515,7 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         loop {
             let header = match self.frames.header().await {
                 Ok(header) => header,
-                Err(error) => return ended(error),
+                Err(error) => return self.ended(error),
             };
             self.pacer.frame(header.wire + header.len);
             let answer = match header.opcode {
@@ -540,7 +553,7 @@ impl<S: AsyncRead + Unpin> Reader<S> {
     async fn payload_into(&mut self, header: &Header, to: &mut BytesMut) -> Option<()> {
         match self.frames.payload(header, to).await {
             Ok(()) => Some(()),
-            Err(error) => ended(error),
+            Err(error) => self.ended(error),
         }
     }
 
@@ -557,11 +570,11 @@ impl<S: AsyncRead + Unpin> Reader<S> {
     async fn message(&mut self, hold: usize) -> Option<Message> {
         let first = self.data_frame().await?;
         if first.opcode == OpCode::Continuation {
-            out_of_sequence();
-            return None;
+            return self.out_of_sequence();
         }
         if first.fin {
-            return whole(first.opcode, self.payload(&first).await?);
+            let payload = self.payload(&first).await?;
+            return self.whole(first.opcode, payload);
         }
         // Room for the frames the request is guessed to bring (and for the rest of a
         // frame read in pieces), so that the message is not copied as it grows. A
@@ -574,8 +587,7 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         loop {
             let frame = self.data_frame().await?;
             if frame.opcode != OpCode::Continuation {
-                out_of_sequence();
-                return None;
+                return self.out_of_sequence();
             }
             let length = message.len() + frame.len;
             // Not grown past `hold`: growing copies the buffer, and could briefly take
@@ -586,9 +598,43 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             }
             self.payload_into(&frame, &mut message).await?;
             if frame.fin {
-                return whole(first.opcode, message.freeze());
+                return self.whole(first.opcode, message.freeze());
             }
         }
+    }
+
+    /// A message read whole; `None` for a TEXT one that is not UTF-8, after which the
+    /// connection is closed (RFC 6455 §8.1).
+    fn whole(&mut self, opcode: OpCode, message: Bytes) -> Option<Message> {
+        if opcode == OpCode::Text && std::str::from_utf8(&message).is_err() {
+            return self.violated(NOT_UTF8, "a TEXT message that is not UTF-8");
+        }
+        Some(Message::Whole(message))
+    }
+
+    /// The frame just read does not continue the message it had to, or continues one
+    /// that never began: the connection cannot be followed any more.
+    fn out_of_sequence<T>(&mut self) -> Option<T> {
+        self.violated(PROTOCOL_ERROR, "a frame out of sequence")
+    }
+
+    /// The connection ended, or the peer broke the protocol: nothing more is read.
+    fn ended<T>(&mut self, error: FrameError) -> Option<T> {
+        match error.close_code() {
+            Some(code) => self.violated(code, error),
+            None => {
+                tracing::debug!("WebSocket connection ended: {error}");
+                None
+            }
+        }
+    }
+
+    /// The peer broke the protocol: nothing more is read, and a close with `code`
+    /// follows the replies owed.
+    fn violated<T>(&mut self, code: u16, what: impl std::fmt::Display) -> Option<T> {
+        tracing::warn!("a WebSocket peer broke the protocol: {what}; closing the connection");
+        self.violation = Some(code);
+        None
     }
 
     /// The rest of a begun message into `feed`, frame by frame as it arrives; `false`
@@ -599,12 +645,8 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         loop {
             let frame = match self.data_frame().await {
                 Some(frame) if frame.opcode == OpCode::Continuation => frame,
-                broken => {
-                    if broken.is_some() {
-                        out_of_sequence();
-                    }
-                    return false;
-                }
+                Some(_) => return self.out_of_sequence::<()>().is_some(),
+                None => return false,
             };
             let Some(piece) = self.payload(&frame).await else {
                 return false;
@@ -626,47 +668,21 @@ impl<S: AsyncRead + Unpin> Reader<S> {
 /// an endpoint may send (§7.4); 1002, a protocol error, for one it may not (1005,
 /// 999) or a payload of one byte; none for none.
 fn close_answer(close: &[u8]) -> Bytes {
-    const PROTOCOL_ERROR: [u8; 2] = 1002u16.to_be_bytes();
+    const FOR_PROTOCOL_ERROR: [u8; 2] = PROTOCOL_ERROR.to_be_bytes();
     let sendable = |code| matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
     match *close {
         [] => Bytes::new(),
         [high, low, ..] if sendable(u16::from_be_bytes([high, low])) => {
             Bytes::copy_from_slice(&[high, low])
         }
-        _ => Bytes::from_static(&PROTOCOL_ERROR),
+        _ => Bytes::from_static(&FOR_PROTOCOL_ERROR),
     }
-}
-
-/// A message read whole; `None` for a TEXT one that is not UTF-8, after which the
-/// connection is closed (RFC 6455 §8.1).
-fn whole(opcode: OpCode, message: Bytes) -> Option<Message> {
-    if opcode == OpCode::Text && std::str::from_utf8(&message).is_err() {
-        tracing::warn!("a WebSocket TEXT message that is not UTF-8: closing the connection");
-        return None;
-    }
-    Some(Message::Whole(message))
-}
-
-/// The connection ended, or the peer broke the protocol: nothing more is read.
-fn ended<T>(error: FrameError) -> Option<T> {
-    if error.is_violation() {
-        tracing::warn!("a WebSocket peer broke the protocol: {error}; closing the connection");
-    } else {
-        tracing::debug!("WebSocket connection ended: {error}");
-    }
-    None
 }
 
 /// A frame of a streamed message, and whether it is the last.
 struct Fed {
     piece: Bytes,
     fin: bool,
-}
-
-/// The frame just read does not continue the message it had to, or continues one
-/// that never began: the connection cannot be followed any more.
-fn out_of_sequence() {
-    tracing::warn!("a WebSocket frame out of sequence: closing the connection");
 }
 
 /// A begun message as a body: its start, then the rest as it is fed. It ends only
@@ -840,6 +856,7 @@ mod tests {
                 rest_of_frame: None,
                 replies,
                 pacer: Pacer::detached(),
+                violation: None,
             },
             queued,
             write,
@@ -1115,6 +1132,7 @@ mod tests {
         ] {
             let Connection { mut reader, .. } = sent(frames).await;
             assert!(reader.message(64).await.is_none());
+            assert_eq!(reader.violation, Some(1007));
         }
         let Connection { mut reader, .. } = sent(&[
             (false, OpCode::Text, b"\xe2\x82"),
@@ -1135,6 +1153,7 @@ mod tests {
         ] {
             let Connection { mut reader, .. } = sent(frames).await;
             assert!(reader.message(64).await.is_none());
+            assert_eq!(reader.violation, Some(1002));
         }
 
         // A streamed message interrupted by a new one.
@@ -1148,5 +1167,6 @@ mod tests {
         let (ended, body) = feed_all(&mut reader, head).await;
         assert!(!ended);
         assert!(body.last().unwrap().is_err(), "{body:?}");
+        assert_eq!(reader.violation, Some(1002));
     }
 }

@@ -145,16 +145,7 @@ async fn a_request_shorter_than_the_last_ones_and_one_after_a_pause_are_answered
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_sent_with_the_upgrade_request_are_read() {
     let server = ServerBuilder::new("examples/upper").start().await;
-    // Masked with a zero key, which leaves the payload as it is.
-    let frame = |opcode: u8, payload: &[u8]| -> Vec<u8> {
-        let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
-        frame.extend_from_slice(payload);
-        frame
-    };
-    let mut request =
-        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            .to_vec();
+    let mut request = UPGRADE.to_vec();
     request.extend(frame(0x2, br#"{"path":"early"}"#));
     request.extend(frame(0x2, b"sent early"));
     request.extend(frame(0x8, &1000u16.to_be_bytes()));
@@ -165,6 +156,43 @@ async fn frames_sent_with_the_upgrade_request_are_read() {
     expected.extend_from_slice(b"SENT EARLY");
     expected.extend_from_slice(&[0x88, 2, 0x03, 0xe8]);
     assert_eq!(response.body, expected);
+}
+
+/// A peer that breaks the protocol gets the replies it is owed, then a close that
+/// says how it broke it (RFC 6455 §7.1.7, §7.4.1), and the connection ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_breaking_the_protocol_gets_its_replies_then_a_close_saying_why() {
+    let server = ServerBuilder::new("examples/upper").start().await;
+    let unmasked = [0x82, 1, b'x'].to_vec();
+    for (violation, code) in [
+        (unmasked, 1002u16),
+        (frame(0x0, b"continues nothing"), 1002),
+        (frame(0x1, b"\xff"), 1007),
+    ] {
+        let mut request = UPGRADE.to_vec();
+        request.extend(frame(0x2, br#"{"path":"owed"}"#));
+        request.extend(frame(0x2, b"owed"));
+        request.extend(violation);
+        let response = raw(server.addr, &request).await;
+        assert_eq!(response.status, 101, "{response:?}");
+        let mut expected = [0x82, 4].to_vec();
+        expected.extend_from_slice(b"OWED");
+        expected.extend_from_slice(&[0x88, 2]);
+        expected.extend_from_slice(&code.to_be_bytes());
+        assert_eq!(response.body, expected, "close {code}");
+    }
+}
+
+/// An upgrade request, for a client that writes its frames itself.
+const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n\
+    Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Sec-WebSocket-Version: 13\r\n\r\n";
+
+/// A client's frame, whole: masked with a zero key, which leaves the payload as it is.
+fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    frame
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
