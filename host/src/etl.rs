@@ -17,7 +17,7 @@ use tokio::task::{JoinError, JoinHandle};
 
 use crate::held::{Held, HeldError, HeldOutput};
 use crate::pipeline::{Pipeline, PutUrlError};
-use crate::runtime::{InputStream, ObjectError, ObjectRequest, Transform};
+use crate::runtime::{InputStream, ObjectError, ObjectRequest, Transform, Turn};
 use crate::sink::{Answer, DirectPut, PutError};
 use crate::source::{Loaded, Opened, Source, SourceError};
 
@@ -244,6 +244,18 @@ impl Etl {
         // A buffered transform takes the object into its instance's memory.
         let at_most = self.transform.limits().max_memory;
         let deadline = self.deadline(job);
+        // A file is read in its object's turn, not ahead of it: from the page cache
+        // that takes less than waiting twice would, and files read whole would
+        // otherwise all wait for their turn in memory (a WebSocket connection alone
+        // has 256 requests in flight). A source that arrives is read first, since
+        // reading it may take long.
+        let turn = match job.source {
+            Source::Fqn { .. } => {
+                let turn = self.in_time(deadline, "waiting for a worker", self.transform.turn());
+                Some(turn.await?)
+            }
+            _ => None,
+        };
         let loaded = self
             .in_time(
                 deadline,
@@ -258,8 +270,13 @@ impl Etl {
                 job.bytes_in = data.len() as u64;
                 // Wait for a turn here: waiting inside the call would count as a
                 // yield and move it to the guests' runtime.
-                let turn =
-                    (self.in_time(deadline, "waiting for a worker", transform.turn())).await?;
+                let turn = match turn {
+                    Some(turn) => turn,
+                    None => {
+                        let turn = transform.turn();
+                        self.in_time(deadline, "waiting for a worker", turn).await?
+                    }
+                };
                 let call = async move { transform.buffered_in(turn, &data, &object).await };
                 Ok(Output::Full(self.on_guests(call).await?.into()))
             }
@@ -278,6 +295,7 @@ impl Etl {
                 };
                 Ok(Output::Stream(StreamCall {
                     transform,
+                    turn,
                     input: opened,
                     object,
                     runtime,
@@ -477,6 +495,8 @@ fn abnormal(error: JoinError) -> EtlError {
 /// would cost the instance).
 pub struct StreamCall {
     transform: Transform,
+    /// Taken already (for a file), else waited for when the call starts.
+    turn: Option<Turn>,
     input: Opened,
     object: ObjectRequest,
     /// Where the guest runs.
@@ -531,6 +551,7 @@ impl StreamCall {
     ) -> impl Future<Output = Result<u64, ObjectError>> + Send + 'static {
         let StreamCall {
             transform,
+            turn,
             input,
             object,
             pace,
@@ -538,7 +559,11 @@ impl StreamCall {
         } = self;
         let call = async move {
             let input = InputStream::new(input.reader, input.size);
-            let result = transform.streaming(input, output, &object).await;
+            let turn = match turn {
+                Some(turn) => turn,
+                None => transform.turn().await,
+            };
+            let result = transform.streaming_in(turn, input, output, &object).await;
             if let Err(error) = &result {
                 tracing::warn!(
                     parent: object.span(),

@@ -200,10 +200,21 @@ impl Transform {
         output: mpsc::Sender<Bytes>,
         object: &ObjectRequest,
     ) -> Result<u64, ObjectError> {
+        self.streaming_in(self.turn().await, input, output, object)
+            .await
+    }
+
+    /// [`Transform::streaming`] in a turn taken beforehand.
+    pub async fn streaming_in(
+        &self,
+        turn: Turn,
+        input: InputStream,
+        output: mpsc::Sender<Bytes>,
+        object: &ObjectRequest,
+    ) -> Result<u64, ObjectError> {
         if !self.inner.shapes.streaming {
             return Err(ObjectError::NotExported("aistore:etl/streaming@0.1.0"));
         }
-        let turn = self.turn().await;
         match &self.inner.backend {
             Backend::Wasm { pool, clock, .. } => {
                 let _running = clock.running();

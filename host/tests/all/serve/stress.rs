@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::fake_target::FakeTarget;
-use super::harness::{Server, ServerBuilder, client};
+use super::harness::{Mountpath, Server, ServerBuilder, client, path_escape};
 use super::ws;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,6 +192,46 @@ async fn websocket_connections_together_hold_at_most_held_input() {
     // 16 MiB held, a message each being read, and the server's own; without the
     // bound, 240 MiB would be read at once.
     assert_pipelined_within(&server, 4, 120, 96 << 20).await;
+}
+
+/// Files are read ahead of their turn only as many as there are turns: one
+/// connection's 200 FQN requests for a 2 MiB file, pipelined to a transform that
+/// takes 5 ms over each (one worker), never hold 200 copies of it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fqn_requests_read_their_files_only_as_their_turns_near() {
+    const REQUESTS: usize = 200;
+    let server = ServerBuilder::new("host/tests/components/hostile")
+        .env("NUM_WORKERS", "1")
+        .start()
+        .await;
+    let mountpath = Mountpath::new();
+    let data = vec![b'f'; 2 << 20];
+    let fqn = mountpath.store("src", "two-mib", &data);
+    let escaped = path_escape(fqn.to_str().unwrap());
+    let (mut sink, mut replies) = ws::connect(&server).await.split();
+    for i in 0..REQUESTS {
+        let control = ws::control("", "sleep:5", &escaped, &format!("o{i}"));
+        sink.feed(control).await.unwrap();
+    }
+    sink.flush().await.unwrap();
+    for i in 0..REQUESTS {
+        let reply = tokio::time::timeout(Duration::from_secs(60), replies.next())
+            .await
+            .expect("a reply in time")
+            .expect("the connection is open")
+            .unwrap();
+        assert!(reply.into_data() == data, "reply {i}");
+    }
+    // The server's own (about 35 MiB), a file or two read ahead, one in the guest
+    // and its reply; all of them read at once would take 400 MiB.
+    const BOUND: u64 = 96 << 20;
+    let rss = server.peak_rss();
+    eprintln!(
+        "{REQUESTS} FQN requests of 2 MiB over one WebSocket; server peak RSS (VmHWM) \
+         {:.1} MiB",
+        rss as f64 / (1 << 20) as f64
+    );
+    assert!(rss < BOUND, "server peak RSS {rss} bytes, bound {BOUND}");
 }
 
 /// `connections` WebSocket connections each pipeline `messages` objects of 512 KiB to
