@@ -226,6 +226,7 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
         replies,
         pacer,
         violation: None,
+        text: None,
     };
     let held = HeldInput::new(HELD_PER_CONNECTION);
     let kept = Arc::new(Semaphore::new(REPLIES_IN_MEMORY as usize));
@@ -495,6 +496,50 @@ struct Reader<S> {
     /// The close code owed to a peer that broke the protocol: the connection's last
     /// frame, after the replies owed before it (RFC 6455 §7.1.7).
     violation: Option<u16>,
+    /// A TEXT message being streamed, checked piece by piece (RFC 6455 §8.1).
+    text: Option<Utf8Check>,
+}
+
+/// Checks a message for UTF-8 piece by piece, whatever bytes the pieces are cut at.
+#[derive(Default)]
+struct Utf8Check {
+    /// The start of a character that the last piece cut: 1 to 3 bytes.
+    cut: Vec<u8>,
+}
+
+impl Utf8Check {
+    /// Whether the message is UTF-8 so far.
+    fn piece(&mut self, mut piece: &[u8]) -> bool {
+        if !self.cut.is_empty() {
+            // A character is at most 4 bytes: its rest is in the first 3 of these.
+            let had = self.cut.len();
+            let take = piece.len().min(4 - had);
+            self.cut.extend_from_slice(&piece[..take]);
+            match std::str::from_utf8(&self.cut) {
+                Ok(_) => piece = &piece[take..],
+                Err(error) if error.valid_up_to() > 0 => {
+                    piece = &piece[error.valid_up_to() - had..]
+                }
+                // Still cut: the piece was shorter than the character's rest.
+                Err(error) if error.error_len().is_none() => return true,
+                Err(_) => return false,
+            }
+            self.cut.clear();
+        }
+        match std::str::from_utf8(piece) {
+            Ok(_) => true,
+            Err(error) if error.error_len().is_none() => {
+                self.cut = piece[error.valid_up_to()..].to_vec();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the message ended on a whole character.
+    fn end(&self) -> bool {
+        self.cut.is_empty()
+    }
 }
 
 /// A message as read: whole, or begun and too long to hold, its start here and the
@@ -594,6 +639,13 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             // twice what it holds.
             if length > hold && !frame.fin {
                 let next = self.payload(&frame).await?;
+                if first.opcode == OpCode::Text {
+                    let mut check = Utf8Check::default();
+                    if !(check.piece(&message) && check.piece(&next)) {
+                        return self.violated(NOT_UTF8, "a TEXT message that is not UTF-8");
+                    }
+                    self.text = Some(check);
+                }
                 return Some(Message::Begun(vec![message.freeze(), next]));
             }
             self.payload_into(&frame, &mut message).await?;
@@ -645,12 +697,25 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         loop {
             let frame = match self.data_frame().await {
                 Some(frame) if frame.opcode == OpCode::Continuation => frame,
-                Some(_) => return self.out_of_sequence::<()>().is_some(),
+                Some(_) => {
+                    self.out_of_sequence::<()>();
+                    return false;
+                }
                 None => return false,
             };
             let Some(piece) = self.payload(&frame).await else {
                 return false;
             };
+            if let Some(check) = &mut self.text
+                && !(check.piece(&piece) && (!frame.fin || check.end()))
+            {
+                // Its transform reads an error, not an end.
+                self.violated::<()>(NOT_UTF8, "a TEXT message that is not UTF-8");
+                return false;
+            }
+            if frame.fin {
+                self.text = None;
+            }
             let _ = feed
                 .send(Fed {
                     piece,
@@ -831,7 +896,8 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::{
-        Fed, Frames, MAX_MESSAGE, Message, Pacer, Pending, Reader, Reply, streamed, write_replies,
+        Fed, Frames, MAX_MESSAGE, Message, Pacer, Pending, Reader, Reply, Utf8Check, streamed,
+        write_replies,
     };
 
     /// The server's side of a connection, and a client at the other end of an
@@ -857,6 +923,7 @@ mod tests {
                 replies,
                 pacer: Pacer::detached(),
                 violation: None,
+                text: None,
             },
             queued,
             write,
@@ -1140,6 +1207,50 @@ mod tests {
         ])
         .await;
         assert_eq!(whole(reader.message(64).await), "\u{20ac}");
+
+        // Streamed, it is checked piece by piece; its transform reads an error.
+        for (last, utf8) in [(b"\xac", true), (b"\xff", false)] {
+            let Connection { mut reader, .. } = sent(&[
+                (false, OpCode::Text, b"ab"),
+                (false, OpCode::Continuation, b"c\xe2"),
+                (false, OpCode::Continuation, b"\x82"),
+                (true, OpCode::Continuation, last),
+            ])
+            .await;
+            let head = begun(reader.message(3).await);
+            let (ended, body) = feed_all(&mut reader, head).await;
+            assert_eq!(ended, utf8);
+            if utf8 {
+                let body: Vec<u8> = body.into_iter().flat_map(|b| b.unwrap()).collect();
+                assert_eq!(body, "abc\u{20ac}".as_bytes());
+            } else {
+                assert!(body.last().unwrap().is_err(), "{body:?}");
+                assert_eq!(reader.violation, Some(1007));
+            }
+        }
+    }
+
+    #[test]
+    fn utf8_is_checked_whatever_the_pieces_are_cut_at() {
+        let text = "a\u{20ac}b\u{1f600}c".as_bytes();
+        for one in 0..=text.len() {
+            for two in one..=text.len() {
+                let mut check = Utf8Check::default();
+                let pieces = [&text[..one], &text[one..two], &text[two..]];
+                assert!(
+                    pieces.iter().all(|p| check.piece(p)) && check.end(),
+                    "{one} {two}"
+                );
+            }
+        }
+        // A lone continuation byte, a character cut by the end, an overlong encoding.
+        for bad in [&b"a\x80b"[..], b"a\xe2\x82", b"\xc0\xaf"] {
+            for cut in 0..=bad.len() {
+                let mut check = Utf8Check::default();
+                let whole = check.piece(&bad[..cut]) && check.piece(&bad[cut..]) && check.end();
+                assert!(!whole, "{bad:?} cut at {cut}");
+            }
+        }
     }
 
     #[tokio::test]
