@@ -37,7 +37,8 @@ const MAX_CONTROL: u64 = 125;
 pub struct Header {
     pub fin: bool,
     pub opcode: OpCode,
-    mask: Option<[u8; 4]>,
+    /// A client masks every frame (§5.1): unmasked ones are refused.
+    mask: [u8; 4],
     /// The payload's length.
     pub len: usize,
     /// The header's length on the wire.
@@ -93,10 +94,7 @@ impl Header {
         let rest = Header {
             opcode: OpCode::Continuation,
             // The mask as it falls on the rest's first byte.
-            mask: self.mask.map(|mut mask| {
-                mask.rotate_left(at % 4);
-                mask
-            }),
+            mask: rotated(self.mask, at),
             len: self.len - at,
             wire: 0,
             ..self
@@ -146,10 +144,9 @@ pub fn parse(bytes: &[u8], limit: usize) -> Result<Option<Header>, FrameError> {
         .ok()
         .filter(|&len| len <= limit)
         .ok_or(FrameError::TooLong { len, limit })?;
-    let [a, b, c, d] = *mask else {
+    let Ok(mask) = <[u8; 4]>::try_from(mask) else {
         return Err(FrameError::Unmasked);
     };
-    let mask = Some([a, b, c, d]);
     Ok(Some(Header {
         fin,
         opcode,
@@ -229,26 +226,18 @@ impl<S: AsyncRead + Unpin> Frames<S> {
             let left = header.len - done;
             let start = to.len();
             // The mask as it falls on a piece that starts `done` bytes into the payload.
-            let mask = header.mask.map(|mut mask| {
-                mask.rotate_left(done % 4);
-                mask
-            });
+            let mask = rotated(header.mask, done);
             if self.ahead.is_empty() && left >= DIRECT {
                 if self.socket.read_buf(&mut (&mut *to).limit(left)).await? == 0 {
                     return Err(FrameError::Ended);
                 }
-                if let Some(mask) = mask {
-                    fastwebsockets::unmask(&mut to[start..], mask);
-                }
+                fastwebsockets::unmask(&mut to[start..], mask);
             } else {
                 if self.ahead.is_empty() {
                     self.read_ahead().await?;
                 }
                 let n = left.min(self.ahead.len());
-                match mask {
-                    Some(mask) => extend_unmasked(to, &self.ahead[..n], mask),
-                    None => to.extend_from_slice(&self.ahead[..n]),
-                }
+                extend_unmasked(to, &self.ahead[..n], mask);
                 self.ahead.advance(n);
             }
             done += to.len() - start;
@@ -263,6 +252,12 @@ impl<S: AsyncRead + Unpin> Frames<S> {
             _ => Ok(()),
         }
     }
+}
+
+/// The mask as it falls on the payload's bytes from `at` on.
+fn rotated(mut mask: [u8; 4], at: usize) -> [u8; 4] {
+    mask.rotate_left(at % 4);
+    mask
 }
 
 /// Appends `from` to `to`, unmasked as it is copied: one pass over the bytes, eight
@@ -391,7 +386,7 @@ mod tests {
                 let expected = Header {
                     fin,
                     opcode,
-                    mask: Some([1, 2, 3, 4]),
+                    mask: [1, 2, 3, 4],
                     len,
                     wire: size + 4,
                 };
@@ -411,7 +406,7 @@ mod tests {
         let expected = Header {
             fin: true,
             opcode: OpCode::Binary,
-            mask: Some([1, 2, 3, 4]),
+            mask: [1, 2, 3, 4],
             len: 300,
             wire: 8,
         };
@@ -421,7 +416,7 @@ mod tests {
         let parsed = parse(&long, 1 << 20).unwrap().unwrap();
         assert_eq!((parsed.fin, parsed.opcode), (false, OpCode::Continuation));
         assert_eq!((parsed.len, parsed.wire), (65_536, 14));
-        assert_eq!(parsed.mask, Some([5, 6, 7, 8]));
+        assert_eq!(parsed.mask, [5, 6, 7, 8]);
     }
 
     #[test]
