@@ -194,11 +194,11 @@ async fn websocket_connections_together_hold_at_most_held_input() {
     assert_pipelined_within(&server, 4, 120, 96 << 20).await;
 }
 
-/// Files are read ahead of their turn only as many as there are turns: one
-/// connection's 200 FQN requests for a 2 MiB file, pipelined to a transform that
-/// takes 5 ms over each (one worker), never hold 200 copies of it at once.
+/// A file is read only in its object's turn: one connection's 200 FQN requests for a
+/// 2 MiB file, pipelined to a transform that takes 5 ms over each (one worker), never
+/// hold 200 copies of it at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fqn_requests_read_their_files_only_as_their_turns_near() {
+async fn fqn_requests_read_their_files_only_in_their_turn() {
     const REQUESTS: usize = 200;
     let server = ServerBuilder::new("host/tests/components/hostile")
         .env("NUM_WORKERS", "1")
@@ -215,23 +215,13 @@ async fn fqn_requests_read_their_files_only_as_their_turns_near() {
     }
     sink.flush().await.unwrap();
     for i in 0..REQUESTS {
-        let reply = tokio::time::timeout(Duration::from_secs(60), replies.next())
-            .await
-            .expect("a reply in time")
-            .expect("the connection is open")
-            .unwrap();
+        let reply = ws::next_reply(&mut replies).await;
         assert!(reply.into_data() == data, "reply {i}");
     }
-    // The server's own (about 35 MiB), a file or two read ahead, one in the guest
-    // and its reply; all of them read at once would take 400 MiB.
-    const BOUND: u64 = 96 << 20;
-    let rss = server.peak_rss();
-    eprintln!(
-        "{REQUESTS} FQN requests of 2 MiB over one WebSocket; server peak RSS (VmHWM) \
-         {:.1} MiB",
-        rss as f64 / (1 << 20) as f64
-    );
-    assert!(rss < BOUND, "server peak RSS {rss} bytes, bound {BOUND}");
+    // The server's own (about 35 MiB), the file in the guest and its reply; all of
+    // them read at once would take 400 MiB.
+    let what = format!("{REQUESTS} FQN requests of 2 MiB over one WebSocket");
+    assert_peak_rss_under(&server, &what, 96 << 20);
 }
 
 /// `connections` WebSocket connections each pipeline `messages` objects of 512 KiB to
@@ -255,11 +245,7 @@ async fn assert_pipelined_within(server: &Server, connections: usize, messages: 
         let object = object.clone();
         sessions.push(tokio::spawn(async move {
             for i in 0..messages {
-                let reply = tokio::time::timeout(Duration::from_secs(60), replies.next())
-                    .await
-                    .expect("a reply in time")
-                    .expect("the connection is open")
-                    .unwrap();
+                let reply = ws::next_reply(&mut replies).await;
                 assert!(reply == Message::Binary(object.clone()), "reply {i}");
             }
             sender.await.unwrap()
@@ -268,14 +254,9 @@ async fn assert_pipelined_within(server: &Server, connections: usize, messages: 
     for session in sessions {
         let _sink = session.await.unwrap();
     }
-    let rss = server.peak_rss();
-    eprintln!(
-        "{} MiB pipelined over {connections} WebSocket connection(s); server peak RSS \
-         (VmHWM) {:.1} MiB",
-        connections * messages / 2,
-        rss as f64 / (1 << 20) as f64
-    );
-    assert!(rss < bound, "server peak RSS {rss} bytes, bound {bound}");
+    let mib = connections * messages / 2;
+    let what = format!("{mib} MiB pipelined over {connections} WebSocket connection(s)");
+    assert_peak_rss_under(server, &what, bound);
 }
 
 /// Issue 5's bound on the server's memory for a streamed object, start-up and
@@ -283,7 +264,11 @@ async fn assert_pipelined_within(server: &Server, connections: usize, messages: 
 /// The server's peak RSS (a debug build: 34 MiB after 1 GiB over HTTP) stayed under
 /// 64 MiB, plus `held` bytes the test expects held.
 fn assert_streamed_in_bounded_memory(server: &Server, what: &str, held: u64) {
-    let bound = (64 << 20) + held;
+    assert_peak_rss_under(server, what, (64 << 20) + held);
+}
+
+/// The server's peak RSS (VmHWM) stayed under `bound`; printed either way.
+fn assert_peak_rss_under(server: &Server, what: &str, bound: u64) {
     let rss = server.peak_rss();
     eprintln!(
         "{what}; server peak RSS (VmHWM) {:.1} MiB",

@@ -66,7 +66,10 @@ pub(super) async fn send_object(socket: &mut Socket, control: Message, data: &'s
         .unwrap();
 }
 
-pub(super) async fn next_reply(socket: &mut Socket) -> Message {
+/// The next data message from `socket` (or its reading half), within a minute.
+pub(super) async fn next_reply(
+    socket: &mut (impl futures::Stream<Item = tokio_tungstenite::tungstenite::Result<Message>> + Unpin),
+) -> Message {
     let message = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next())
         .await
         .expect("a reply in time")
@@ -246,12 +249,7 @@ async fn pipelined(
         sink
     });
     for i in 0..count {
-        let reply = tokio::time::timeout(std::time::Duration::from_secs(60), stream.next())
-            .await
-            .expect("a reply in time")
-            .expect("the connection is open")
-            .unwrap();
-        let reply = binary(reply);
+        let reply = binary(next_reply(&mut stream).await);
         assert!(
             reply == payload(i).to_ascii_uppercase(),
             "reply {i} is not request {i}'s: {:?}",
