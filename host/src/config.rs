@@ -126,9 +126,10 @@ pub struct ServeArgs {
     /// ephemeral storage); 0 holds every reply in memory, up to --max-output.
     #[arg(long, env = "ETL_WASM_REPLY_SPACE", default_value = "4GiB")]
     pub reply_space: ByteSize,
-    /// Bytes of WebSocket objects read and waiting for their transform, over all
-    /// connections (each holds at most 64 MiB of them); past them, connections are not
-    /// read until a transform finishes, and TCP pushes back on the target.
+    /// Bytes of objects held whole, read and waiting for their transform, over all
+    /// requests: WebSocket messages (each connection holds at most 64 MiB of them),
+    /// and HTTP bodies and target GETs read whole for a buffered transform; past them,
+    /// no more is read until a transform finishes, and TCP pushes back on the sender.
     #[arg(long, env = "ETL_WASM_HELD_INPUT", default_value = "256MiB")]
     pub held_input: ByteSize,
     /// Threads serving connections; each connection stays on one [default: the CPUs].

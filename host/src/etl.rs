@@ -19,7 +19,7 @@ use crate::held::{Held, HeldError, HeldOutput};
 use crate::pipeline::{Pipeline, PutUrlError};
 use crate::runtime::{InputStream, ObjectError, ObjectRequest, Transform, Turn};
 use crate::sink::{Answer, DirectPut, PutError};
-use crate::source::{Loaded, Opened, Source, SourceError};
+use crate::source::{HeldInput, Loaded, Opened, Source, SourceError};
 
 /// Output chunks in flight between a streaming guest and its receiver: the bound
 /// that makes streaming constant-memory.
@@ -46,6 +46,9 @@ pub struct Etl {
     /// one serving the protocol, so that busy guests never delay accepting
     /// connections or answering `/health` (§8.4).
     pub guests: tokio::runtime::Handle,
+    /// `--held-input`: what objects read whole over a connection may hold while they
+    /// wait for their turn.
+    pub held_input: HeldInput,
     /// How long this transform's buffered calls have lately taken.
     pub pace: Pace,
     /// How long this transform's streaming calls have lately held their thread at
@@ -256,17 +259,16 @@ impl Etl {
             }
             _ => None,
         };
-        let loaded = self
-            .in_time(
-                deadline,
-                "reading the object",
-                job.source.load(whole, at_most),
-            )
-            .await??;
+        let reading = match arrives {
+            true => "reading the object, or waiting for room in --held-input to hold it,",
+            false => "reading the object",
+        };
+        let load = job.source.load(whole, at_most, &self.held_input);
+        let loaded = self.in_time(deadline, reading, load).await??;
         let transform = self.transform.clone();
         let object = job.object.clone();
         match loaded {
-            Loaded::Whole(data) => {
+            Loaded::Whole(data, share) => {
                 job.bytes_in = data.len() as u64;
                 // Wait for a turn here: waiting inside the call would count as a
                 // yield and move it to the guests' runtime.
@@ -277,7 +279,10 @@ impl Etl {
                         self.in_time(deadline, "waiting for a worker", turn).await?
                     }
                 };
-                let call = async move { transform.buffered_in(turn, &data, &object).await };
+                let call = async move {
+                    let _held_until_done = share;
+                    transform.buffered_in(turn, &data, &object).await
+                };
                 Ok(Output::Full(self.on_guests(call).await?.into()))
             }
             Loaded::Stream(opened) => {

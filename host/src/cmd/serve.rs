@@ -68,6 +68,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }),
         })
     });
+    let held_input = crate::source::HeldInput::new(args.held_input()?);
     let state = AppState {
         etl: slot.clone(),
         name: etl_name(&args).into(),
@@ -80,7 +81,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("building the download client")?,
         fqn_policy: std::sync::Arc::new(fqn_policy),
         reply_space: crate::held::SpillSpace::new(args.reply_space.as_u64()),
-        held_input: crate::protocol::HeldInput::new(args.held_input()?),
+        held_input: held_input.clone(),
     };
 
     // Installed before the port opens: SIGUSR1 would otherwise end the process.
@@ -133,6 +134,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .is_some_and(crate::outbound::truthy),
         guests: guests.handle(),
+        held_input,
         pace: Default::default(),
         stream_pace: Default::default(),
     })));

@@ -143,6 +143,7 @@ pub async fn object(
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse().ok()),
             body: Some(body.into_data_stream().map_err(io::Error::other).boxed()),
+            share: Default::default(),
         },
         (&Method::GET, None) => {
             match &state.target_url {

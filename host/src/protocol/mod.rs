@@ -14,7 +14,6 @@ mod ws;
 
 pub use error::HttpError;
 pub use server::serve;
-pub use ws::HeldInput;
 
 use std::sync::Arc;
 
@@ -27,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::etl::Etl;
 use crate::metrics::Metrics;
+use crate::source::HeldInput;
 use crate::source::fqn::FqnPolicy;
 
 /// What every handler shares (behind one `Arc`: axum clones the state per request).
@@ -49,8 +49,9 @@ pub struct AppState {
     pub fqn_policy: Arc<FqnPolicy>,
     /// The temporary disk space that WebSocket replies held in files share.
     pub reply_space: Arc<crate::held::SpillSpace>,
-    /// The bytes of WebSocket objects all connections hold, read and waiting for their
-    /// transform (`--held-input`).
+    /// The bytes of objects held whole, read and waiting for their transform
+    /// (`--held-input`): the WebSocket reader takes from it, and `Etl` from the same
+    /// budget for what it reads whole over HTTP.
     pub held_input: HeldInput,
 }
 

@@ -37,7 +37,7 @@ use crate::held::{Held, HeldFile, HeldOutput};
 use crate::metrics::Transport;
 use crate::pipeline;
 use crate::runtime::{LogScope, ObjectRequest};
-use crate::source::Source;
+use crate::source::{HeldInput, Share, Source};
 
 /// The target reads replies of up to 16 GiB, and sends objects as large (§4.4): the
 /// longest frame accepted.
@@ -67,29 +67,6 @@ const IN_FLIGHT: usize = 256;
 /// transforms would let a connection hold `IN_FLIGHT` messages of `HOLD_AT_MOST`.
 const HELD_PER_CONNECTION: u32 = 64 << 20;
 
-/// A budget of data messages' bytes, read and not yet transformed: one connection's
-/// (`HELD_PER_CONNECTION`), or all of them together (`--held-input`). A message takes
-/// its length, or all of the budget when it is larger, before its connection is read
-/// further.
-#[derive(Clone)]
-pub struct HeldInput {
-    limit: u32,
-    permits: Arc<Semaphore>,
-}
-
-impl HeldInput {
-    pub fn new(limit: u32) -> HeldInput {
-        let permits = Arc::new(Semaphore::new(limit as usize));
-        HeldInput { limit, permits }
-    }
-
-    async fn take(&self, bytes: usize) -> OwnedSemaphorePermit {
-        let bytes = bytes.min(self.limit as usize) as u32;
-        let permit = self.permits.clone().acquire_many_owned(bytes).await;
-        permit.expect("the semaphore is never closed")
-    }
-}
-
 /// Bytes of finished replies one connection keeps in memory until they are written
 /// (one reply of the default --max-output fits); past them, a reply waits in a
 /// temporary file within --reply-space. A peer that does not read its replies would
@@ -107,10 +84,12 @@ const FRAMES_AT_ONCE: usize = 512;
 
 /// Where a WebSocket request's object is.
 enum Input {
-    /// In the data message that followed the control message.
-    Data(Bytes),
-    /// In a data message too long to hold, as it arrives.
-    Streamed(BoxStream<'static, io::Result<Bytes>>),
+    /// In the data message that followed the control message, with its share of
+    /// `--held-input`.
+    Data(Bytes, Share),
+    /// In a data message too long to hold, as it arrives; the share covers what
+    /// arrived before its transform takes it.
+    Streamed(BoxStream<'static, io::Result<Bytes>>, Share),
     /// In the file named by the control message's `fqn`.
     Fqn,
 }
@@ -255,26 +234,29 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
         let mut feed = None;
         let reply = match Control::parse(&control) {
             Ok(control) if control.expects_data() => {
-                let (input, length) = match reader.message(HOLD_AT_MOST).await {
-                    Some(Message::Whole(data)) => {
-                        let length = data.len();
-                        (Input::Data(data), length)
-                    }
-                    Some(Message::Begun(start)) => {
-                        let length = start.iter().map(Bytes::len).sum();
-                        let (sender, rest) = mpsc::channel(FEED_DEPTH);
-                        feed = Some(sender);
-                        (Input::Streamed(streamed(start, rest)), length)
-                    }
-                    None => break,
+                let Some(message) = reader.message(HOLD_AT_MOST).await else {
+                    break;
+                };
+                let length = match &message {
+                    Message::Whole(data) => data.len(),
+                    Message::Begun(start) => start.iter().map(Bytes::len).sum(),
                 };
                 // The connection's share first: one waiting on its own holds none of
                 // the others'.
-                let permits = (held.take(length).await, state.held_input.take(length).await);
+                let own = held.take(length).await;
+                let share = state.held_input.take(length).await;
+                let input = match message {
+                    Message::Whole(data) => Input::Data(data, share),
+                    Message::Begun(start) => {
+                        let (sender, rest) = mpsc::channel(FEED_DEPTH);
+                        feed = Some(sender);
+                        Input::Streamed(streamed(start, rest), share)
+                    }
+                };
                 let (state, kept) = (state.clone(), kept.clone());
                 Pending::Running(tokio::spawn(async move {
                     let reply = process(state.clone(), control, input).await;
-                    drop(permits);
+                    drop(own);
                     keep(&state, &kept, reply).await
                 }))
             }
@@ -783,10 +765,11 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
         Err(error) => return Reply::Text(error.to_string()),
     };
     let source = match input {
-        Input::Data(data) => Source::Bytes(data),
-        Input::Streamed(body) => Source::Body {
+        Input::Data(data, share) => Source::Bytes(data, share),
+        Input::Streamed(body, share) => Source::Body {
             body: Some(body),
             length: None,
+            share,
         },
         Input::Fqn => Source::fqn(&state.fqn_policy, &control.fqn),
     };

@@ -90,7 +90,7 @@ pub(super) fn load(
             true
         }
     };
-    Ok(complete.then(|| Loaded::Whole(Bytes::from(data))))
+    Ok(complete.then(|| Loaded::Whole(Bytes::from(data), Default::default())))
 }
 
 /// An `O_PATH` descriptor of the file `path` leads to, following symbolic links.
@@ -346,7 +346,7 @@ mod tests {
 
     fn whole(loaded: Option<Loaded>) -> Option<Bytes> {
         match loaded? {
-            Loaded::Whole(data) => Some(data),
+            Loaded::Whole(data, _) => Some(data),
             Loaded::Stream(_) => panic!("streamed"),
         }
     }

@@ -4,7 +4,10 @@
 
 mod file;
 pub mod fqn;
+mod held_input;
 pub mod target;
+
+pub use held_input::{HeldInput, Share};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -23,9 +26,13 @@ pub enum Source {
     Body {
         body: Option<BoxStream<'static, io::Result<Bytes>>>,
         length: Option<u64>,
+        /// What it took of `--held-input` as it arrived (a WebSocket message's
+        /// beginning), grown if it is read whole.
+        share: Share,
     },
-    /// Bytes already in memory (a WebSocket data message, held whole).
-    Bytes(Bytes),
+    /// Bytes already in memory (a WebSocket data message, held whole), with their
+    /// share of `--held-input`.
+    Bytes(Bytes, Share),
     /// The object's file on a mountpath: `etl_fqn` decoded, checked against the
     /// policy and resolved when the source is loaded.
     Fqn {
@@ -97,7 +104,9 @@ pub struct Opened {
 
 /// A source loaded for one attempt: read whole, or opened to be streamed.
 pub enum Loaded {
-    Whole(Bytes),
+    /// Read whole, with its share of `--held-input` when it arrived over a
+    /// connection, to be held until its transform is done with it.
+    Whole(Bytes, Share),
     Stream(Opened),
 }
 
@@ -124,7 +133,9 @@ impl Source {
 
     /// Open the source and read it whole if `whole(size)` says so, the size being
     /// known once the source is open (`None`: it has no length), refusing one longer
-    /// than `at_most` bytes before reading more than that. A file is loaded
+    /// than `at_most` bytes before reading more than that. What arrives over a
+    /// connection takes its share of `held` before it is read, or as it is read when
+    /// it has no length; a file is read in its turn. A file is loaded
     /// on this thread when the kernel has it cached, else in one trip to the
     /// blocking pool for all of it: a trip per step (resolve, open, stat, read)
     /// costs more than the reading itself for small objects.
@@ -132,9 +143,14 @@ impl Source {
         &mut self,
         whole: impl Fn(Option<u64>) -> bool + Send + 'static,
         at_most: u64,
+        held: &HeldInput,
     ) -> Result<Loaded, SourceError> {
         match self {
-            Source::Body { body, length } => {
+            Source::Body {
+                body,
+                length,
+                share,
+            } => {
                 let body = body.take().ok_or(SourceError::Consumed)?;
                 if !whole(*length) {
                     // Read by the guest: its failure says whose it was (the status).
@@ -144,11 +160,10 @@ impl Source {
                         size: *length,
                     }));
                 }
-                read_whole(body, *length, at_most, SourceError::Body)
-                    .await
-                    .map(Loaded::Whole)
+                let share = std::mem::take(share);
+                read_whole(body, *length, at_most, held, share, SourceError::Body).await
             }
-            Source::Bytes(bytes) => {
+            Source::Bytes(bytes, _) => {
                 let size = bytes.len() as u64;
                 if !whole(Some(size)) {
                     return Ok(Loaded::Stream(Opened {
@@ -157,7 +172,8 @@ impl Source {
                     }));
                 }
                 within(size, at_most)?;
-                Ok(Loaded::Whole(bytes.clone()))
+                // Its share stays with it, for another attempt.
+                Ok(Loaded::Whole(bytes.clone(), Share::default()))
             }
             Source::Fqn { path, policy } => {
                 let wait = file::Wait::Never;
@@ -179,9 +195,8 @@ impl Source {
                 if whole(size) {
                     let body = response.bytes_stream();
                     let failed = |e| transport_error(url, *kind, e);
-                    return read_whole(body, size, at_most, failed)
-                        .await
-                        .map(Loaded::Whole);
+                    let share = Share::default();
+                    return read_whole(body, size, at_most, held, share, failed).await;
                 }
                 let (url, kind) = (url.clone(), *kind);
                 let stream = response
@@ -207,41 +222,50 @@ pub fn within(size: u64, at_most: u64) -> Result<(), SourceError> {
     }
 }
 
-/// Reads `body` whole, `length` bytes if it says, refusing more than `at_most`. A
-/// small body often arrives as one chunk, used as is rather than copied.
+/// Reads `body` whole, `length` bytes if it says, refusing more than `at_most`, its
+/// `share` of `held` grown to cover it first (or as it arrives, when it has no
+/// length). A small body often arrives as one chunk, used as is rather than copied.
 async fn read_whole<E>(
     body: impl Stream<Item = Result<Bytes, E>>,
     length: Option<u64>,
     at_most: u64,
+    held: &HeldInput,
+    mut share: Share,
     failed: impl Fn(E) -> SourceError,
-) -> Result<Bytes, SourceError> {
+) -> Result<Loaded, SourceError> {
     if let Some(length) = length {
         within(length, at_most)?;
+        held.cover(&mut share, length as usize).await;
     }
-    let over = |held: usize| {
-        (held as u64 > at_most).then_some(SourceError::TooLarge {
+    let over = |size: usize| {
+        (size as u64 > at_most).then_some(SourceError::TooLarge {
             size: None,
             at_most,
         })
     };
     let mut body = std::pin::pin!(body);
-    let Some(first) = body.next().await.transpose().map_err(&failed)? else {
-        return Ok(Bytes::new());
-    };
-    let Some(second) = body.next().await.transpose().map_err(&failed)? else {
-        return over(first.len()).map_or(Ok(first), Err);
-    };
-    let mut data = Vec::with_capacity(length.unwrap_or(0).min(64 << 20) as usize);
-    let mut chunk = Some(second);
-    data.extend_from_slice(&first);
-    while let Some(piece) = chunk {
-        if let Some(error) = over(data.len() + piece.len()) {
+    // The first chunk is kept as is until a second one comes.
+    let mut first: Option<Bytes> = None;
+    let mut data = Vec::new();
+    while let Some(piece) = body.next().await.transpose().map_err(&failed)? {
+        let so_far = first.as_ref().map_or(data.len(), Bytes::len);
+        if let Some(error) = over(so_far + piece.len()) {
             return Err(error);
         }
+        if length.is_none() {
+            held.cover(&mut share, so_far + piece.len()).await;
+        }
+        if let Some(first) = first.take() {
+            data.reserve(length.unwrap_or(0).min(64 << 20) as usize);
+            data.extend_from_slice(&first);
+        } else if data.is_empty() {
+            first = Some(piece);
+            continue;
+        }
         data.extend_from_slice(&piece);
-        chunk = body.next().await.transpose().map_err(&failed)?;
     }
-    Ok(data.into())
+    let data = first.unwrap_or_else(|| data.into());
+    Ok(Loaded::Whole(data, share))
 }
 
 fn fqn_error(path: &Path, error: io::Error) -> SourceError {

@@ -144,7 +144,12 @@ async fn target_get_failing_for_hpull() {
             ),
             ("503", 503, "the target answered 503 for the object: busy"),
             ("reset", 502, "the target cannot be reached"),
-            ("slow", 504, "reading the object did not finish"),
+            (
+                "slow",
+                504,
+                "reading the object, or waiting for room in --held-input to hold it, did \
+                 not finish",
+            ),
         ] {
             let case = format!("{component}, target GET {name}");
             let uname = format!("ais/@#/src/{name}");

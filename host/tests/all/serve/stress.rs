@@ -194,6 +194,57 @@ async fn websocket_connections_together_hold_at_most_held_input() {
     assert_pipelined_within(&server, 4, 120, 96 << 20).await;
 }
 
+/// So do HTTP objects read whole for a buffered transform, waiting for their turn:
+/// 64 hpush bodies and 64 hpull objects from the target, 1,000 KiB each (under
+/// 1 MiB, where `hostile` prefers its buffered export), sent at once to a transform
+/// that takes 5 ms over each (one worker), hold 16 MiB between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_objects_read_whole_together_hold_at_most_held_input() {
+    const EACH: usize = 64;
+    // Connections closed after each object, both ways: a connection kept open keeps
+    // the read buffer it grew (up to 400 KiB each in hyper), which is not what is
+    // measured here.
+    let target = FakeTarget::start_closing_connections().await;
+    let server = ServerBuilder::new("host/tests/components/hostile")
+        .env("NUM_WORKERS", "1")
+        .env("ETL_WASM_HELD_INPUT", "16MiB")
+        .target(&target, "hostile")
+        .start()
+        .await;
+    let object = Bytes::from(vec![b'h'; 1000 << 10]);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut requests = Vec::new();
+    for i in 0..EACH {
+        let uname = format!("ais/@#/src/o{i}");
+        target.put_object(&uname, object.clone());
+        let url = |path: &str| server.url(&format!("/{}?etl_args=sleep:5", path_escape(path)));
+        requests.push(client.put(url(&format!("src/p{i}"))).body(object.clone()));
+        requests.push(client.get(url(&uname)));
+    }
+    let responses = requests.into_iter().map(|request| {
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.bytes().await.unwrap()
+        })
+    });
+    for (i, body) in futures::future::join_all(responses)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert!(body.unwrap() == object, "response {i}");
+    }
+    // 16 MiB held, an object in the guest and its reply, and the server's own (about
+    // 35 MiB): 66 MiB. With the bound lifted, all of them are read at once: 216 MiB.
+    let what = format!("{} HTTP objects of 1,000 KiB at once", 2 * EACH);
+    assert_peak_rss_under(&server, &what, 96 << 20);
+}
+
 /// A file is read only in its object's turn: one connection's 200 FQN requests for a
 /// 2 MiB file, pipelined to a transform that takes 5 ms over each (one worker), never
 /// hold 200 copies of it at once.
