@@ -245,6 +245,49 @@ async fn http_objects_read_whole_together_hold_at_most_held_input() {
     assert_peak_rss_under(&server, &what, 96 << 20);
 }
 
+/// Bodies without a length take their share as they arrive, and wait for more with
+/// none held: 8 chunked bodies of 3 MiB for md5 (buffered only), each more than all
+/// of `--held-input`, sent together 64 KiB at a time so that each holds part of it
+/// when it runs short, are all answered, none waiting for another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_without_a_length_beyond_held_input_do_not_wait_for_each_other() {
+    let server = ServerBuilder::new("examples/md5")
+        .env("NUM_WORKERS", "1")
+        .env("ETL_WASM_HELD_INPUT", "1MiB")
+        .start()
+        .await;
+    let object: Bytes = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = hex::encode(md5::Md5::digest(&object));
+    let client = client();
+    let responses = (0..8).map(|i| {
+        let pieces: Vec<Bytes> = object
+            .chunks(64 << 10)
+            .map(Bytes::copy_from_slice)
+            .collect();
+        // Paced, so that the server reads the bodies side by side, not one after the
+        // other from its socket buffers.
+        let body = futures::stream::iter(pieces).then(|piece| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<_, std::io::Error>(piece)
+        });
+        let request = client
+            .put(server.url(&format!("/src/chunked-{i}")))
+            .body(reqwest::Body::wrap_stream(body));
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "request {i}");
+            response.bytes().await.unwrap()
+        })
+    });
+    for (i, body) in futures::future::join_all(responses)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(body.unwrap(), digest, "response {i}");
+    }
+}
+
 /// A file is read only in its object's turn: one connection's 200 FQN requests for a
 /// 2 MiB file, pipelined to a transform that takes 5 ms over each (one worker), never
 /// hold 200 copies of it at once.
