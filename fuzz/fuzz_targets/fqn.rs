@@ -1,7 +1,8 @@
 //! `etl_fqn` decoding and confinement (`fqn::decode`, `FqnPolicy::check`): never
 //! panics; a decoded path is absolute and normalised; what a policy with roots
-//! accepts lies under a root and is accepted without roots too; and a legitimate
-//! object FQN, however odd its name, is never refused.
+//! accepts lies under a root and is accepted without roots too; a legitimate
+//! object FQN, however odd its name, is never refused; and what is accepted has its
+//! chunk manifest and uname (`fqn::chunked_lookup`), the uname ending in the name.
 #![no_main]
 
 use std::path::{Component, Path, PathBuf};
@@ -25,6 +26,8 @@ fuzz_target!(|data: &[u8]| {
         "{path:?}"
     );
     let accepted_any = any.check(&path).is_ok();
+    let lookup = fqn::chunked_lookup(&path);
+    assert!(lookup.is_some() || !accepted_any, "{path:?}");
     if under.check(&path).is_ok() {
         assert!(roots.iter().any(|root| path.starts_with(root)), "{path:?}");
         assert!(accepted_any, "{path:?}");
@@ -47,5 +50,9 @@ fuzz_target!(|data: &[u8]| {
     if plain_name {
         assert_eq!(decoded, lexical, "{wire:?}");
         assert_eq!(under.check(&decoded), Ok(()), "{decoded:?}");
+        let uname = fqn::chunked_lookup(&decoded).expect("an object path").uname;
+        let name = decoded.as_os_str().as_bytes();
+        let name = &name[b"/data/mp1/@ais/#ns/bucket/%ob/".len()..];
+        assert_eq!(uname, [b"ais/@#ns/bucket/", name].concat(), "{decoded:?}");
     }
 });

@@ -105,9 +105,10 @@ fn source_status(source: &SourceError) -> StatusCode {
         {
             StatusCode::FORBIDDEN
         }
-        SourceError::FqnUnreadable { .. } | SourceError::Consumed | SourceError::NoTargetUrl => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        SourceError::FqnUnreadable { .. }
+        | SourceError::FqnChunked { .. }
+        | SourceError::Consumed
+        | SourceError::NoTargetUrl => StatusCode::INTERNAL_SERVER_ERROR,
         SourceError::Body(_) | SourceError::Download { .. } => StatusCode::BAD_REQUEST,
         // Passed on when an error: a redirect passed on would be a success.
         SourceError::Upstream { status, .. } => StatusCode::from_u16(*status)

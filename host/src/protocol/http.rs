@@ -137,7 +137,9 @@ pub async fn object(
     let fetch_latest = method == Method::GET && params.latest_ver && state.target_url.is_some();
     let fqn = params.fqn.filter(|_| !fetch_latest);
     let source = match (&method, fqn) {
-        (&Method::PUT | &Method::GET, Some(fqn)) => Source::fqn(&state.fqn_policy, &fqn),
+        (&Method::PUT | &Method::GET, Some(fqn)) => {
+            Source::fqn(&state.fqn_policy, &fqn, state.target())
+        }
         (&Method::PUT, None) => Source::Body {
             length: headers
                 .get(header::CONTENT_LENGTH)
@@ -146,11 +148,11 @@ pub async fn object(
             share: Default::default(),
         },
         (&Method::GET, None) => {
-            match &state.target_url {
+            match state.target() {
                 // §4.3: hpull without an FQN reads the object from the target.
-                Some(target_url) => Source::Http {
-                    url: target::object_url(target_url, &name, params.latest_ver),
-                    client: state.client.here(),
+                Some(target) => Source::Http {
+                    url: target::object_url(&target.url, &name, params.latest_ver),
+                    client: target.client,
                     kind: HttpSource::Target,
                 },
                 None => {

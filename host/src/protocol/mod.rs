@@ -28,6 +28,7 @@ use crate::etl::Etl;
 use crate::metrics::Metrics;
 use crate::source::HeldInput;
 use crate::source::fqn::FqnPolicy;
+use crate::source::target::Target;
 
 /// What every handler shares (behind one `Arc`: axum clones the state per request).
 pub struct AppState {
@@ -53,6 +54,15 @@ pub struct AppState {
     /// (`--held-input`): the WebSocket reader takes from it, and `Etl` from the same
     /// budget for what it reads whole over HTTP.
     pub held_input: HeldInput,
+}
+
+impl AppState {
+    /// `AIS_TARGET_URL`'s endpoint, for the objects read from the target.
+    fn target(&self) -> Option<Target> {
+        let url = self.target_url.clone()?;
+        let client = self.client.here();
+        Some(Target { url, client })
+    }
 }
 
 /// The hot-swap endpoint: off unless a token is configured.

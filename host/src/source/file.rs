@@ -29,7 +29,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::task::JoinHandle;
 
-use super::fqn::{FqnPolicy, FqnRefusal};
+use super::fqn::{self, FqnPolicy, FqnRefusal};
 use super::{Loaded, Opened, SourceError};
 
 /// Whether a load may wait for the disk.
@@ -70,6 +70,20 @@ pub(super) fn load(
     let metadata = handle.metadata().map_err(failed)?;
     if !metadata.is_file() {
         return Err(refused(FqnRefusal::NotAFile));
+    }
+    // A negative lookup, from the dentry cache but for the first object of a bucket.
+    if let Some(lookup) = fqn::chunked_lookup(path) {
+        match open_path(&lookup.manifest, wait) {
+            Ok(Some(_)) => {
+                return Err(SourceError::FqnChunked {
+                    path: path.to_path_buf(),
+                    uname: lookup.uname,
+                });
+            }
+            Ok(None) => return Ok(None),
+            Err(error) if matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
+            Err(error) => return Err(failed(error)),
+        }
     }
     // The same inode, now for reading: the descriptor pins it, so nothing swapped in
     // since can be opened instead.
@@ -382,6 +396,9 @@ mod tests {
         let path = object(dir.path(), &data);
         let policy = FqnPolicy::any_mountpath();
         let all = |_: Option<u64>| true;
+        // The first load in a bucket may have to look on disk for where its chunk
+        // manifests would be (they are not); the kernel then remembers their absence.
+        load(&policy, &path, &all, u64::MAX, Wait::Allowed).unwrap();
         // Just written: in the page cache.
         let cached = load(&policy, &path, &all, u64::MAX, Wait::Never).unwrap();
         assert!(whole(cached).unwrap() == data);
@@ -466,7 +483,8 @@ mod tests {
         let path = object(dir.path(), b"0123456789");
         let policy = FqnPolicy::any_mountpath();
         let small = |size: Option<u64>| size.is_some_and(|size| size < 10);
-        for wait in [Wait::Never, Wait::Allowed] {
+        // The first on the pool, which looks for the bucket's chunk manifests on disk.
+        for wait in [Wait::Allowed, Wait::Never] {
             match load(&policy, &path, &small, u64::MAX, wait).unwrap() {
                 Some(Loaded::Stream(opened)) => assert_eq!(opened.size, Some(10)),
                 _ => panic!("not handed over open"),

@@ -196,34 +196,93 @@ impl FqnPolicy {
 /// (`fs/fqn.go`, `ParsedFQN.Init`). What precedes the provider is the mountpath.
 /// Linear in the number of components: each candidate is checked in constant steps.
 fn object_path_from(parts: &[&[u8]], start: usize) -> bool {
-    (start..parts.len()).any(|k| object_path_at(&parts[k..]))
+    (start..parts.len()).any(|k| object_path_at(&parts[k..]).is_some())
 }
 
-fn object_path_at(parts: &[&[u8]]) -> bool {
-    let Some((provider, rest)) = parts.split_first() else {
-        return false;
-    };
+/// Where an object path's parts are, from its provider on: the namespace, if any,
+/// is the part after the provider; the bucket is at `bucket`, the content type
+/// after it, and the object's name after that.
+struct Shape {
+    namespace: bool,
+    bucket: usize,
+}
+
+fn object_path_at(parts: &[&[u8]]) -> Option<Shape> {
+    let (provider, rest) = parts.split_first()?;
     let is_provider = provider.len() > 1
         && provider[0] == b'@'
         && provider[1..]
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if !is_provider {
-        return false;
+        return None;
     }
-    let rest = match rest.split_first() {
-        // `#name`: a local namespace; `@uuid#name`: a remote cluster's namespace, its
-        // name empty for that cluster's global one (`makePathBuf` writes `@uuid#`).
-        Some((namespace, rest)) if is_namespace(namespace) => rest,
-        _ => rest,
-    };
-    match rest {
-        [bucket, content_type, _object, ..] => {
-            !matches!(bucket.first(), None | Some(b'@' | b'#' | b'%'))
-                && *content_type == OBJECT_CONTENT_TYPE
+    // `#name`: a local namespace; `@uuid#name`: a remote cluster's namespace, its
+    // name empty for that cluster's global one (`makePathBuf` writes `@uuid#`).
+    let namespace = rest.first().is_some_and(|part| is_namespace(part));
+    let bucket = 1 + usize::from(namespace);
+    match &parts[bucket..] {
+        [bucket_name, content_type, _object, ..]
+            if !matches!(bucket_name.first(), None | Some(b'@' | b'#' | b'%'))
+                && *content_type == OBJECT_CONTENT_TYPE =>
+        {
+            Some(Shape { namespace, bucket })
         }
-        _ => false,
+        _ => None,
     }
+}
+
+/// The content-type directory of chunked objects' completed manifests
+/// (`fs.ChunkMetaCT`).
+const CHUNK_MANIFEST_CONTENT_TYPE: &[u8] = b"%ut";
+
+/// An object stored in chunks (a multipart upload) has only its first chunk in its
+/// file (`core/ufest.go`, `chunk1Path`), and the target names that file all the
+/// same (`ext/etl/communicator.go`: "TODO -- FIXME: consider chunked case"). Such an
+/// object has a completed manifest at the same name under `%ut` (`Ufest._fqns`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ChunkedLookup {
+    /// Where the object's manifest is, if it is stored in chunks.
+    pub manifest: PathBuf,
+    /// The object's uname, `<provider>/@<uuid>#<namespace>/<bucket>/<object>`, by
+    /// which the target serves it whole.
+    pub uname: Vec<u8>,
+}
+
+/// Where to look whether the object at `path` (absolute, normalised, shaped as
+/// [`FqnPolicy::check`] accepts on any mountpath) is stored in chunks, and its uname.
+pub fn chunked_lookup(path: &Path) -> Option<ChunkedLookup> {
+    let parts: Vec<&[u8]> = path
+        .components()
+        .filter_map(|component| match component {
+            Component::Normal(part) => Some(part.as_bytes()),
+            _ => None,
+        })
+        .collect();
+    let (at, shape) = (1..parts.len()).find_map(|k| Some((k, object_path_at(&parts[k..])?)))?;
+    let bucket = at + shape.bucket;
+    let mut manifest = PathBuf::from("/");
+    for (i, part) in parts.iter().enumerate() {
+        match i == bucket + 1 {
+            true => manifest.push(std::ffi::OsStr::from_bytes(CHUNK_MANIFEST_CONTENT_TYPE)),
+            false => manifest.push(std::ffi::OsStr::from_bytes(part)),
+        }
+    }
+    let mut uname = parts[at][1..].to_vec();
+    uname.push(b'/');
+    match shape.namespace {
+        // `@uuid#name` as it is; `#name` (local) is `@#name`, and none is `@#`.
+        true if parts[at + 1][0] == b'@' => uname.extend_from_slice(parts[at + 1]),
+        true => uname.extend([b"@", parts[at + 1]].concat()),
+        false => uname.extend_from_slice(b"@#"),
+    }
+    uname.push(b'/');
+    uname.extend_from_slice(parts[bucket]);
+    for part in &parts[bucket + 2..] {
+        uname.push(b'/');
+        uname.extend_from_slice(part);
+    }
+    Some(ChunkedLookup { manifest, uname })
 }
 
 fn is_namespace(part: &[u8]) -> bool {
@@ -318,6 +377,46 @@ mod tests {
             );
         }
         assert_eq!(check(&any, "/mp/@ais/b/%ob/a\0b"), Err(FqnRefusal::Nul));
+    }
+
+    #[test]
+    fn a_chunked_object_is_looked_up_by_its_manifest_and_fetched_by_its_uname() {
+        for (path, manifest, uname) in [
+            (
+                "/data/mp1/@ais/src/%ob/imgs/cat 1.jpg",
+                "/data/mp1/@ais/src/%ut/imgs/cat 1.jpg",
+                "ais/@#/src/imgs/cat 1.jpg",
+            ),
+            ("/mp/@aws/b/%ob/o", "/mp/@aws/b/%ut/o", "aws/@#/b/o"),
+            (
+                "/mp/@ais/#ns/b/%ob/o",
+                "/mp/@ais/#ns/b/%ut/o",
+                "ais/@#ns/b/o",
+            ),
+            (
+                "/mp/@ais/@Zuuid#ns/b/%ob/a/%ob/c",
+                "/mp/@ais/@Zuuid#ns/b/%ut/a/%ob/c",
+                "ais/@Zuuid#ns/b/a/%ob/c",
+            ),
+            (
+                "/mp/@ais/@Zuuid#/b/%ob/o",
+                "/mp/@ais/@Zuuid#/b/%ut/o",
+                "ais/@Zuuid#/b/o",
+            ),
+            // A mountpath named like a provider, an object named like a namespace.
+            (
+                "/mp/@ais/@ais/b/%ob/#x",
+                "/mp/@ais/@ais/b/%ut/#x",
+                "ais/@#/b/#x",
+            ),
+        ] {
+            let lookup = chunked_lookup(Path::new(path)).unwrap();
+            assert_eq!(lookup.manifest, Path::new(manifest), "{path}");
+            assert_eq!(String::from_utf8_lossy(&lookup.uname), uname, "{path}");
+        }
+        for path in ["/etc/passwd", "/@ais/b/%ob/o", "/mp/@ais/b/%wk/o"] {
+            assert_eq!(chunked_lookup(Path::new(path)), None, "{path}");
+        }
     }
 
     #[test]

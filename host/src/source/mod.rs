@@ -34,10 +34,12 @@ pub enum Source {
     /// share of `--held-input`.
     Bytes(Bytes, Share),
     /// The object's file on a mountpath: `etl_fqn` decoded, checked against the
-    /// policy and resolved when the source is loaded.
+    /// policy and resolved when the source is loaded. An object stored in chunks,
+    /// whose file holds only the first, is read from `target` instead.
     Fqn {
         path: PathBuf,
         policy: Arc<fqn::FqnPolicy>,
+        target: Option<target::Target>,
     },
     /// A GET, re-issued for every attempt.
     Http {
@@ -69,6 +71,14 @@ pub enum SourceError {
     },
     #[error("the object's file {} cannot be read: {error}", path.display())]
     FqnUnreadable { path: PathBuf, error: io::Error },
+    /// The object is stored in chunks, and its file holds the first only.
+    #[error(
+        "the object's file {} holds only the first chunk of an object stored in chunks \
+         (a multipart upload), and there is no AIS_TARGET_URL to read it whole from; \
+         set AIS_TARGET_URL, as AIStore does for its ETL pods",
+        path.display()
+    )]
+    FqnChunked { path: PathBuf, uname: Vec<u8> },
     #[error("reading the request body failed: {0}")]
     Body(io::Error),
     #[error("the request body was already consumed and cannot be replayed")]
@@ -112,10 +122,11 @@ pub enum Loaded {
 
 impl Source {
     /// `etl_fqn` as it arrived (§5.3), to be confined by `policy` (§11).
-    pub fn fqn(policy: &Arc<fqn::FqnPolicy>, value: &str) -> Self {
+    pub fn fqn(policy: &Arc<fqn::FqnPolicy>, value: &str, target: Option<target::Target>) -> Self {
         Source::Fqn {
             path: fqn::decode(value),
             policy: policy.clone(),
+            target,
         }
     }
 
@@ -135,13 +146,11 @@ impl Source {
     /// known once the source is open (`None`: it has no length), refusing one longer
     /// than `at_most` bytes before reading more than that. What arrives over a
     /// connection takes its share of `held` before it is read, or as it is read when
-    /// it has no length; a file is read in its turn. A file is loaded
-    /// on this thread when the kernel has it cached, else in one trip to the
-    /// blocking pool for all of it: a trip per step (resolve, open, stat, read)
-    /// costs more than the reading itself for small objects.
+    /// it has no length; a file is read in its turn, and so is an object stored in
+    /// chunks that its file names but does not hold.
     pub async fn load(
         &mut self,
-        whole: impl Fn(Option<u64>) -> bool + Send + 'static,
+        whole: impl Fn(Option<u64>) -> bool + Copy + Send + 'static,
         at_most: u64,
         held: &HeldInput,
     ) -> Result<Loaded, SourceError> {
@@ -161,7 +170,7 @@ impl Source {
                     }));
                 }
                 let share = std::mem::take(share);
-                read_whole(body, *length, at_most, held, share, SourceError::Body).await
+                read_whole(body, *length, at_most, Some(held), share, SourceError::Body).await
             }
             Source::Bytes(bytes, _) => {
                 let size = bytes.len() as u64;
@@ -175,40 +184,75 @@ impl Source {
                 // Its share stays with it, for another attempt.
                 Ok(Loaded::Whole(bytes.clone(), Share::default()))
             }
-            Source::Fqn { path, policy } => {
-                let wait = file::Wait::Never;
-                if let Some(loaded) = file::load(policy, path, &whole, at_most, wait)? {
-                    return Ok(loaded);
+            Source::Fqn {
+                path,
+                policy,
+                target,
+            } => match load_file(path, policy, whole, at_most).await {
+                // §5.3: read whole from the target, in the turn the file had.
+                Err(SourceError::FqnChunked { uname, .. }) if target.is_some() => {
+                    let target = target.as_ref().expect("just checked");
+                    tracing::debug!(path = %path.display(), "stored in chunks: read from the target");
+                    let url = target::object_url(&target.url, &uname, false);
+                    let kind = HttpSource::Target;
+                    load_http(&target.client, &url, kind, whole, at_most, None).await
                 }
-                let (path, policy) = (path.clone(), policy.clone());
-                let on_pool = path.clone();
-                tokio::task::spawn_blocking(move || {
-                    file::load(&policy, &on_pool, &whole, at_most, file::Wait::Allowed)
-                        .map(|loaded| loaded.expect("a load that may wait always finishes"))
-                })
-                .await
-                .unwrap_or_else(|stopped| Err(fqn_error(&path, io::Error::other(stopped))))
-            }
+                loaded => loaded,
+            },
             Source::Http { url, client, kind } => {
-                let response = get(client, url, *kind).await?;
-                let size = response.content_length();
-                if whole(size) {
-                    let body = response.bytes_stream();
-                    let failed = |e| transport_error(url, *kind, e);
-                    let share = Share::default();
-                    return read_whole(body, size, at_most, held, share, failed).await;
-                }
-                let (url, kind) = (url.clone(), *kind);
-                let stream = response
-                    .bytes_stream()
-                    .map_err(move |e| io::Error::other(transport_error(&url, kind, e)));
-                Ok(Loaded::Stream(Opened {
-                    reader: Box::new(StreamReader::new(stream)),
-                    size,
-                }))
+                load_http(client, url, *kind, whole, at_most, Some(held)).await
             }
         }
     }
+}
+
+/// A file is loaded on this thread when the kernel has it cached, else in one trip
+/// to the blocking pool for all of it: a trip per step (resolve, open, stat, read)
+/// costs more than the reading itself for small objects.
+async fn load_file(
+    path: &Path,
+    policy: &Arc<fqn::FqnPolicy>,
+    whole: impl Fn(Option<u64>) -> bool + Copy + Send + 'static,
+    at_most: u64,
+) -> Result<Loaded, SourceError> {
+    let wait = file::Wait::Never;
+    if let Some(loaded) = file::load(policy, path, &whole, at_most, wait)? {
+        return Ok(loaded);
+    }
+    let (path, policy) = (path.to_path_buf(), policy.clone());
+    let on_pool = path.clone();
+    tokio::task::spawn_blocking(move || {
+        file::load(&policy, &on_pool, &whole, at_most, file::Wait::Allowed)
+            .map(|loaded| loaded.expect("a load that may wait always finishes"))
+    })
+    .await
+    .unwrap_or_else(|stopped| Err(fqn_error(&path, io::Error::other(stopped))))
+}
+
+/// A GET, read whole (taking its share of `held`, if it has one) or streamed.
+async fn load_http(
+    client: &reqwest::Client,
+    url: &str,
+    kind: HttpSource,
+    whole: impl Fn(Option<u64>) -> bool,
+    at_most: u64,
+    held: Option<&HeldInput>,
+) -> Result<Loaded, SourceError> {
+    let response = get(client, url, kind).await?;
+    let size = response.content_length();
+    if whole(size) {
+        let body = response.bytes_stream();
+        let failed = |e| transport_error(url, kind, e);
+        return read_whole(body, size, at_most, held, Share::default(), failed).await;
+    }
+    let url = url.to_string();
+    let stream = response
+        .bytes_stream()
+        .map_err(move |e| io::Error::other(transport_error(&url, kind, e)));
+    Ok(Loaded::Stream(Opened {
+        reader: Box::new(StreamReader::new(stream)),
+        size,
+    }))
 }
 
 /// Refuses an object of `size` bytes longer than `at_most`.
@@ -229,13 +273,15 @@ async fn read_whole<E>(
     body: impl Stream<Item = Result<Bytes, E>>,
     length: Option<u64>,
     at_most: u64,
-    held: &HeldInput,
+    held: Option<&HeldInput>,
     mut share: Share,
     failed: impl Fn(E) -> SourceError,
 ) -> Result<Loaded, SourceError> {
     if let Some(length) = length {
         within(length, at_most)?;
-        held.cover(&mut share, length as usize).await;
+        if let Some(held) = held {
+            held.cover(&mut share, length as usize).await;
+        }
     }
     let over = |size: usize| {
         (size as u64 > at_most).then_some(SourceError::TooLarge {
@@ -252,7 +298,7 @@ async fn read_whole<E>(
         if let Some(error) = over(so_far + piece.len()) {
             return Err(error);
         }
-        if length.is_none() {
+        if let Some(held) = held.filter(|_| length.is_none()) {
             held.cover(&mut share, so_far + piece.len()).await;
         }
         if let Some(first) = first.take() {

@@ -3,6 +3,14 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 
+/// The target's per-ETL object endpoint (`AIS_TARGET_URL`), and the client to call
+/// it with.
+#[derive(Clone)]
+pub struct Target {
+    pub url: String,
+    pub client: reqwest::Client,
+}
+
 /// Python's `quote(path, safe="@")`: the uname travels as one escaped segment, so
 /// `/`, `%`, `?`, `#`, space and non-ASCII all survive; `@` stays literal.
 const UNAME: &AsciiSet = &NON_ALPHANUMERIC

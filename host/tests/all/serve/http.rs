@@ -2,12 +2,15 @@
 //! `etl_fqn`, the target's object endpoint, and `POST /download`.
 
 use bytes::Bytes;
+use futures::SinkExt;
+use md5::Digest;
 use reqwest::StatusCode;
 
 use super::fake_target::{FakeTarget, SECRET};
 use super::harness::{
     Mountpath, ServerBuilder, client, closed_port, etl_fqn_param, path_escape, raw,
 };
+use super::ws;
 
 fn pattern(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32)
@@ -166,6 +169,64 @@ async fn hpull_with_fqn_reads_the_file_unless_the_latest_version_is_asked_for() 
     let response = client().get(url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.bytes().await.unwrap(), "PULLED FROM DISK");
+}
+
+/// §5.3, §13 Q9: an object stored in chunks (a multipart upload) has only its first
+/// chunk in its file, which the target names all the same. Its completed manifest
+/// beside it (`%ut`) gives it away, and the object is read whole from the target
+/// instead, over every transport, by a buffered or a streaming transform. Without a
+/// target to read it from, the object fails, saying so, rather than being
+/// transformed cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_stored_in_chunks_is_read_whole_from_the_target() {
+    let mountpath = Mountpath::new();
+    let fqn = mountpath.store("src", "big/obj 1", b"the first chunk");
+    let manifest = mountpath.root().join("@ais/src/%ut/big/obj 1");
+    std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
+    std::fs::write(&manifest, b"a manifest").unwrap();
+    let whole = "the first chunk, and then the rest of the object";
+    let target = FakeTarget::start().await;
+    target.put_object("ais/@#/src/big/obj 1", whole);
+    let uname = path_escape("ais/@#/src/big/obj 1");
+    for (component, expected) in [
+        ("examples/upper", whole.to_ascii_uppercase()),
+        ("examples/md5", hex::encode(md5::Md5::digest(whole))),
+    ] {
+        let server = ServerBuilder::new(component)
+            .target(&target, "chunks")
+            .start()
+            .await;
+        let fqn_param = etl_fqn_param(&fqn);
+        let hpush = client().put(server.url(&format!("/src/big/obj%201?{fqn_param}")));
+        let hpull = client().get(server.url(&format!("/{uname}?{fqn_param}")));
+        for (transport, request) in [("hpush", hpush), ("hpull", hpull)] {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{component} {transport}");
+            let body = response.bytes().await.unwrap();
+            assert_eq!(body, expected, "{component} {transport}");
+        }
+        let mut socket = ws::connect(&server).await;
+        let escaped = path_escape(fqn.to_str().unwrap());
+        socket
+            .send(ws::control("", "", &escaped, "big/obj 1"))
+            .await
+            .unwrap();
+        let reply = ws::binary(ws::next_reply(&mut socket).await);
+        assert_eq!(reply, expected, "{component} ws");
+    }
+    let fetched = target.requests().len();
+    assert_eq!(fetched, 6, "{:?}", target.requests());
+
+    let alone = ServerBuilder::new("examples/upper").start().await;
+    let url = alone.url(&format!("/src/big/obj%201?{}", etl_fqn_param(&fqn)));
+    let response = client().put(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let message = response.text().await.unwrap();
+    assert!(
+        message.contains("holds only the first chunk of an object stored in chunks")
+            && message.contains("set AIS_TARGET_URL"),
+        "{message}"
+    );
 }
 
 /// `ETL_DIRECT_FQN` (§9.3): an FQN file goes to the streaming export whatever its
