@@ -2,7 +2,8 @@
 //! panics; a decoded path is absolute and normalised; what a policy with roots
 //! accepts lies under a root and is accepted without roots too; a legitimate
 //! object FQN, however odd its name, is never refused; and what is accepted has its
-//! chunk manifest and uname (`fqn::chunked_lookup`), the uname ending in the name.
+//! chunk manifest and uname (`fqn::chunk_manifest`, `fqn::uname`), the uname ending
+//! in the name.
 #![no_main]
 
 use std::path::{Component, Path, PathBuf};
@@ -26,8 +27,9 @@ fuzz_target!(|data: &[u8]| {
         "{path:?}"
     );
     let accepted_any = any.check(&path).is_ok();
-    let lookup = fqn::chunked_lookup(&path);
-    assert!(lookup.is_some() || !accepted_any, "{path:?}");
+    let (manifest, uname) = (fqn::chunk_manifest(&path), fqn::uname(&path));
+    assert_eq!(manifest.is_some(), uname.is_some(), "{path:?}");
+    assert!(manifest.is_some() || !accepted_any, "{path:?}");
     if under.check(&path).is_ok() {
         assert!(roots.iter().any(|root| path.starts_with(root)), "{path:?}");
         assert!(accepted_any, "{path:?}");
@@ -50,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
     if plain_name {
         assert_eq!(decoded, lexical, "{wire:?}");
         assert_eq!(under.check(&decoded), Ok(()), "{decoded:?}");
-        let uname = fqn::chunked_lookup(&decoded).expect("an object path").uname;
+        let uname = fqn::uname(&decoded).expect("an object path");
         let name = decoded.as_os_str().as_bytes();
         let name = &name[b"/data/mp1/@ais/#ns/bucket/%ob/".len()..];
         assert_eq!(uname, [b"ais/@#ns/bucket/", name].concat(), "{decoded:?}");

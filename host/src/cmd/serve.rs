@@ -74,8 +74,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         name: etl_name(&args).into(),
         metrics: metrics.clone(),
         admin,
-        target_url: args.target_url.clone(),
-        client: clients.clone(),
+        target: args.target_url.clone().map(|url| {
+            let clients = clients.clone();
+            Arc::new(crate::source::target::Target { url, clients })
+        }),
         download_client: reqwest::Client::builder()
             .build()
             .context("building the download client")?,

@@ -18,7 +18,7 @@ use crate::metrics::{InFlight, Metrics, Transport};
 use crate::pipeline;
 use crate::runtime::{LogScope, ObjectError, ObjectRequest};
 use crate::sink::DIRECT_PUT_LENGTH;
-use crate::source::{HttpSource, Source, SourceError, target};
+use crate::source::{HttpSource, Source, SourceError};
 
 /// §4.1: answered without touching the transform, so it stays fast under any load;
 /// 503 until the component is compiled, instantiated and initialised.
@@ -134,11 +134,11 @@ pub async fn object(
     // §5.5, §13 Q8: hpull sends etl_fqn with latest-ver, and the target did not look
     // for a newer version before naming the file (in hpush and WebSocket it does); so
     // the latest version is fetched from the target, which finds it.
-    let fetch_latest = method == Method::GET && params.latest_ver && state.target_url.is_some();
+    let fetch_latest = method == Method::GET && params.latest_ver && state.target.is_some();
     let fqn = params.fqn.filter(|_| !fetch_latest);
     let source = match (&method, fqn) {
         (&Method::PUT | &Method::GET, Some(fqn)) => {
-            Source::fqn(&state.fqn_policy, &fqn, state.target())
+            Source::fqn(&state.fqn_policy, &fqn, state.target.clone())
         }
         (&Method::PUT, None) => Source::Body {
             length: headers
@@ -148,11 +148,11 @@ pub async fn object(
             share: Default::default(),
         },
         (&Method::GET, None) => {
-            match state.target() {
+            match &state.target {
                 // §4.3: hpull without an FQN reads the object from the target.
                 Some(target) => Source::Http {
-                    url: target::object_url(&target.url, &name, params.latest_ver),
-                    client: target.client,
+                    url: target.object_url(&name, params.latest_ver),
+                    client: target.client(),
                     kind: HttpSource::Target,
                 },
                 None => {

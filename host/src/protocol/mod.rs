@@ -40,10 +40,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `POST /admin/reload`, when an admin token is configured.
     pub admin: Option<Arc<Admin>>,
-    /// `AIS_TARGET_URL`: `<scheme>://<target>/v1/etl/_object/<etl>/<secret>`.
-    pub target_url: Option<String>,
-    /// For calls to AIStore (hpull GETs, direct puts): carries the AuthN token.
-    pub client: crate::outbound::Clients,
+    /// `AIS_TARGET_URL` (`<scheme>://<target>/v1/etl/_object/<etl>/<secret>`), for
+    /// the objects read from the target.
+    pub target: Option<Arc<Target>>,
     /// For `POST /download` sources, which may be anywhere: never sends the token.
     pub download_client: reqwest::Client,
     /// Which files `etl_fqn` may name (§11).
@@ -54,15 +53,6 @@ pub struct AppState {
     /// (`--held-input`): the WebSocket reader takes from it, and `Etl` from the same
     /// budget for what it reads whole over HTTP.
     pub held_input: HeldInput,
-}
-
-impl AppState {
-    /// `AIS_TARGET_URL`'s endpoint, for the objects read from the target.
-    fn target(&self) -> Option<Target> {
-        let url = self.target_url.clone()?;
-        let client = self.client.here();
-        Some(Target { url, client })
-    }
 }
 
 /// The hot-swap endpoint: off unless a token is configured.

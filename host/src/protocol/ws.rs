@@ -771,7 +771,7 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
             length: None,
             share,
         },
-        Input::Fqn => Source::fqn(&state.fqn_policy, &control.fqn, state.target()),
+        Input::Fqn => Source::fqn(&state.fqn_policy, &control.fqn, state.target.clone()),
     };
     let mut job = Job {
         forward_path: pipeline::escape_path(&path),

@@ -72,14 +72,9 @@ pub(super) fn load(
         return Err(refused(FqnRefusal::NotAFile));
     }
     // A negative lookup, from the dentry cache but for the first object of a bucket.
-    if let Some(lookup) = fqn::chunked_lookup(path) {
-        match open_path(&lookup.manifest, wait) {
-            Ok(Some(_)) => {
-                return Err(SourceError::FqnChunked {
-                    path: path.to_path_buf(),
-                    uname: lookup.uname,
-                });
-            }
+    if let Some(manifest) = fqn::chunk_manifest(path) {
+        match open_path(&manifest, wait) {
+            Ok(Some(_)) => return Err(SourceError::FqnChunked(path.to_path_buf())),
             Ok(None) => return Ok(None),
             Err(error) if matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
             Err(error) => return Err(failed(error)),

@@ -13,7 +13,7 @@
 //! building the whole host, wasmtime included, with coverage instrumentation. Keep
 //! it that way, or make the fuzz crate depend on the host.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
@@ -236,22 +236,10 @@ fn object_path_at(parts: &[&[u8]]) -> Option<Shape> {
 /// (`fs.ChunkMetaCT`).
 const CHUNK_MANIFEST_CONTENT_TYPE: &[u8] = b"%ut";
 
-/// An object stored in chunks (a multipart upload) has only its first chunk in its
-/// file (`core/ufest.go`, `chunk1Path`), and the target names that file all the
-/// same (`ext/etl/communicator.go`: "TODO -- FIXME: consider chunked case"). Such an
-/// object has a completed manifest at the same name under `%ut` (`Ufest._fqns`).
-#[derive(Debug, PartialEq, Eq)]
-pub struct ChunkedLookup {
-    /// Where the object's manifest is, if it is stored in chunks.
-    pub manifest: PathBuf,
-    /// The object's uname, `<provider>/@<uuid>#<namespace>/<bucket>/<object>`, by
-    /// which the target serves it whole.
-    pub uname: Vec<u8>,
-}
-
-/// Where to look whether the object at `path` (absolute, normalised, shaped as
-/// [`FqnPolicy::check`] accepts on any mountpath) is stored in chunks, and its uname.
-pub fn chunked_lookup(path: &Path) -> Option<ChunkedLookup> {
+/// An object path's components, where its provider is, and its shape: the first
+/// place from which it has an object's shape, as [`FqnPolicy::check`] parses it on
+/// any mountpath.
+fn parse(path: &Path) -> Option<(Vec<&[u8]>, usize, Shape)> {
     let parts: Vec<&[u8]> = path
         .components()
         .filter_map(|component| match component {
@@ -260,14 +248,32 @@ pub fn chunked_lookup(path: &Path) -> Option<ChunkedLookup> {
         })
         .collect();
     let (at, shape) = (1..parts.len()).find_map(|k| Some((k, object_path_at(&parts[k..])?)))?;
-    let bucket = at + shape.bucket;
+    Some((parts, at, shape))
+}
+
+/// Where the completed manifest of the object at `path` is if it is stored in chunks
+/// (a multipart upload): at the same name under `%ut` (`Ufest._fqns`). Such an
+/// object has only its first chunk in its file (`core/ufest.go`, `chunk1Path`), and
+/// the target names that file all the same (`ext/etl/communicator.go`: "TODO --
+/// FIXME: consider chunked case").
+pub fn chunk_manifest(path: &Path) -> Option<PathBuf> {
+    let (parts, at, shape) = parse(path)?;
+    let content_type = at + shape.bucket + 1;
     let mut manifest = PathBuf::from("/");
     for (i, part) in parts.iter().enumerate() {
-        match i == bucket + 1 {
-            true => manifest.push(std::ffi::OsStr::from_bytes(CHUNK_MANIFEST_CONTENT_TYPE)),
-            false => manifest.push(std::ffi::OsStr::from_bytes(part)),
+        match i == content_type {
+            true => manifest.push(OsStr::from_bytes(CHUNK_MANIFEST_CONTENT_TYPE)),
+            false => manifest.push(OsStr::from_bytes(part)),
         }
     }
+    Some(manifest)
+}
+
+/// The uname of the object at `path`, `<provider>/@<uuid>#<namespace>/<bucket>/<object>`,
+/// by which the target serves it.
+pub fn uname(path: &Path) -> Option<Vec<u8>> {
+    let (parts, at, shape) = parse(path)?;
+    let bucket = at + shape.bucket;
     let mut uname = parts[at][1..].to_vec();
     uname.push(b'/');
     match shape.namespace {
@@ -282,7 +288,7 @@ pub fn chunked_lookup(path: &Path) -> Option<ChunkedLookup> {
         uname.push(b'/');
         uname.extend_from_slice(part);
     }
-    Some(ChunkedLookup { manifest, uname })
+    Some(uname)
 }
 
 fn is_namespace(part: &[u8]) -> bool {
@@ -410,12 +416,18 @@ mod tests {
                 "ais/@#/b/#x",
             ),
         ] {
-            let lookup = chunked_lookup(Path::new(path)).unwrap();
-            assert_eq!(lookup.manifest, Path::new(manifest), "{path}");
-            assert_eq!(String::from_utf8_lossy(&lookup.uname), uname, "{path}");
+            let path = Path::new(path);
+            assert_eq!(
+                chunk_manifest(path).unwrap(),
+                Path::new(manifest),
+                "{path:?}"
+            );
+            let found = String::from_utf8(super::uname(path).unwrap()).unwrap();
+            assert_eq!(found, uname, "{path:?}");
         }
         for path in ["/etc/passwd", "/@ais/b/%ob/o", "/mp/@ais/b/%wk/o"] {
-            assert_eq!(chunked_lookup(Path::new(path)), None, "{path}");
+            assert_eq!(chunk_manifest(Path::new(path)), None, "{path}");
+            assert_eq!(super::uname(Path::new(path)), None, "{path}");
         }
     }
 

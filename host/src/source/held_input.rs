@@ -45,8 +45,8 @@ impl HeldInput {
         if wanted <= held {
             return;
         }
-        let permits = self.permits.clone();
-        match permits
+        match self
+            .permits
             .clone()
             .try_acquire_many_owned((wanted - held) as u32)
         {
@@ -60,7 +60,7 @@ impl HeldInput {
                 // might be waiting for the waiter.
                 drop(share.0.take());
                 let _alone = self.waiting.lock().await;
-                let all = permits.acquire_many_owned(wanted as u32).await;
+                let all = self.permits.clone().acquire_many_owned(wanted as u32).await;
                 *share = Share(Some(all.expect("the semaphore is never closed")));
             }
         }

@@ -39,7 +39,7 @@ pub enum Source {
     Fqn {
         path: PathBuf,
         policy: Arc<fqn::FqnPolicy>,
-        target: Option<target::Target>,
+        target: Option<Arc<target::Target>>,
     },
     /// A GET, re-issued for every attempt.
     Http {
@@ -76,9 +76,9 @@ pub enum SourceError {
         "the object's file {} holds only the first chunk of an object stored in chunks \
          (a multipart upload), and there is no AIS_TARGET_URL to read it whole from; \
          set AIS_TARGET_URL, as AIStore does for its ETL pods",
-        path.display()
+        .0.display()
     )]
-    FqnChunked { path: PathBuf, uname: Vec<u8> },
+    FqnChunked(PathBuf),
     #[error("reading the request body failed: {0}")]
     Body(io::Error),
     #[error("the request body was already consumed and cannot be replayed")]
@@ -122,7 +122,11 @@ pub enum Loaded {
 
 impl Source {
     /// `etl_fqn` as it arrived (§5.3), to be confined by `policy` (§11).
-    pub fn fqn(policy: &Arc<fqn::FqnPolicy>, value: &str, target: Option<target::Target>) -> Self {
+    pub fn fqn(
+        policy: &Arc<fqn::FqnPolicy>,
+        value: &str,
+        target: Option<Arc<target::Target>>,
+    ) -> Self {
         Source::Fqn {
             path: fqn::decode(value),
             policy: policy.clone(),
@@ -188,16 +192,17 @@ impl Source {
                 path,
                 policy,
                 target,
-            } => match load_file(path, policy, whole, at_most).await {
+            } => match (load_file(path, policy, whole, at_most).await, target) {
                 // §5.3: read whole from the target, in the turn the file had.
-                Err(SourceError::FqnChunked { uname, .. }) if target.is_some() => {
-                    let target = target.as_ref().expect("just checked");
+                (Err(SourceError::FqnChunked(_)), Some(target))
+                    if let Some(uname) = fqn::uname(path) =>
+                {
                     tracing::debug!(path = %path.display(), "stored in chunks: read from the target");
-                    let url = target::object_url(&target.url, &uname, false);
+                    let (client, url) = (target.client(), target.object_url(&uname, false));
                     let kind = HttpSource::Target;
-                    load_http(&target.client, &url, kind, whole, at_most, None).await
+                    load_http(&client, &url, kind, whole, at_most, None).await
                 }
-                loaded => loaded,
+                (loaded, _) => loaded,
             },
             Source::Http { url, client, kind } => {
                 load_http(client, url, *kind, whole, at_most, Some(held)).await

@@ -3,12 +3,25 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 
-/// The target's per-ETL object endpoint (`AIS_TARGET_URL`), and the client to call
+use crate::outbound::Clients;
+
+/// The target's per-ETL object endpoint (`AIS_TARGET_URL`), and the clients to call
 /// it with.
-#[derive(Clone)]
 pub struct Target {
     pub url: String,
-    pub client: reqwest::Client,
+    pub clients: Clients,
+}
+
+impl Target {
+    /// Where the target serves `uname` (§4.3).
+    pub fn object_url(&self, uname: &[u8], latest_ver: bool) -> String {
+        object_url(&self.url, uname, latest_ver)
+    }
+
+    /// The calling thread's client.
+    pub fn client(&self) -> reqwest::Client {
+        self.clients.here()
+    }
 }
 
 /// Python's `quote(path, safe="@")`: the uname travels as one escaped segment, so
@@ -23,7 +36,7 @@ const UNAME: &AsciiSet = &NON_ALPHANUMERIC
 /// The URL of `uname` (as it arrived: bytes, not necessarily UTF-8) on the target.
 /// `latest-ver` is forwarded (the references drop it, so the flag had no effect;
 /// §13 Q8).
-pub fn object_url(target_url: &str, uname: &[u8], latest_ver: bool) -> String {
+fn object_url(target_url: &str, uname: &[u8], latest_ver: bool) -> String {
     let mut url = format!(
         "{}/{}",
         target_url.trim_end_matches('/'),
