@@ -1,6 +1,7 @@
 //! HTTP endpoints: `GET /health`, `PUT /<path>` (hpush, pipeline stages), `GET /<path>`
 //! (hpull) and `POST /download`.
 
+use std::borrow::Cow;
 use std::io;
 use std::sync::Arc;
 
@@ -95,6 +96,47 @@ fn first_values<const N: usize>(query: Option<&str>, keys: [&str; N]) -> [Option
     values
 }
 
+/// §5.2, §13 Q4: a target puts an object's name into its hpush URL unescaped, so a
+/// name holding `?` arrives cut there, the rest of it leading the query up to a second
+/// `?` (`/src/a?b?etl_fqn=...`). Parsed as is, `etl_fqn` is lost and the object is
+/// transformed as if it were empty. No query a target builds holds a literal `?` (it
+/// escapes `etl_fqn` and `etl_args`), so the last one starts the real query, and what
+/// comes before it goes back on the path, its `?` escaped, to decode to the name.
+fn rejoin_cut_name<'a>(path: &'a str, query: Option<&'a str>) -> (Cow<'a, str>, Option<&'a str>) {
+    match query.and_then(|query| query.rsplit_once('?')) {
+        Some((rest_of_name, query)) => {
+            let rest_of_name = rest_of_name.replace('?', "%3F");
+            (format!("{path}%3F{rest_of_name}").into(), Some(query))
+        }
+        None => (path.into(), query),
+    }
+}
+
+/// The announced length of an hpush body. A target announces an empty one only in
+/// FQN mode, with `etl_fqn` beside it (it sends an empty object chunked, §4.2); one
+/// without `etl_fqn` is what it sends for a name holding `#`, its URL cut there with
+/// the query (§5.2, §13 Q4), and only the target's log shows the name. Nothing here
+/// can recover the object, but the log says why it came out empty.
+fn body_length(headers: &HeaderMap, object: &ObjectRequest) -> Option<u64> {
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let from_a_target = headers
+        .get(header::USER_AGENT)
+        .is_some_and(|agent| agent.as_bytes().starts_with(b"Go-http-client/"));
+    if length == Some(0) && from_a_target {
+        tracing::warn!(
+            parent: object.span(),
+            object = object.path,
+            "an empty body without etl_fqn: an AIStore target sends this for an object \
+             whose name holds '#' (it cuts its URL there, etl_fqn with it), so the object \
+             is transformed as if empty; avoid '#' in object names, or set the cluster \
+             feature Do-not-Allow-Passing-FQN-to-ETL so that objects come in the body"
+        );
+    }
+    length
+}
+
 /// §5.4: the Python references strip etl_args.
 fn etl_args(value: Option<String>) -> String {
     value.map(|a| a.trim().to_string()).unwrap_or_default()
@@ -108,10 +150,14 @@ pub async fn object(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let params = Params::parse(uri.query());
+    let (raw_path, query) = match method {
+        Method::PUT => rejoin_cut_name(uri.path(), uri.query()),
+        _ => (uri.path().into(), uri.query()),
+    };
+    let params = Params::parse(query);
     // §5.2: the path is decoded once to recover the object's name; the raw form is
     // what a stage hop receives, so that it decodes to the same name (§6.3).
-    let raw_path = uri.path();
+    let raw_path = raw_path.as_ref();
     let name: Vec<u8> =
         percent_encoding::percent_decode_str(raw_path.strip_prefix('/').unwrap_or(raw_path))
             .collect();
@@ -141,9 +187,7 @@ pub async fn object(
             Source::fqn(&state.fqn_policy, &fqn, state.target.clone())
         }
         (&Method::PUT, None) => Source::Body {
-            length: headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse().ok()),
+            length: body_length(&headers, &object),
             body: Some(body.into_data_stream().map_err(io::Error::other).boxed()),
             share: Default::default(),
         },

@@ -477,3 +477,62 @@ async fn awkward_names_in_fqns() {
         }
     }
 }
+
+/// §5.2, §13 Q4: a target puts an object's name into the hpush URL unescaped. One
+/// holding `?` arrives with the rest of its name ahead of the real query
+/// (`/src/q?r?etl_fqn=...`): its file is still read, and the transform sees the whole
+/// name. One holding `#` arrives cut there, without its query: nothing can recover it,
+/// so it is transformed as empty, and the log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpush_names_holding_what_a_target_leaves_unescaped() {
+    let server = ServerBuilder::new("host/tests/components/hostile")
+        .start()
+        .await;
+    let mountpath = Mountpath::new();
+    let send = async |target: String| {
+        let request = format!(
+            "PUT {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Go-http-client/1.1\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n",
+            server.addr
+        );
+        raw(server.addr, request.as_bytes()).await
+    };
+    for name in ["q?r", "a?b?c=d&e", "dir/ü?x/y"] {
+        let data = format!("content of {name}");
+        let fqn = etl_fqn_param(&mountpath.store("src", name, data.as_bytes()));
+        // As Go writes the URL the target builds: the name raw, only its non-ASCII
+        // escaped.
+        let sent = name.replace('ü', "%C3%BC");
+        // Without etl_args `etl_fqn` would be lost, with them (sorted first) they
+        // would.
+        for (query, expected) in [
+            (fqn.clone(), data.clone()),
+            (format!("etl_args=path&{fqn}"), format!("src/{name}")),
+        ] {
+            let response = send(format!("/src/{sent}?{query}")).await;
+            assert_eq!(response.status, 200, "{name:?} {query}: {response:?}");
+            assert_eq!(response.body, expected.as_bytes(), "{name:?} {query}");
+        }
+    }
+
+    // An empty body from a stage (not Go's client) is an empty output, nothing odd.
+    let request = format!(
+        "PUT /src/empty HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
+    assert_eq!(raw(server.addr, request.as_bytes()).await.status, 200);
+    let response = send("/src/x".to_string()).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(response.body.is_empty());
+    let log = server.wait_for_log("an empty body without etl_fqn").await;
+    let warned: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("an empty body without etl_fqn"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    assert!(warned[0].contains("src/x"), "{log}");
+    assert!(
+        warned[0].contains("Do-not-Allow-Passing-FQN-to-ETL"),
+        "{log}"
+    );
+}
