@@ -488,15 +488,19 @@ async fn hpush_names_holding_what_a_target_leaves_unescaped() {
     let server = ServerBuilder::new("host/tests/components/hostile")
         .start()
         .await;
+    let stage = ServerBuilder::new("host/tests/components/hostile")
+        .start()
+        .await;
     let mountpath = Mountpath::new();
-    let send = async |target: String| {
+    let send = async |target: String, headers: &str| {
         let request = format!(
             "PUT {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Go-http-client/1.1\r\n\
-             Content-Length: 0\r\nConnection: close\r\n\r\n",
+             {headers}Content-Length: 0\r\nConnection: close\r\n\r\n",
             server.addr
         );
         raw(server.addr, request.as_bytes()).await
     };
+    let to_the_stage = format!("Ais-Node-Url: {}\r\n", stage.stage());
     for name in ["q?r", "a?b?c=d&e", "dir/ü?x/y"] {
         let data = format!("content of {name}");
         let fqn = etl_fqn_param(&mountpath.store("src", name, data.as_bytes()));
@@ -504,16 +508,29 @@ async fn hpush_names_holding_what_a_target_leaves_unescaped() {
         // escaped.
         let sent = name.replace('ü', "%C3%BC");
         // Without etl_args `etl_fqn` would be lost, with them (sorted first) they
-        // would.
-        for (query, expected) in [
-            (fqn.clone(), data.clone()),
-            (format!("etl_args=path&{fqn}"), format!("src/{name}")),
+        // would. The next stage is sent the same name.
+        for (query, headers, expected) in [
+            (fqn.clone(), "", data.clone()),
+            (format!("etl_args=path&{fqn}"), "", format!("src/{name}")),
+            (
+                format!("etl_args=path&{fqn}"),
+                &*to_the_stage,
+                format!("src/{name}"),
+            ),
         ] {
-            let response = send(format!("/src/{sent}?{query}")).await;
+            let response = send(format!("/src/{sent}?{query}"), headers).await;
             assert_eq!(response.status, 200, "{name:?} {query}: {response:?}");
-            assert_eq!(response.body, expected.as_bytes(), "{name:?} {query}");
+            assert_eq!(
+                response.body,
+                expected.as_bytes(),
+                "{name:?} {query} {headers}"
+            );
         }
     }
+
+    let metrics = stage.metrics().await;
+    let objects = r#"ais_wasm_objects_total{transport="hpush",outcome="ok"} 3"#;
+    assert!(metrics.contains(objects), "{metrics}");
 
     // An empty body from a stage (not Go's client) is an empty output, nothing odd.
     let request = format!(
@@ -521,7 +538,7 @@ async fn hpush_names_holding_what_a_target_leaves_unescaped() {
         server.addr
     );
     assert_eq!(raw(server.addr, request.as_bytes()).await.status, 200);
-    let response = send("/src/x".to_string()).await;
+    let response = send("/src/x".to_string(), "").await;
     assert_eq!(response.status, 200, "{response:?}");
     assert!(response.body.is_empty());
     let log = server.wait_for_log("an empty body without etl_fqn").await;
