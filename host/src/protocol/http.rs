@@ -100,10 +100,15 @@ fn first_values<const N: usize>(query: Option<&str>, keys: [&str; N]) -> [Option
 /// name holding `?` arrives cut there, the rest of it leading the query up to a second
 /// `?` (`/src/a?b?etl_fqn=...`). Parsed as is, `etl_fqn` is lost and the object is
 /// transformed as if it were empty. No query a target builds holds a literal `?` (it
-/// escapes `etl_fqn` and `etl_args`), so the last one starts the real query, and what
-/// comes before it goes back on the path, its `?` escaped, to decode to the name.
+/// escapes `etl_fqn` and `etl_args`, and puts one of them first), so the last one
+/// starts the real query if one of them follows it, and what comes before it goes
+/// back on the path, its `?` escaped, to decode to the name. (Another client's
+/// unescaped `?` in `etl_args` stays where it is.)
 fn rejoin_cut_name<'a>(path: &'a str, query: Option<&'a str>) -> (Cow<'a, str>, Option<&'a str>) {
-    match query.and_then(|query| query.rsplit_once('?')) {
+    let cut = query
+        .and_then(|query| query.rsplit_once('?'))
+        .filter(|(_, query)| query.starts_with("etl_args=") || query.starts_with("etl_fqn="));
+    match cut {
         Some((rest_of_name, query)) => {
             let rest_of_name = rest_of_name.replace('?', "%3F");
             (format!("{path}%3F{rest_of_name}").into(), Some(query))

@@ -528,6 +528,15 @@ async fn hpush_names_holding_what_a_target_leaves_unescaped() {
         }
     }
 
+    // A client other than a target may leave a `?` unescaped in etl_args.
+    let request = format!(
+        "PUT /src/plain?etl_args=path:?x HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\
+         Connection: close\r\n\r\n",
+        server.addr
+    );
+    let response = raw(server.addr, request.as_bytes()).await;
+    assert_eq!(response.body, b"src/plain", "{response:?}");
+
     let metrics = stage.metrics().await;
     let objects = r#"ais_wasm_objects_total{transport="hpush",outcome="ok"} 3"#;
     assert!(metrics.contains(objects), "{metrics}");
