@@ -12,6 +12,12 @@ use futures::{StreamExt, TryStreamExt};
 /// next hop's answer and set on our own.
 pub const DIRECT_PUT_LENGTH: &str = "ais-direct-put-length";
 
+/// `Ais-Etl-Retry-Reason: direct-put-transient` with a 503 (§7.3): a direct put failed
+/// as a retry may cure, and the one-shot body it came from cannot be sent again by
+/// whoever answers so. Sent to our caller; taken from a next stage as transient.
+pub const RETRY_REASON: &str = "ais-etl-retry-reason";
+pub const DIRECT_PUT_TRANSIENT: &str = "direct-put-transient";
+
 /// The next hop's answer, mapped per §6.4.
 pub enum Answer {
     /// The object reached its destination: a target stored it (200, empty) or a
@@ -28,8 +34,9 @@ pub enum Answer {
 /// Why a direct put failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
-    /// A network failure that a retry may cure: refused (a stage's pod restarting,
-    /// a target coming back), reset, broken pipe. Retried like FastAPI's `ConnectError`
+    /// A failure that a retry may cure: refused (a stage's pod restarting, a target
+    /// coming back), reset, broken pipe, or a next stage's 503 saying it met one of
+    /// those with a body it could not send again. Retried like FastAPI's `ConnectError`
     /// and the rest (§7.4), or the 503 contract for a one-shot source (§7.3).
     #[error("{0}")]
     Transient(String),
@@ -107,6 +114,22 @@ impl DirectPut {
                 }
             }
             100..=399 => Err(PutError::Unexpected(status)),
+            // §13 Q20: a next stage whose own direct put failed that way could not
+            // send its one-shot body again, but this stage may: a held result goes
+            // again, a file is read again, and a one-shot source passes the 503 on
+            // to the target, which replays its request (where Python passes a plain
+            // 503 back, and the object fails).
+            503 if response
+                .headers()
+                .get(RETRY_REASON)
+                .is_some_and(|reason| reason == DIRECT_PUT_TRANSIENT) =>
+            {
+                let body = crate::outbound::body_head(response, 4096).await;
+                Err(PutError::Transient(format!(
+                    "the next stage could not deliver it, and a retry may: {}",
+                    String::from_utf8_lossy(&body)
+                )))
+            }
             _ => Err(PutError::Status {
                 status,
                 body: crate::outbound::body_head(response, 4096).await,

@@ -10,12 +10,8 @@ use axum::response::{IntoResponse, Response};
 use crate::etl::EtlError;
 use crate::pipeline::{PipelineError, PutUrlError};
 use crate::runtime::{Abort, Fault, ObjectError, ObjectRequest};
-use crate::sink::PutError;
+use crate::sink::{DIRECT_PUT_TRANSIENT, PutError, RETRY_REASON};
 use crate::source::SourceError;
-
-/// `Ais-Etl-Retry-Reason`: with 503, asks the target to replay the request.
-pub const RETRY_REASON: &str = "ais-etl-retry-reason";
-pub const DIRECT_PUT_TRANSIENT: &str = "direct-put-transient";
 
 /// A failed request: status and body, decided here and nowhere else.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 
 use md5::Digest;
 
-use super::fake_target::{FakeTarget, SECRET};
+use super::fake_target::{FakeTarget, Put, SECRET};
 use super::harness::{Mountpath, RawResponse, ServerBuilder, etl_fqn_param, path_escape, request};
 
 /// upper → md5 → upper: distinguishable from any shorter or reordered chain.
@@ -65,6 +65,44 @@ async fn three_stages_deliver_to_the_destination_target() {
     );
     assert_eq!(seen[0].body, result);
     assert_eq!(seen[0].header("ais-node-url"), None);
+}
+
+/// §7.3, §13 Q20: the last stage's direct put to the destination is reset, and its
+/// body, the stage before's output, is one-shot to it: it answers 503 with
+/// `Ais-Etl-Retry-Reason`. The stage before sends a result it holds again; one that
+/// streamed a one-shot body of its own passes the 503 on, for the target to replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_past_the_next_stage_is_retried_where_it_can_be() {
+    let target = FakeTarget::start().await;
+    let last = ServerBuilder::new("examples/upper")
+        .target(&target, "B")
+        .start()
+        .await;
+    let dest = format!("{}/{}", target.url(), path_escape("ais/@#/dst/o"));
+    let pipeline = format!("{},{dest}", last.stage());
+    let data = b"a small object, held whole by echo".to_vec();
+    for (first, status) in [("examples/echo", 204), ("examples/upper", 503)] {
+        let first = ServerBuilder::new(first)
+            .target(&target, "A")
+            .env("AIS_DIRECT_PUT_RETRIES", "1")
+            .start()
+            .await;
+        let before = target.puts().len();
+        target.script([Put::Reset]);
+        let headers = [("Ais-Node-Url", pipeline.as_str())];
+        let response = request(first.addr, "PUT", "/src/o", &headers, &data).await;
+        assert_eq!(response.status, status, "{response:?}\n{}", first.stderr());
+        let puts = &target.puts()[before..];
+        if status == 204 {
+            assert_eq!(puts.len(), 2, "{puts:?}");
+            assert_eq!(puts[1].body, data.to_ascii_uppercase());
+            assert_eq!(response.header("ais-etl-retry-reason"), None);
+        } else {
+            assert_eq!(puts.len(), 1, "{puts:?}");
+            let reason = response.header("ais-etl-retry-reason");
+            assert_eq!(reason, Some("direct-put-transient"), "{response:?}");
+        }
+    }
 }
 
 /// `data` put to a server of component `a` for a pipeline on to one of `b`, inline.
