@@ -117,15 +117,12 @@ fn rejoin_cut_name<'a>(path: &'a str, query: Option<&'a str>) -> (Cow<'a, str>, 
     }
 }
 
-/// The announced length of an hpush body. A target announces an empty one only in
-/// FQN mode, with `etl_fqn` beside it (it sends an empty object chunked, §4.2); one
-/// without `etl_fqn` is what it sends for a name holding `#`, its URL cut there with
-/// the query (§5.2, §13 Q4), and only the target's log shows the name. Nothing here
-/// can recover the object, but the log says why it came out empty.
-fn body_length(headers: &HeaderMap, object: &ObjectRequest) -> Option<u64> {
-    let length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok());
+/// Warns of an hpush body that announces itself empty without `etl_fqn`. A target
+/// sends one only in FQN mode, with `etl_fqn` beside it (it sends an empty object
+/// chunked, §4.2), so this is what it sends for a name holding `#`: its URL cut there
+/// with the query (§5.2, §13 Q4), the rest of the name only in the target's log.
+/// Nothing here can recover the object, but the log says why it came out empty.
+fn warn_if_cut_at_a_hash(headers: &HeaderMap, length: Option<u64>, object: &ObjectRequest) {
     let from_a_target = headers
         .get(header::USER_AGENT)
         .is_some_and(|agent| agent.as_bytes().starts_with(b"Go-http-client/"));
@@ -139,7 +136,6 @@ fn body_length(headers: &HeaderMap, object: &ObjectRequest) -> Option<u64> {
              feature Do-not-Allow-Passing-FQN-to-ETL so that objects come in the body"
         );
     }
-    length
 }
 
 /// §5.4: the Python references strip etl_args.
@@ -191,11 +187,17 @@ pub async fn object(
         (&Method::PUT | &Method::GET, Some(fqn)) => {
             Source::fqn(&state.fqn_policy, &fqn, state.target.clone())
         }
-        (&Method::PUT, None) => Source::Body {
-            length: body_length(&headers, &object),
-            body: Some(body.into_data_stream().map_err(io::Error::other).boxed()),
-            share: Default::default(),
-        },
+        (&Method::PUT, None) => {
+            let length = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            warn_if_cut_at_a_hash(&headers, length, &object);
+            Source::Body {
+                length,
+                body: Some(body.into_data_stream().map_err(io::Error::other).boxed()),
+                share: Default::default(),
+            }
+        }
         (&Method::GET, None) => {
             match &state.target {
                 // §4.3: hpull without an FQN reads the object from the target.
