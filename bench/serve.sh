@@ -10,6 +10,9 @@
 #             behind the same server code (when this build has it)
 #   fresh     `ais-wasm serve --instance-mode fresh`: a new instance for every object
 #             (only when asked for with --servers)
+#   floor     bench/floor's `ws-floor epoll`: the least any server can spend on the
+#             echo, no transform (only when asked for; echo over ws and hpush-body
+#             only, so --transports must name no other)
 #
 #   bench/serve.sh [--quick] [--runs N] [--recheck N] [--record | --record-as NAME]
 #                  [--transform echo|md5] [--servers LIST] [ARGS for bench serve]
@@ -19,6 +22,9 @@
 # What a fresh instance per object costs (goal e) is measured on a small matrix:
 #   bench/serve.sh --servers ais-wasm,fresh --transports hpush-body,ws \
 #     --sizes 1KiB,64KiB,1MiB --concurrency 1,8 --duration 2s --warmup 300ms
+# and what the machine leaves for goal b, beside the floor:
+#   bench/serve.sh --servers ais-wasm,python,native,floor --transports hpush-body,ws \
+#     --sizes 64KiB --duration 2s --warmup 300ms
 #
 # Throughput on a shared machine varies by ±20% between identical runs, so the servers
 # run interleaved, N rounds of ais-wasm, python, native (--runs, default 3), and every
@@ -72,7 +78,29 @@ IFS=, read -r -a asked <<<"${asked:-ais-wasm,python,native}"
 for server in "${asked[@]}"; do
   case "$server" in
     ais-wasm | python | native | fresh) ;;
-    *) echo "--servers: a comma-separated list of ais-wasm, python, native, fresh" >&2; exit 2 ;;
+    floor)
+      [[ $transform == echo ]] || { echo "--servers floor: the floor serves echo only" >&2; exit 2; }
+      # The floor answers two transports, so they must be asked for by name (clap
+      # appends the lists of a repeated --transports).
+      transports=
+      for ((i = 0; i < ${#passed[@]}; i++)); do
+        case "${passed[i]}" in
+          --transports) transports+=${passed[i + 1]:-}, ;;
+          --transports=*) transports+=${passed[i]#--transports=}, ;;
+        esac
+      done
+      IFS=, read -r -a transports <<<"$transports"
+      for transport in "${transports[@]:-none}"; do
+        case "$transport" in
+          ws | hpush-body) ;;
+          *)
+            echo "--servers floor: the floor answers ws and hpush-body only: add --transports ws,hpush-body (or one of them)" >&2
+            exit 2
+            ;;
+        esac
+      done
+      ;;
+    *) echo "--servers: a comma-separated list of ais-wasm, python, native, fresh, floor" >&2; exit 2 ;;
   esac
 done
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "--runs: a positive number" >&2; exit 2; }
@@ -133,6 +161,9 @@ done
 if [[ " ${servers[*]} " == *" python "* ]]; then
   bench/python-runtime.sh install
 fi
+if [[ " ${servers[*]} " == *" floor "* ]]; then
+  cargo build --release --quiet --locked --manifest-path bench/floor/Cargo.toml
+fi
 
 # The server command for bench serve, in $cmd.
 server_cmd() {
@@ -141,6 +172,7 @@ server_cmd() {
     python) cmd=(--server-cmd "$repo/bench/python-runtime.sh $transform {port}") ;;
     native) cmd=(--server-cmd "$bin serve --native $transform") ;;
     fresh) cmd=(--server-cmd "$bin serve --component ${wasm[$transform]} --instance-mode fresh") ;;
+    floor) cmd=(--server-cmd "$repo/bench/floor/target/release/ws-floor epoll {port}") ;;
   esac
 }
 

@@ -319,6 +319,17 @@ if transform == "echo":
     goal("b. echo, 64 KiB, every transport and concurrency: ais-wasm MiB per server CPU "
          "second >= 5x python", "mib_per_server_cpu_s", [k for k in keys if k[1] == 64 * KiB],
          "python", 5, "64KiB in --sizes")
+    floor_cells = [k for k in keys if k[1] == 64 * KiB and value("floor", k, "mib_per_server_cpu_s")]
+    if floor_cells and "python" in medians:
+        print("\n  What the machine leaves for goal b: the floor (bench/floor: one thread, no "
+              "transform, the kernel's work and little else) against python in the same "
+              "cells, the most any server could make there:\n")
+        header(["cell", "floor/python", f"{base}/python", f"{base}/floor"])
+        for k in floor_cells:
+            mib = {s: value(s, k, "mib_per_server_cpu_s") for s in (base, "python", "floor")}
+            row([describe(k), times(ratio(mib["floor"], mib["python"])),
+                 times(ratio(mib[base], mib["python"])), times(ratio(mib[base], mib["floor"]))])
+        print()
 else:
     print("- b. echo, 64 KiB: ais-wasm MiB per server CPU second >= 5x python: not judged "
           "(echo runs only)")

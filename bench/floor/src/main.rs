@@ -1,13 +1,15 @@
 //! ws-floor: the least CPU a server can spend per object on the benchmark's plain
-//! WebSocket echo, on the machine at hand. One thread, no transform, no limits, no
-//! error replies: what is left is the kernel's work (the socket reads and writes,
-//! the loopback's delivery, the wake-ups) and the unmasking a WebSocket server must
-//! do. `ais-wasm bench serve --server-cmd "ws-floor epoll {port}" --transports ws`
-//! measures it beside ais-wasm, as README's goal b section does.
+//! WebSocket and hpush echo, on the machine at hand. One thread, no transform, no
+//! limits, no error replies: what is left is the kernel's work (the socket reads and
+//! writes, the loopback's delivery, the wake-ups) and the unmasking a WebSocket
+//! server must do. `ais-wasm bench serve --server-cmd "ws-floor epoll {port}"
+//! --transports ws,hpush-body` measures it beside ais-wasm, as bench/README.md's goal b
+//! section does.
 //!
 //! It speaks as much of ais-wasm's `/ws` as the benchmark uses: each request is a
 //! control message followed by a data message, answered by one BINARY frame holding
-//! the data; `GET /health` answers `Running`. Like ais-wasm, it sets the socket's
+//! the data. A `PUT` (hpush with the object as its body) is answered 200 with the
+//! body, the connection kept; `GET /health` answers `Running`. Like ais-wasm, it sets the socket's
 //! receive low-water mark so that a request wakes it once, guessing from the
 //! shortest request seen, which on the benchmark's equal requests is a perfect
 //! guess (ais-wasm must also handle requests of every length). It copies a request
@@ -109,14 +111,16 @@ impl Conn {
     fn received(&mut self, bytes: &[u8]) {
         self.input.extend_from_slice(bytes);
         let mut at = 0;
-        if !self.upgraded {
-            match self.handshake() {
+        while !self.upgraded && !self.closing {
+            match self.http(at) {
                 Some(end) => at = end,
-                None => return,
+                None => break,
             }
         }
-        while let Some(end) = self.frame(at) {
-            at = end;
+        if self.upgraded {
+            while let Some(end) = self.frame(at) {
+                at = end;
+            }
         }
         self.input.drain(..at);
         let mark = match self.shortest {
@@ -136,17 +140,31 @@ impl Conn {
         }
     }
 
-    /// Answers the HTTP request at the start of `input`: the upgrade, or a health
-    /// check. Where the request's head ends, once it is whole.
-    fn handshake(&mut self) -> Option<usize> {
-        let end = self.input.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-        let head = String::from_utf8_lossy(&self.input[..end]);
-        let key = head.lines().find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("sec-websocket-key")
-                .then(|| value.trim().to_string())
-        });
-        let Some(key) = key else {
+    /// Answers the HTTP request at `at` in `input`, once it is whole: the upgrade, an
+    /// hpush (a PUT, its body echoed, the connection kept), or a health check. Where
+    /// the request ends.
+    fn http(&mut self, at: usize) -> Option<usize> {
+        let end = at + self.input[at..].windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&self.input[at..end]);
+        let header = |wanted: &str| {
+            head.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case(wanted)
+                    .then(|| value.trim().to_string())
+            })
+        };
+        if head.starts_with("PUT ") {
+            let length: usize = header("content-length")?.parse().ok()?;
+            let body = self.input.get(end..end + length)?;
+            let mut reply =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n").into_bytes();
+            reply.extend_from_slice(body);
+            self.out.push(reply);
+            self.request = end + length - at;
+            self.finished();
+            return Some(end + length);
+        }
+        let Some(key) = header("sec-websocket-key") else {
             self.out.push(
                 b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nRunning"
                     .to_vec(),
@@ -239,6 +257,11 @@ impl Conn {
         self.message.clear();
         self.out.push(reply);
         self.in_data = false;
+        self.finished();
+    }
+
+    /// A request of `request` bytes is answered.
+    fn finished(&mut self) {
         if self.shortest == 0 || self.request < self.shortest {
             self.shortest = self.request;
         }
