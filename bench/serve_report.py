@@ -321,9 +321,9 @@ if transform == "echo":
          "python", 5, "64KiB in --sizes")
     floor_cells = [k for k in keys if k[1] == 64 * KiB and value("floor", k, "mib_per_server_cpu_s")]
     if floor_cells and "python" in medians:
-        print("\n  What the machine leaves for goal b: the floor (bench/floor: one thread, no "
+        print("\nWhat the machine leaves for goal b: the floor (bench/floor: one thread, no "
               "transform, the kernel's work and little else) against python in the same "
-              "cells, the most any server could make there:\n")
+              "cells, what a server that did nothing else would make there:\n")
         header(["cell", "floor/python", f"{base}/python", f"{base}/floor"])
         for k in floor_cells:
             mib = {s: value(s, k, "mib_per_server_cpu_s") for s in (base, "python", "floor")}
