@@ -62,7 +62,7 @@ loops=epoll
 [[ $(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0) == 0 ]] && loops+=" uring"
 for loop in $loops; do
   "$target_dir/debug/ais-wasm" bench serve --server-cmd "$floor_target/debug/ws-floor $loop {port}" \
-    --transports ws --sizes 1KiB,1MiB,16MiB --concurrency 1,8 --duration 300ms --warmup 0ms >/dev/null
+    --transports ws,hpush-body --sizes 1KiB,1MiB,16MiB --concurrency 1,8 --duration 300ms --warmup 0ms >/dev/null
 done
 echo "bench/floor: ok"
 
