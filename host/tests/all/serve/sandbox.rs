@@ -225,14 +225,20 @@ async fn the_deadline_counts_the_time_the_object_took_to_arrive() {
 async fn streamed_objects_are_counted_by_how_they_ended() {
     let server = hostile().start().await;
     let data = vec![b's'; 2 << 20];
-    // It fails after 64 KiB: its 200 goes out with them, and the body breaks off.
+    // It fails after 64 KiB: its 200 goes out with them, and the body breaks off. The
+    // server then closes the connection on the rest of the request body, unread, so a
+    // client still sending it may see the reset before the 200 (README, Limitations).
     let url = server.url("/src/midway?etl_args=fail-midway");
-    let response = client().put(url).body(data.clone()).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.bytes().await.is_err(),
-        "the body ended as if whole"
-    );
+    match client().put(url).body(data.clone()).send().await {
+        Ok(response) => {
+            assert_eq!(response.status(), 200);
+            assert!(
+                response.bytes().await.is_err(),
+                "the body ended as if whole"
+            );
+        }
+        Err(error) => assert!(error.is_request(), "{error:?}"),
+    }
     let response = put(&server, "big", "big-write:2000000", &data).await;
     assert_eq!(response.status, 500, "{response:?}");
     let metrics = server.metrics().await;
