@@ -90,6 +90,7 @@ for server in "${asked[@]}"; do
         esac
       done
       IFS=, read -r -a transports <<<"$transports"
+      # None named is refused too (as `none`).
       for transport in "${transports[@]:-none}"; do
         case "$transport" in
           ws | hpush-body) ;;

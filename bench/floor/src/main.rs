@@ -3,18 +3,19 @@
 //! limits, no error replies: what is left is the kernel's work (the socket reads and
 //! writes, the loopback's delivery, the wake-ups) and the unmasking a WebSocket
 //! server must do. `ais-wasm bench serve --server-cmd "ws-floor epoll {port}"
-//! --transports ws,hpush-body` measures it beside ais-wasm, as bench/README.md's goal b
-//! section does.
+//! --transports ws,hpush-body` measures it beside ais-wasm, as bench/README.md's
+//! goal b section does.
 //!
 //! It speaks as much of ais-wasm's `/ws` as the benchmark uses: each request is a
 //! control message followed by a data message, answered by one BINARY frame holding
 //! the data. A `PUT` (hpush with the object as its body) is answered 200 with the
-//! body, the connection kept; `GET /health` answers `Running`. Like ais-wasm, it sets the socket's
-//! receive low-water mark so that a request wakes it once, guessing from the
-//! shortest request seen, which on the benchmark's equal requests is a perfect
-//! guess (ais-wasm must also handle requests of every length). It copies a request
-//! twice more than it must (out of the read buffer, and the message into its reply:
-//! about 2 µs per 64 KiB here), so the true floor is a little lower still.
+//! body, the connection kept; `GET /health` answers `Running`. Like ais-wasm, it sets
+//! the socket's receive low-water mark so that a request wakes it once, guessing
+//! from the shortest request seen, which on the benchmark's equal requests is a
+//! perfect guess (ais-wasm must also handle requests of every length). It copies a
+//! request twice more than it must (out of the read buffer, and the message or body
+//! into its reply: about 2 µs per 64 KiB here), so the true floor is a little lower
+//! still.
 //!
 //! Two event loops over the same connection code:
 //! - `epoll`: level-triggered, one `recv` per readiness into a 256 KiB buffer, each
