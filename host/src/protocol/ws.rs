@@ -73,6 +73,9 @@ const HELD_PER_CONNECTION: u32 = 64 << 20;
 /// otherwise have up to `IN_FLIGHT` of them held at once.
 const REPLIES_IN_MEMORY: u32 = 128 << 20;
 
+/// Pings read and not yet answered; beyond them the connection is not read.
+const PINGS_WAITING: usize = 16;
+
 /// Finished replies go out together, each frame's header beside its payload in one
 /// writev, until this many bytes are gathered; a reply is never split across writes
 /// for it.
@@ -104,7 +107,7 @@ enum Reply {
     /// sent in pieces read from the file as the socket takes them.
     Spilled(HeldFile),
     Text(String),
-    /// A pong or the close handshake's answer, owed to the peer.
+    /// A pong, or the close handshake's answer, owed to the peer.
     Control(OpCode, Bytes),
 }
 
@@ -197,12 +200,14 @@ async fn serve(state: Arc<AppState>, socket: UpgradeFut) {
 async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat: Seat) -> Moving {
     let (read, write, pacer) = coalesce::coalesced(stream, early);
     let (replies, pending) = mpsc::channel::<Pending>(IN_FLIGHT);
-    let writer = tokio::spawn(write_replies(write, pending));
+    let (pongs, pinged) = mpsc::channel::<Bytes>(PINGS_WAITING);
+    let writer = tokio::spawn(write_replies(write, pending, pinged));
     let mut reader = Reader {
         frames: Frames::new(read, MAX_MESSAGE),
         piece: PIECE,
         rest_of_frame: None,
         replies,
+        pongs,
         pacer,
         violation: None,
         text: None,
@@ -325,16 +330,27 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
 }
 
 /// Writes the replies in order. Those already finished go out in one write, sent as
-/// soon as the next would have to be waited for; nothing follows a close frame.
-/// Returns the socket if the replies ended without a close frame or an error.
+/// soon as the next would have to be waited for; nothing follows a close frame. A
+/// ping is answered at once, between two replies, rather than behind the replies
+/// still being worked out (RFC 6455 §5.5.2: as soon as is practical). Returns the
+/// socket if the replies ended without a close frame or an error.
 async fn write_replies<W: AsyncWrite + Unpin>(
     mut socket: W,
     mut pending: mpsc::Receiver<Pending>,
+    mut pinged: mpsc::Receiver<Bytes>,
 ) -> Option<W> {
     let mut out = Outgoing::default();
-    let mut next = pending.recv().await;
-    while let Some(reply) = next {
-        let closing = out.push(reply.reply().await);
+    let mut next = None;
+    loop {
+        let reply = match next.take() {
+            Some(reply) => reply,
+            None => match answering(&mut socket, &mut out, &mut pinged, pending.recv()).await? {
+                Some(reply) => reply,
+                None => break,
+            },
+        };
+        let kept = answering(&mut socket, &mut out, &mut pinged, reply.reply()).await?;
+        let closing = out.push(kept);
         let following = if closing {
             None
         } else {
@@ -347,19 +363,39 @@ async fn write_replies<W: AsyncWrite + Unpin>(
             next = following;
             continue;
         }
-        if let Err(error) = out.send(&mut socket).await {
-            tracing::debug!("WebSocket connection ended: {error}");
-            return None;
-        }
+        out.sent(&mut socket).await?;
         if closing {
             return None;
         }
-        next = match following {
-            Some(reply) => Some(reply),
-            None => pending.recv().await,
-        };
+        next = following;
     }
+    // Pings the reader passed on last, before it stopped.
+    while let Ok(payload) = pinged.try_recv() {
+        out.push(Kept(Reply::Control(OpCode::Pong, payload), None));
+    }
+    out.sent(&mut socket).await?;
     Some(socket)
+}
+
+/// What `until` resolves to; meanwhile each ping is answered at once, with the
+/// replies gathered so far. `None` once a write fails.
+async fn answering<W: AsyncWrite + Unpin, T>(
+    socket: &mut W,
+    out: &mut Outgoing,
+    pinged: &mut mpsc::Receiver<Bytes>,
+    until: impl Future<Output = T>,
+) -> Option<T> {
+    let mut until = std::pin::pin!(until);
+    loop {
+        tokio::select! {
+            biased;
+            value = &mut until => return Some(value),
+            Some(payload) = pinged.recv() => {
+                out.push(Kept(Reply::Control(OpCode::Pong, payload), None));
+                out.sent(socket).await?;
+            }
+        }
+    }
 }
 
 /// Frames of finished replies, to go out in one write: each header beside its
@@ -418,6 +454,17 @@ impl Outgoing {
         self.bytes < WRITE_AT_ONCE && self.frames.len() < FRAMES_AT_ONCE && self.file.is_none()
     }
 
+    /// [`Outgoing::send`]; `None` once a write failed, the connection's end logged.
+    async fn sent<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> Option<()> {
+        match self.send(socket).await {
+            Ok(()) => Some(()),
+            Err(error) => {
+                tracing::debug!("WebSocket connection ended: {error}");
+                None
+            }
+        }
+    }
+
     /// Writes the frames, then the reply held in a file, and forgets them.
     async fn send<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> io::Result<()> {
         self.write_frames(socket).await?;
@@ -464,7 +511,8 @@ impl Outgoing {
 /// The connection's reading side. gorilla fragments a message into frames of about
 /// 4 KiB; they are joined here, into one buffer sized from the connection's recent
 /// requests, or passed on one by one once a message is too long to hold. A ping's
-/// pong and a close's answer are queued behind the replies owed before them.
+/// pong goes to the writer at once; a close's answer is queued behind the replies
+/// owed before it.
 struct Reader<S> {
     frames: Frames<S>,
     /// Frames longer than this are read in pieces this long (`PIECE`).
@@ -472,6 +520,8 @@ struct Reader<S> {
     /// What is left of a frame read in pieces, its header not on the wire.
     rest_of_frame: Option<Header>,
     replies: mpsc::Sender<Pending>,
+    /// The payloads of pings, for the writer to answer.
+    pongs: mpsc::Sender<Bytes>,
     /// Told of every frame and request, so that the socket wakes the reader once a
     /// request is likely whole.
     pacer: Pacer,
@@ -545,23 +595,23 @@ impl<S: AsyncRead + Unpin> Reader<S> {
                 Err(error) => return self.ended(error),
             };
             self.pacer.frame(header.wire + header.len);
-            let answer = match header.opcode {
+            match header.opcode {
                 OpCode::Binary | OpCode::Text | OpCode::Continuation => {
                     return Some(self.piece_of(header));
                 }
-                OpCode::Ping => Reply::Control(OpCode::Pong, self.payload(&header).await?),
+                OpCode::Ping => {
+                    let payload = self.payload(&header).await?;
+                    self.pongs.send(payload).await.ok()?;
+                }
                 OpCode::Close => {
                     let payload = self.payload(&header).await?;
-                    Reply::Control(OpCode::Close, close_answer(&payload))
+                    let answer = Reply::Control(OpCode::Close, close_answer(&payload));
+                    let _ = self.replies.send(Pending::Ready(answer)).await;
+                    return None;
                 }
                 OpCode::Pong => {
                     self.payload(&header).await?;
-                    continue;
                 }
-            };
-            let closing = header.opcode == OpCode::Close;
-            if self.replies.send(Pending::Ready(answer)).await.is_err() || closing {
-                return None;
             }
         }
     }
@@ -876,11 +926,11 @@ mod tests {
     use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
     use futures::StreamExt;
     use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
-    use tokio::sync::mpsc;
+    use tokio::sync::{mpsc, oneshot};
 
     use super::{
-        Fed, Frames, MAX_MESSAGE, Message, Pacer, Pending, Reader, Reply, Utf8Check, streamed,
-        write_replies,
+        Fed, Frames, Kept, MAX_MESSAGE, Message, Pacer, Pending, Reader, Reply, Utf8Check,
+        streamed, write_replies,
     };
 
     /// The server's side of a connection, and a client at the other end of an
@@ -890,6 +940,8 @@ mod tests {
         reader: Reader<ReadHalf<DuplexStream>>,
         /// What the reader queued for the writer.
         queued: mpsc::Receiver<Pending>,
+        /// The pings the reader passed on to be answered.
+        pinged: mpsc::Receiver<Bytes>,
         write: WriteHalf<DuplexStream>,
         client: WebSocket<DuplexStream>,
     }
@@ -898,17 +950,20 @@ mod tests {
         let (server, client) = tokio::io::duplex(1 << 16);
         let (read, write) = tokio::io::split(server);
         let (replies, queued) = mpsc::channel(4);
+        let (pongs, pinged) = mpsc::channel(4);
         Connection {
             reader: Reader {
                 frames: Frames::new(read, MAX_MESSAGE),
                 piece: 64,
                 rest_of_frame: None,
                 replies,
+                pongs,
                 pacer: Pacer::detached(),
                 violation: None,
                 text: None,
             },
             queued,
+            pinged,
             write,
             client: WebSocket::after_handshake(client, Role::Client),
         }
@@ -958,15 +1013,11 @@ mod tests {
         }
     }
 
-    fn is_pong(reply: Result<Pending, mpsc::error::TryRecvError>, payload: &[u8]) -> bool {
-        matches!(reply, Ok(Pending::Ready(Reply::Control(OpCode::Pong, p))) if p == payload)
-    }
-
     #[tokio::test]
     async fn fragments_are_joined_and_a_ping_between_them_is_answered() {
         let Connection {
             mut reader,
-            mut queued,
+            mut pinged,
             ..
         } = sent(&[
             (false, OpCode::Binary, b"frag"),
@@ -977,15 +1028,37 @@ mod tests {
         ])
         .await;
         assert_eq!(whole(reader.message(64).await), "fragmented");
-        assert!(is_pong(queued.try_recv(), b"there?"));
+        assert_eq!(pinged.try_recv().unwrap(), "there?");
         assert_eq!(whole(reader.message(64).await), "whole");
+    }
+
+    #[tokio::test]
+    async fn a_ping_goes_to_the_writer_at_once_and_a_close_behind_the_replies() {
+        let Connection {
+            mut reader,
+            mut queued,
+            mut pinged,
+            ..
+        } = sent(&[
+            (true, OpCode::Ping, b"there?"),
+            (true, OpCode::Close, &[0x03, 0xe8]),
+        ])
+        .await;
+        assert!(reader.message(64).await.is_none(), "closed");
+        assert_eq!(pinged.try_recv().unwrap(), "there?");
+        match queued.try_recv() {
+            Ok(Pending::Ready(Reply::Control(OpCode::Close, code))) => {
+                assert_eq!(code, [0x03, 0xe8][..]);
+            }
+            _ => panic!("no close answer queued"),
+        }
     }
 
     #[tokio::test]
     async fn a_message_longer_than_held_streams_as_it_arrives() {
         let Connection {
             mut reader,
-            mut queued,
+            mut pinged,
             ..
         } = sent(&[
             (false, OpCode::Binary, b"ab"),
@@ -1003,7 +1076,7 @@ mod tests {
         assert!(ended);
         let body: Vec<Bytes> = body.into_iter().map(Result::unwrap).collect();
         assert_eq!(body.concat(), b"abcdefgh");
-        assert!(is_pong(queued.try_recv(), b"there?"));
+        assert_eq!(pinged.try_recv().unwrap(), "there?");
         assert_eq!(whole(reader.message(3).await), "next");
     }
 
@@ -1012,7 +1085,7 @@ mod tests {
         let payload: Vec<u8> = (0..200).collect();
         let Connection {
             mut reader,
-            mut queued,
+            mut pinged,
             ..
         } = sent(&[
             (true, OpCode::Binary, &payload),
@@ -1033,7 +1106,7 @@ mod tests {
         assert_eq!(body.concat(), payload);
         // Held whole: one buffer, though it came in pieces around a ping.
         assert_eq!(whole(reader.message(256).await), payload);
-        assert!(is_pong(queued.try_recv(), b"there?"));
+        assert_eq!(pinged.try_recv().unwrap(), "there?");
     }
 
     #[tokio::test]
@@ -1088,7 +1161,10 @@ mod tests {
     /// up to a close or the end, and whether nothing followed once the writer ended.
     async fn written(replies: Vec<Reply>) -> (Vec<(bool, OpCode, Vec<u8>)>, bool) {
         let Connection {
-            write, mut client, ..
+            write,
+            mut client,
+            pinged,
+            ..
         } = connection();
         // The close frame as it came, not answered on a pipe already closed.
         client.set_auto_close(false);
@@ -1099,7 +1175,7 @@ mod tests {
         drop(queue);
         // Run beside the client: the pipe holds less than some replies. The socket
         // closes when the writer ends.
-        let writer = tokio::spawn(async move { drop(write_replies(write, pending).await) });
+        let writer = tokio::spawn(async move { drop(write_replies(write, pending, pinged).await) });
         let mut frames = Vec::new();
         loop {
             match client.read_frame().await {
@@ -1113,6 +1189,39 @@ mod tests {
         }
         writer.await.unwrap();
         (frames, client.read_frame().await.is_err())
+    }
+
+    #[tokio::test]
+    async fn a_ping_is_answered_while_the_reply_owed_before_it_is_worked_out() {
+        let Connection {
+            write, mut client, ..
+        } = connection();
+        let (queue, pending) = mpsc::channel(1);
+        let (pongs, pinged) = mpsc::channel(1);
+        let (finish, finished) = oneshot::channel::<()>();
+        let reply = tokio::spawn(async move {
+            finished.await.unwrap();
+            Kept(Reply::Text("done".into()), None)
+        });
+        queue.send(Pending::Running(reply)).await.unwrap();
+        pongs.send(Bytes::from_static(b"there?")).await.unwrap();
+        let writer = tokio::spawn(write_replies(write, pending, pinged));
+        let pong = client.read_frame().await.unwrap();
+        assert_eq!(
+            (pong.opcode, &pong.payload[..]),
+            (OpCode::Pong, &b"there?"[..])
+        );
+        finish.send(()).unwrap();
+        let reply = client.read_frame().await.unwrap();
+        assert_eq!(
+            (reply.opcode, &reply.payload[..]),
+            (OpCode::Text, &b"done"[..])
+        );
+        drop((queue, pongs));
+        assert!(
+            writer.await.unwrap().is_some(),
+            "the socket, once the replies end"
+        );
     }
 
     #[tokio::test]

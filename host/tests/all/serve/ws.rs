@@ -666,7 +666,7 @@ async fn a_message_in_one_frame_longer_than_held_streams_piece_by_piece() {
 }
 
 /// The target never pings or closes (§4.4), but a peer that does is answered: a pong
-/// behind the replies owed before it, a close after every request sent before it.
+/// at once, a close after every request sent before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_and_a_close_are_answered_in_turn() {
     let server = ServerBuilder::new("examples/echo").start().await;
@@ -698,6 +698,26 @@ async fn pings_and_a_close_are_answered_in_turn() {
         other => panic!("expected the close answered, got {other:?}"),
     }
     assert!(socket.next().await.is_none(), "the connection is closed");
+}
+
+/// A pong does not wait for the replies owed before it: a peer that pings to learn
+/// whether the server is alive hears back while a long transform runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_is_answered_while_a_transform_runs() {
+    let server = ServerBuilder::new("host/tests/components/hostile")
+        .start()
+        .await;
+    let mut socket = connect(&server).await;
+    send_object(&mut socket, control("", "sleep:2000", "", "slow"), b"slow").await;
+    socket
+        .send(Message::Ping(Bytes::from_static(b"alive?")))
+        .await
+        .unwrap();
+    // The pong first, though the reply was owed first; the reply after its 2 s.
+    let pong = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next());
+    let pong = pong.await.expect("a pong in time").unwrap().unwrap();
+    assert_eq!(pong, Message::Pong(Bytes::from_static(b"alive?")));
+    assert_eq!(binary(next_reply(&mut socket).await), "slow");
 }
 
 /// An upgrade without a key is refused with a status that says why; without the
