@@ -2,8 +2,8 @@
 //! panics; a decoded path is absolute and normalised; what a policy with roots
 //! accepts lies under a root and is accepted without roots too; a legitimate
 //! object FQN, however odd its name, is never refused; and what is accepted has its
-//! chunk manifest and uname (`fqn::chunk_manifest`, `fqn::uname`), the uname ending
-//! in the name.
+//! chunk manifest (`ObjectPath::chunk_manifest`: the same path but for one `%ob`
+//! made `%ut`) and uname (`ObjectPath::uname`), the uname ending in the name.
 #![no_main]
 
 use std::path::{Component, Path, PathBuf};
@@ -26,10 +26,18 @@ fuzz_target!(|data: &[u8]| {
             .all(|c| matches!(c, Component::Normal(_))),
         "{path:?}"
     );
-    let accepted_any = any.check(&path).is_ok();
-    let (manifest, uname) = (fqn::chunk_manifest(&path), fqn::uname(&path));
-    assert_eq!(manifest.is_some(), uname.is_some(), "{path:?}");
-    assert!(manifest.is_some() || !accepted_any, "{path:?}");
+    let accepted_any = any.check(&path);
+    if let Ok(object) = &accepted_any {
+        let manifest = object.chunk_manifest();
+        let changed: Vec<_> = (path.components().zip(manifest.components()))
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert_eq!(manifest.components().count(), path.components().count());
+        assert_eq!(changed.len(), 1, "{path:?} {manifest:?}");
+        assert_eq!(changed[0].1.as_os_str(), "%ut", "{path:?} {manifest:?}");
+        assert!(!object.uname().is_empty(), "{path:?}");
+    }
+    let accepted_any = accepted_any.is_ok();
     if under.check(&path).is_ok() {
         assert!(roots.iter().any(|root| path.starts_with(root)), "{path:?}");
         assert!(accepted_any, "{path:?}");
@@ -51,8 +59,9 @@ fuzz_target!(|data: &[u8]| {
         && !data.contains(&0);
     if plain_name {
         assert_eq!(decoded, lexical, "{wire:?}");
-        assert_eq!(under.check(&decoded), Ok(()), "{decoded:?}");
-        let uname = fqn::uname(&decoded).expect("an object path");
+        let object = under.check(&decoded);
+        assert!(object.is_ok(), "{decoded:?}: {object:?}");
+        let uname = object.unwrap().uname();
         let name = decoded.as_os_str().as_bytes();
         let name = &name[b"/data/mp1/@ais/#ns/bucket/%ob/".len()..];
         assert_eq!(uname, [b"ais/@#ns/bucket/", name].concat(), "{decoded:?}");

@@ -102,7 +102,7 @@ fn source_status(source: &SourceError) -> StatusCode {
             StatusCode::FORBIDDEN
         }
         SourceError::FqnUnreadable { .. }
-        | SourceError::FqnChunked(_)
+        | SourceError::FqnChunked { .. }
         | SourceError::Consumed
         | SourceError::NoTargetUrl => StatusCode::INTERNAL_SERVER_ERROR,
         SourceError::Body(_) | SourceError::Download { .. } => StatusCode::BAD_REQUEST,

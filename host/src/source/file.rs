@@ -29,7 +29,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::task::JoinHandle;
 
-use super::fqn::{self, FqnPolicy, FqnRefusal};
+use super::fqn::{FqnPolicy, FqnRefusal};
 use super::{Loaded, Opened, SourceError};
 
 /// Whether a load may wait for the disk.
@@ -57,7 +57,7 @@ pub(super) fn load(
         reason,
     };
     let failed = |error| super::fqn_error(path, error);
-    policy.check(path).map_err(refused)?;
+    let object = policy.check(path).map_err(refused)?;
     let Some(handle) = open_path(path, wait).map_err(failed)? else {
         return Ok(None);
     };
@@ -72,13 +72,16 @@ pub(super) fn load(
         return Err(refused(FqnRefusal::NotAFile));
     }
     // A negative lookup, from the dentry cache but for the first object of a bucket.
-    if let Some(manifest) = fqn::chunk_manifest(path) {
-        match open_path(&manifest, wait) {
-            Ok(Some(_)) => return Err(SourceError::FqnChunked(path.to_path_buf())),
-            Ok(None) => return Ok(None),
-            Err(error) if matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
-            Err(error) => return Err(failed(error)),
+    match open_path(&object.chunk_manifest(), wait) {
+        Ok(Some(_)) => {
+            return Err(SourceError::FqnChunked {
+                path: path.to_path_buf(),
+                uname: object.uname(),
+            });
         }
+        Ok(None) => return Ok(None),
+        Err(error) if matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
+        Err(error) => return Err(failed(error)),
     }
     // The same inode, now for reading: the descriptor pins it, so nothing swapped in
     // since can be opened instead.

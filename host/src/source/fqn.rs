@@ -147,9 +147,10 @@ impl FqnPolicy {
         &self.roots
     }
 
-    /// Check a path as written, without touching the filesystem. The path must be
-    /// absolute and normalised ([`decode`] returns such paths).
-    pub fn check(&self, path: &Path) -> Result<(), FqnRefusal> {
+    /// Check a path as written, without touching the filesystem; what is accepted
+    /// comes back parsed, for its chunk manifest and uname. The path must be absolute
+    /// and normalised ([`decode`] returns such paths).
+    pub fn check<'p>(&self, path: &'p Path) -> Result<ObjectPath<'p>, FqnRefusal> {
         if path.as_os_str().as_bytes().contains(&0) {
             return Err(FqnRefusal::Nul);
         }
@@ -164,26 +165,19 @@ impl FqnPolicy {
         if !path.has_root() {
             return Err(FqnRefusal::NotAnObjectPath);
         }
-        if self.roots.is_empty() {
-            // The mountpath is at least one directory.
-            return match object_path_from(&parts, 1) {
-                true => Ok(()),
-                false => Err(FqnRefusal::NotAnObjectPath),
-            };
-        }
-        let mut shaped = false;
-        for root in &self.roots {
-            if !path.starts_with(root) {
-                continue;
-            }
-            let depth = root.components().count() - 1;
-            if object_path_from(&parts, depth.max(1)) {
-                return Ok(());
-            }
-            shaped = true;
+        // The mountpath is at least one directory, and a root's whole depth.
+        let found = match self.roots.is_empty() {
+            true => object_path_from(&parts, 1),
+            false => (self.roots.iter())
+                .filter(|root| path.starts_with(root))
+                .find_map(|root| object_path_from(&parts, (root.components().count() - 1).max(1))),
+        };
+        if let Some((at, shape)) = found {
+            return Ok(ObjectPath { parts, at, shape });
         }
         // Tell "wrong place" from "not an object at all", for the error message.
-        if shaped || !object_path_from(&parts, 1) {
+        let under_a_root = self.roots.iter().any(|root| path.starts_with(root));
+        if under_a_root || object_path_from(&parts, 1).is_none() {
             Err(FqnRefusal::NotAnObjectPath)
         } else {
             Err(FqnRefusal::OutsideRoots)
@@ -191,17 +185,19 @@ impl FqnPolicy {
     }
 }
 
-/// Whether `parts[start..]` is, from some index on, `@<provider>`, an optional
-/// namespace, `<bucket>`, `%ob` and at least one component of object name
-/// (`fs/fqn.go`, `ParsedFQN.Init`). What precedes the provider is the mountpath.
-/// Linear in the number of components: each candidate is checked in constant steps.
-fn object_path_from(parts: &[&[u8]], start: usize) -> bool {
-    (start..parts.len()).any(|k| object_path_at(&parts[k..]).is_some())
+/// Where, from `parts[start..]` on, an object path's provider is (`@<provider>`,
+/// an optional namespace, `<bucket>`, `%ob` and at least one component of object
+/// name; `fs/fqn.go`, `ParsedFQN.Init`), and its shape: the first such place. What
+/// precedes the provider is the mountpath. Linear in the number of components: each
+/// candidate is checked in constant steps.
+fn object_path_from(parts: &[&[u8]], start: usize) -> Option<(usize, Shape)> {
+    (start..parts.len()).find_map(|k| Some((k, object_path_at(&parts[k..])?)))
 }
 
 /// Where an object path's parts are, from its provider on: the namespace, if any,
 /// is the part after the provider; the bucket is at `bucket`, the content type
 /// after it, and the object's name after that.
+#[derive(Debug)]
 struct Shape {
     namespace: bool,
     bucket: usize,
@@ -236,59 +232,54 @@ fn object_path_at(parts: &[&[u8]]) -> Option<Shape> {
 /// (`fs.ChunkMetaCT`).
 const CHUNK_MANIFEST_CONTENT_TYPE: &[u8] = b"%ut";
 
-/// An object path's components, where its provider is, and its shape: the first
-/// place from which it has an object's shape, as [`FqnPolicy::check`] parses it on
-/// any mountpath.
-fn parse(path: &Path) -> Option<(Vec<&[u8]>, usize, Shape)> {
-    let parts: Vec<&[u8]> = path
-        .components()
-        .filter_map(|component| match component {
-            Component::Normal(part) => Some(part.as_bytes()),
-            _ => None,
-        })
-        .collect();
-    let (at, shape) = (1..parts.len()).find_map(|k| Some((k, object_path_at(&parts[k..])?)))?;
-    Some((parts, at, shape))
+/// A path [`FqnPolicy::check`] accepted, as it parsed it: its components, where its
+/// provider is, and its shape.
+#[derive(Debug)]
+pub struct ObjectPath<'p> {
+    parts: Vec<&'p [u8]>,
+    at: usize,
+    shape: Shape,
 }
 
-/// Where the completed manifest of the object at `path` is if it is stored in chunks
-/// (a multipart upload): at the same name under `%ut` (`Ufest._fqns`). Such an
-/// object has only its first chunk in its file (`core/ufest.go`, `chunk1Path`), and
-/// the target names that file all the same (`ext/etl/communicator.go`: "TODO --
-/// FIXME: consider chunked case").
-pub fn chunk_manifest(path: &Path) -> Option<PathBuf> {
-    let (parts, at, shape) = parse(path)?;
-    let content_type = at + shape.bucket + 1;
-    let mut manifest = PathBuf::from("/");
-    for (i, part) in parts.iter().enumerate() {
-        match i == content_type {
-            true => manifest.push(OsStr::from_bytes(CHUNK_MANIFEST_CONTENT_TYPE)),
-            false => manifest.push(OsStr::from_bytes(part)),
+impl ObjectPath<'_> {
+    /// Where the completed manifest of the object is if it is stored in chunks (a
+    /// multipart upload): at the same name under `%ut` (`Ufest._fqns`). Such an
+    /// object has only its first chunk in its file (`core/ufest.go`, `chunk1Path`),
+    /// and the target names that file all the same (`ext/etl/communicator.go`: "TODO
+    /// -- FIXME: consider chunked case").
+    pub fn chunk_manifest(&self) -> PathBuf {
+        let content_type = self.at + self.shape.bucket + 1;
+        let mut manifest = PathBuf::from("/");
+        for (i, part) in self.parts.iter().enumerate() {
+            match i == content_type {
+                true => manifest.push(OsStr::from_bytes(CHUNK_MANIFEST_CONTENT_TYPE)),
+                false => manifest.push(OsStr::from_bytes(part)),
+            }
         }
+        manifest
     }
-    Some(manifest)
-}
 
-/// The uname of the object at `path`, `<provider>/@<uuid>#<namespace>/<bucket>/<object>`,
-/// by which the target serves it.
-pub fn uname(path: &Path) -> Option<Vec<u8>> {
-    let (parts, at, shape) = parse(path)?;
-    let bucket = at + shape.bucket;
-    let mut uname = parts[at][1..].to_vec();
-    uname.push(b'/');
-    match shape.namespace {
-        // `@uuid#name` as it is; `#name` (local) is `@#name`, and none is `@#`.
-        true if parts[at + 1][0] == b'@' => uname.extend_from_slice(parts[at + 1]),
-        true => uname.extend([b"@", parts[at + 1]].concat()),
-        false => uname.extend_from_slice(b"@#"),
-    }
-    uname.push(b'/');
-    uname.extend_from_slice(parts[bucket]);
-    for part in &parts[bucket + 2..] {
+    /// The object's uname, `<provider>/@<uuid>#<namespace>/<bucket>/<object>`, by
+    /// which the target serves it.
+    pub fn uname(&self) -> Vec<u8> {
+        let (parts, at) = (&self.parts, self.at);
+        let bucket = at + self.shape.bucket;
+        let mut uname = parts[at][1..].to_vec();
         uname.push(b'/');
-        uname.extend_from_slice(part);
+        match self.shape.namespace {
+            // `@uuid#name` as it is; `#name` (local) is `@#name`, and none is `@#`.
+            true if parts[at + 1][0] == b'@' => uname.extend_from_slice(parts[at + 1]),
+            true => uname.extend([b"@", parts[at + 1]].concat()),
+            false => uname.extend_from_slice(b"@#"),
+        }
+        uname.push(b'/');
+        uname.extend_from_slice(parts[bucket]);
+        for part in &parts[bucket + 2..] {
+            uname.push(b'/');
+            uname.extend_from_slice(part);
+        }
+        uname
     }
-    Some(uname)
 }
 
 fn is_namespace(part: &[u8]) -> bool {
@@ -336,7 +327,7 @@ mod tests {
     }
 
     fn check(policy: &FqnPolicy, path: &str) -> Result<(), FqnRefusal> {
-        policy.check(Path::new(path))
+        policy.check(Path::new(path)).map(|_| ())
     }
 
     #[test]
@@ -416,19 +407,26 @@ mod tests {
                 "ais/@#/b/#x",
             ),
         ] {
-            let path = Path::new(path);
-            assert_eq!(
-                chunk_manifest(path).unwrap(),
-                Path::new(manifest),
-                "{path:?}"
-            );
-            let found = String::from_utf8(super::uname(path).unwrap()).unwrap();
-            assert_eq!(found, uname, "{path:?}");
+            let object = FqnPolicy::any_mountpath().check(Path::new(path)).unwrap();
+            assert_eq!(object.chunk_manifest(), Path::new(manifest), "{path}");
+            let found = String::from_utf8(object.uname()).unwrap();
+            assert_eq!(found, uname, "{path}");
         }
-        for path in ["/etc/passwd", "/@ais/b/%ob/o", "/mp/@ais/b/%wk/o"] {
-            assert_eq!(chunk_manifest(Path::new(path)), None, "{path}");
-            assert_eq!(super::uname(Path::new(path)), None, "{path}");
-        }
+    }
+
+    #[test]
+    fn a_root_shaped_like_an_object_path_is_mountpath_in_the_parse_too() {
+        // The object path starts after the root, in the check as in what it returns.
+        let root = "/mp/@ais/b/%ob/dir";
+        let policy = FqnPolicy::with_resolved_roots(vec![root.into()]);
+        let object = policy
+            .check(Path::new("/mp/@ais/b/%ob/dir/@gcp/c/%ob/o"))
+            .unwrap();
+        assert_eq!(object.uname(), b"gcp/@#/c/o");
+        assert_eq!(
+            object.chunk_manifest(),
+            Path::new("/mp/@ais/b/%ob/dir/@gcp/c/%ut/o")
+        );
     }
 
     #[test]

@@ -76,9 +76,13 @@ pub enum SourceError {
         "the object's file {} holds only the first chunk of an object stored in chunks \
          (a multipart upload), and there is no AIS_TARGET_URL to read it whole from; \
          set AIS_TARGET_URL, as AIStore does for its ETL pods",
-        .0.display()
+        path.display()
     )]
-    FqnChunked(PathBuf),
+    FqnChunked {
+        path: PathBuf,
+        /// Its uname, by which the target serves it whole.
+        uname: Vec<u8>,
+    },
     #[error("reading the request body failed: {0}")]
     Body(io::Error),
     #[error("the request body was already consumed and cannot be replayed")]
@@ -194,9 +198,7 @@ impl Source {
                 target,
             } => match (load_file(path, policy, whole, at_most).await, target) {
                 // §5.3: read whole from the target, in the turn the file had.
-                (Err(SourceError::FqnChunked(_)), Some(target))
-                    if let Some(uname) = fqn::uname(path) =>
-                {
+                (Err(SourceError::FqnChunked { uname, .. }), Some(target)) => {
                     tracing::debug!(path = %path.display(), "stored in chunks: read from the target");
                     let (client, url) = (target.client(), target.object_url(&uname, false));
                     let kind = HttpSource::Target;
