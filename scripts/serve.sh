@@ -10,5 +10,6 @@ example=${1:-echo}
 shift || true
 [ -x "examples/$example/build.sh" ] || { echo "no example named $example under examples/" >&2; exit 2; }
 wasm=$("examples/$example/build.sh" | tail -n 1)
-cargo build --release --quiet --locked -p ais-wasm
+# Not quiet: the first release build takes minutes (link-time optimised, Cargo.toml).
+cargo build --release --locked -p ais-wasm
 exec "${CARGO_TARGET_DIR:-$repo/target}/release/ais-wasm" serve --component "$wasm" "$@"
