@@ -63,7 +63,8 @@ fn assert_error(response: &RawResponse, status: u16, object: &str, cause: &str, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_hop_down_resetting_failing_or_too_slow() {
     let target = FakeTarget::start().await;
-    let down = format!("http://{}/ais%2F@%23%2Fdst%2Fo", closed_port());
+    let closed = closed_port();
+    let down = format!("http://{closed}/ais%2F@%23%2Fdst%2Fo");
     let hop = format!("{}/ais%2F@%23%2Fdst%2Fo", target.url());
     // Buffered (echo) and streaming (upper, a one-shot request body).
     for component in ["examples/echo", "examples/upper"] {
@@ -164,10 +165,11 @@ async fn target_get_failing_for_hpull() {
         }
     }
     // Refused: nothing listens at AIS_TARGET_URL.
+    let closed = closed_port();
     let server = server("examples/upper", &target)
         .env(
             "AIS_TARGET_URL",
-            format!("http://{}/v1/etl/_object/f/s", closed_port()),
+            format!("http://{closed}/v1/etl/_object/f/s"),
         )
         .start()
         .await;

@@ -506,8 +506,27 @@ pub async fn request(
     raw(addr, &bytes).await
 }
 
-/// An address where nothing listens: connections are refused.
-pub fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+/// An address where nothing listens, reserved while this lives: the socket is bound
+/// but never listens, so connections are refused, and no server of a test running
+/// beside this one can be given the port (a listener dropped at once left it free,
+/// and a direct put once reached another test's server there).
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    addr: SocketAddr,
+}
+
+pub fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    ClosedPort {
+        _socket: socket,
+        addr,
+    }
+}
+
+impl std::fmt::Display for ClosedPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
+    }
 }
