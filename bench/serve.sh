@@ -130,7 +130,8 @@ if [[ $quick == 1 ]]; then
   done
 fi
 
-cargo build --release --quiet --locked -p ais-wasm
+# Not quiet: the first release build takes minutes (link-time optimised, Cargo.toml).
+cargo build --release --locked -p ais-wasm
 bin="$repo/target/release/ais-wasm"
 declare -A wasm
 wasm[echo]=$(examples/echo/build.sh | tail -n 1)
