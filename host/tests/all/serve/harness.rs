@@ -525,6 +525,17 @@ pub fn closed_port() -> ClosedPort {
     }
 }
 
+/// A free port for a child to listen on, below the kernel's ephemeral range: no
+/// `127.0.0.1:0` of a test running beside this one, and no outgoing connection, can
+/// be given it between this check and the child's bind.
+pub fn port_for_a_child() -> u16 {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let ephemeral: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    (ephemeral.saturating_sub(4096).max(1024)..ephemeral)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
 impl std::fmt::Display for ClosedPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.addr.fmt(f)

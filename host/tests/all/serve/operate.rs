@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::harness::{ServerBuilder, client};
+use super::harness::{ServerBuilder, client, port_for_a_child};
 use crate::support::{ais_wasm, component};
 
 /// A port that cannot be had stops the start with the address and what the flag
@@ -71,11 +71,7 @@ async fn health_is_503_until_the_component_is_ready() {
         .unwrap();
         stream.write_all(&wasm).unwrap();
     });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = port_for_a_child();
     let cache = tempfile::tempdir().unwrap();
     let mut child = ais_wasm(cache.path())
         .env("ETL_WASM_URL", &url)
