@@ -515,6 +515,12 @@ pub struct ClosedPort {
     addr: SocketAddr,
 }
 
+impl std::fmt::Display for ClosedPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
+    }
+}
+
 pub fn closed_port() -> ClosedPort {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
@@ -534,10 +540,4 @@ pub fn port_for_a_child() -> u16 {
     (ephemeral.saturating_sub(4096).max(1024)..ephemeral)
         .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
         .expect("a free port below the ephemeral range")
-}
-
-impl std::fmt::Display for ClosedPort {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.addr.fmt(f)
-    }
 }
