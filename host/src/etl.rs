@@ -52,7 +52,7 @@ pub struct Etl {
     /// How long this transform's buffered calls have lately taken.
     pub pace: Pace,
     /// How long this transform's streaming calls have lately held their thread at
-    /// once (their longest poll).
+    /// once (`Measure::Holding`).
     pub stream_pace: Pace,
 }
 
