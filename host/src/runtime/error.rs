@@ -118,7 +118,9 @@ pub enum Abort {
     /// The instance tried to grow its memory past the limit.
     #[error(
         "the transform exceeded its memory limit of {limit} bytes (it asked for {requested}); \
-         raise --max-memory or stream large objects"
+         raise --max-memory, or have it keep less: a buffered transform holds the whole object \
+         and its result (export aistore:etl/streaming for large objects), and a Python one \
+         keeps every byte it outputs (componentize-py 0.25.1; README, \"Python\")"
     )]
     MemoryLimit {
         /// The configured limit.
