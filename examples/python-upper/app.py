@@ -1,5 +1,7 @@
-"""python-upper: ASCII upper-cases each object chunk by chunk (streaming,
-constant memory). Bytes outside a-z, including every byte >= 0x80, pass unchanged.
+"""python-upper: ASCII upper-cases each object chunk by chunk (streaming; one
+chunk held at a time, though componentize-py 0.25.1 keeps a copy of each it
+outputs: README, "Python"). Bytes outside a-z, including every byte >= 0x80, pass
+unchanged.
 
 Build: examples/python-upper/build.sh   (prints the .wasm path last)
 Run:   ais-wasm run --component "$(examples/python-upper/build.sh | tail -n1)" FILE

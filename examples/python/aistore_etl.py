@@ -125,8 +125,10 @@ class ETLServer:
 
     def transform_stream(self, reader: Reader, path: str, etl_args: str) -> Iterable[bytes]:
         """Transform an object in pieces: read ``reader`` (a binary file) and
-        yield the output chunk by chunk; memory stays constant whatever the
-        object size. The default reads everything and calls ``transform``."""
+        yield the output chunk by chunk, holding one chunk at a time whatever
+        the object size (componentize-py 0.25.1 still keeps a copy of every
+        chunk yielded: README, "Python"). The default reads everything and
+        calls ``transform``."""
         if type(self).transform is ETLServer.transform:
             raise NotImplementedError(
                 f"{type(self).__name__} overrides neither transform nor transform_stream"
