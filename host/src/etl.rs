@@ -14,6 +14,7 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinError, JoinHandle};
+use tokio_util::sync::DropGuard;
 
 use crate::held::{Held, HeldError, HeldOutput};
 use crate::pipeline::{Pipeline, PutUrlError};
@@ -187,14 +188,15 @@ impl Etl {
             };
             // A failed transform breaks the upload too: report the transform's error.
             // The reverse also happens: a refused or reset upload drops the output
-            // under a streaming transform, which then fails writing. The upload's
+            // under a streaming transform, which then fails writing, or is stopped at
+            // its next epoch tick as abandoned (`OutputStream`). The upload's
             // failure is the cause, and decides between 502, a local retry and the
             // 503 contract (§7.3, §7.4); reporting the write failure would make it a
             // 500 that nobody retries.
             let sent = match transformed {
                 Some(done) => match join(done).await {
                     Ok(sent) => Some(sent),
-                    Err(EtlError::Transform(ObjectError::Output(_))) if delivered.is_err() => None,
+                    Err(error) if delivered.is_err() && upload_dropped(&error) => None,
                     Err(error) => return Err(error),
                 },
                 None => length,
@@ -266,7 +268,12 @@ impl Etl {
         let load = job.source.load(whole, at_most, &self.held_input);
         let loaded = self.in_time(deadline, reading, load).await??;
         let transform = self.transform.clone();
-        let object = job.object.clone();
+        // A token of its own, cancelled with the job's (a WebSocket connection gone)
+        // or alone: a retry must not inherit the abandonment of the attempt before it.
+        let object = ObjectRequest {
+            abandoned: job.object.abandoned.child_token(),
+            ..job.object.clone()
+        };
         match loaded {
             Loaded::Whole(data, share) => {
                 job.bytes_in = data.len() as u64;
@@ -279,11 +286,16 @@ impl Etl {
                         self.in_time(deadline, "waiting for a worker", turn).await?
                     }
                 };
+                // Dropped before the call ends (the client went away), this stops
+                // the guest at its next epoch tick rather than at its deadline.
+                let abandon_if_dropped = object.abandoned.clone().drop_guard();
                 let call = async move {
                     let _held_until_done = share;
                     transform.buffered_in(turn, &data, &object).await
                 };
-                Ok(Output::Full(self.on_guests(call).await?.into()))
+                let output = self.on_guests(call).await;
+                abandon_if_dropped.disarm();
+                Ok(Output::Full(output?.into()))
             }
             Loaded::Stream(opened) => {
                 job.bytes_in = opened.size.unwrap_or(0);
@@ -514,11 +526,20 @@ async fn cause_of(
 ) -> EtlError {
     match transformed {
         Some(done) => match join(done).await {
-            Err(error) if !matches!(error, EtlError::Transform(ObjectError::Output(_))) => error,
+            Err(error) if !upload_dropped(&error) => error,
             _ => timeout,
         },
         None => timeout,
     }
+}
+
+/// Whether a streaming transform failed because the upload of its output was
+/// dropped: at its next write, or at its next epoch tick (`OutputStream`).
+fn upload_dropped(error: &EtlError) -> bool {
+    matches!(
+        error,
+        EtlError::Transform(ObjectError::Output(_) | ObjectError::Abandoned)
+    )
 }
 
 /// Nothing when the transform behind `handle` succeeds, else its error: the end of a
@@ -555,10 +576,12 @@ impl StreamCall {
         let (sender, receiver) = mpsc::channel(OUTPUT_QUEUE);
         let (finished, outcome) = oneshot::channel();
         let runtime = self.runtime.clone();
+        let abandoned = self.object.abandoned.clone();
         OutputStream {
             receiver,
             outcome: Some(outcome),
             handle: Some(runtime.spawn(self.call(sender, Some(finished)))),
+            _abandon_if_dropped: abandoned.drop_guard(),
         }
     }
 
@@ -609,7 +632,10 @@ impl StreamCall {
                 None => transform.turn().await,
             };
             let result = transform.streaming_in(turn, input, output, &object).await;
-            if let Err(error) = &result {
+            // An abandoned call was logged by the runtime, if it had begun.
+            if let Err(error) = &result
+                && !matches!(error, ObjectError::Abandoned)
+            {
                 tracing::warn!(
                     parent: object.span(),
                     object = %object.path,
@@ -632,6 +658,10 @@ pub struct OutputStream {
     receiver: mpsc::Receiver<Bytes>,
     outcome: Option<oneshot::Receiver<bool>>,
     handle: Option<JoinHandle<Result<u64, ObjectError>>>,
+    /// Read no further (the client went away, an upload failed), the stream stops
+    /// its guest at the guest's next epoch tick, where its next write would have
+    /// failed; once the transform has ended, this changes nothing.
+    _abandon_if_dropped: DropGuard,
 }
 
 impl OutputStream {

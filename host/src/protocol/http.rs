@@ -178,7 +178,7 @@ pub async fn object(
         log: LogScope::new(&state.name, transport.as_str()),
         path,
         args: params.args,
-        deadline: None,
+        ..Default::default()
     };
     // §5.5, §13 Q8: hpull sends etl_fqn with latest-ver, and the target did not look
     // for a newer version before naming the file (in hpush and WebSocket it does); so
@@ -250,7 +250,7 @@ pub async fn download(State(state): State<Arc<AppState>>, uri: Uri) -> Response 
             log: LogScope::new(&state.name, Transport::Download.as_str()),
             path: object_to,
             args: etl_args(args),
-            deadline: None,
+            ..Default::default()
         },
         source: Source::Http {
             url,

@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::coalesce::{self, Pacer};
 use super::control::Control;
@@ -36,7 +37,7 @@ use crate::etl::{EtlError, Job, Outcome, Output};
 use crate::held::{Held, HeldFile, HeldOutput};
 use crate::metrics::Transport;
 use crate::pipeline;
-use crate::runtime::{LogScope, ObjectRequest};
+use crate::runtime::{LogScope, ObjectError, ObjectRequest};
 use crate::source::{HeldInput, Share, Source};
 
 /// The target reads replies of up to 16 GiB, and sends objects as large (§4.4): the
@@ -210,10 +211,13 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
         pongs,
         pacer,
         violation: None,
+        gone: false,
         text: None,
     };
     let held = HeldInput::new(HELD_PER_CONNECTION);
     let kept = Arc::new(Semaphore::new(REPLIES_IN_MEMORY as usize));
+    // Cancelled once the connection is gone: its objects' transforms stop.
+    let abandoned = CancellationToken::new();
     let mut moving = None;
     loop {
         // A frame read in pieces is whole by now; the check keeps it so.
@@ -258,17 +262,17 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
                         Input::Streamed(streamed(start, rest), share)
                     }
                 };
-                let (state, kept) = (state.clone(), kept.clone());
+                let (state, kept, abandoned) = (state.clone(), kept.clone(), abandoned.clone());
                 Pending::Running(tokio::spawn(async move {
-                    let reply = process(state.clone(), control, input).await;
+                    let reply = process(state.clone(), control, input, abandoned).await;
                     drop(own);
                     keep(&state, &kept, reply).await
                 }))
             }
             Ok(control) => {
-                let (state, kept) = (state.clone(), kept.clone());
+                let (state, kept, abandoned) = (state.clone(), kept.clone(), abandoned.clone());
                 Pending::Running(tokio::spawn(async move {
-                    let reply = process(state.clone(), control, Input::Fqn).await;
+                    let reply = process(state.clone(), control, Input::Fqn, abandoned).await;
                     keep(&state, &kept, reply).await
                 }))
             }
@@ -298,14 +302,20 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
         }
         reader.pacer.end();
     }
-    // Answer what was received before the connection ended (or the session moves),
-    // then stop.
     let Reader {
         frames,
         replies,
         violation,
+        gone,
         ..
     } = reader;
+    // Nobody is left to read the replies owed: their guests stop at their next
+    // epoch tick rather than run to their deadlines, and those waiting for their
+    // turn never begin. Otherwise answer what was received before the peer's close
+    // (or a violation, or the session's move). Then stop.
+    if gone {
+        abandoned.cancel();
+    }
     if let Some(code) = violation {
         let close = Bytes::copy_from_slice(&code.to_be_bytes());
         let _ = replies
@@ -528,6 +538,9 @@ struct Reader<S> {
     /// The close code owed to a peer that broke the protocol: the connection's last
     /// frame, after the replies owed before it (RFC 6455 §7.1.7).
     violation: Option<u16>,
+    /// The connection ended without a close frame, as a target closes it (§4.4):
+    /// nobody is left to read the replies owed.
+    gone: bool,
     /// A TEXT message being streamed, checked piece by piece (RFC 6455 §8.1).
     text: Option<Utf8Check>,
 }
@@ -708,6 +721,7 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             Some(code) => self.violated(code, error),
             None => {
                 tracing::debug!("WebSocket connection ended: {error}");
+                self.gone = true;
                 None
             }
         }
@@ -807,7 +821,12 @@ fn streamed(head: Vec<Bytes>, rest: mpsc::Receiver<Fed>) -> BoxStream<'static, i
         .boxed()
 }
 
-async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply {
+async fn process(
+    state: Arc<AppState>,
+    control: Control,
+    input: Input,
+    abandoned: CancellationToken,
+) -> Reply {
     let in_flight = state.metrics.in_flight();
     let path = control.path;
     let pipeline = match pipeline::parse(&control.pipeline) {
@@ -830,6 +849,7 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
             path: String::from_utf8_lossy(&path).into_owned(),
             args: control.etl_args.trim().to_string(),
             deadline: None,
+            abandoned,
         },
         source,
         pipeline,
@@ -861,6 +881,8 @@ async fn process(state: Arc<AppState>, control: Control, input: Input) -> Reply 
             state.metrics.bytes_out(Transport::Ws, sent);
             message
         }
+        // Nobody reads it, and a guest it stopped was logged by the runtime.
+        Err(EtlError::Transform(ObjectError::Abandoned)) => Reply::Text(String::new()),
         Err(error) => error_reply(&job.object, error),
     }
 }
@@ -960,6 +982,7 @@ mod tests {
                 pongs,
                 pacer: Pacer::detached(),
                 violation: None,
+                gone: false,
                 text: None,
             },
             queued,

@@ -65,6 +65,13 @@ pub enum ObjectError {
     /// first instance is made, so only ever at load.
     #[error(transparent)]
     Mismatch(#[from] ExportMismatch),
+    /// Nobody waited for the result any more: the guest was stopped, or never
+    /// started ([`ObjectRequest::abandoned`](super::ObjectRequest::abandoned)).
+    #[error(
+        "nobody waits for the result any more (the client disconnected or timed out, or the \
+         upload of the result failed)"
+    )]
+    Abandoned,
     /// The host failed to create an instance for the call.
     #[error("the host could not create an instance: {0:#}")]
     Instance(anyhow::Error),
@@ -91,6 +98,7 @@ impl ObjectError {
             }
             ObjectError::Input(_)
             | ObjectError::Output(_)
+            | ObjectError::Abandoned
             | ObjectError::NotExported(_)
             | ObjectError::Instance(_) => Fault::Host,
         }
@@ -159,6 +167,11 @@ fn stderr_suffix(stderr: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 #[error("deadline exceeded")]
 pub(crate) struct DeadlineExceeded;
+
+/// Raised from the epoch callback when the call's result is no longer awaited.
+#[derive(Debug, thiserror::Error)]
+#[error("abandoned by its caller")]
+pub(crate) struct Abandoned;
 
 /// Raised from the resource limiter when a memory grows past the limit.
 #[derive(Debug, thiserror::Error)]

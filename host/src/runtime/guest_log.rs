@@ -100,6 +100,13 @@ impl GuestLog {
             .join(" / ")
     }
 
+    /// A warning of the host's own about the current object's call.
+    pub(crate) fn warn(&self, message: std::fmt::Arguments<'_>) {
+        let state = self.state.lock().unwrap();
+        let parent = state.scope.span(&state.object);
+        tracing::warn!(parent: parent, object = %state.object, "{message}");
+    }
+
     /// The current object's span, for the host's own lines about its call.
     pub(crate) fn span(&self) -> Option<tracing::Id> {
         let state = self.state.lock().unwrap();

@@ -4,13 +4,15 @@
 
 use std::time::Instant;
 
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::{InstancePre, Resource};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{TransformError, buffered, lifecycle, streaming};
 use super::error::{
-    Abort, DeadlineExceeded, ExportMismatch, HostIoError, MemoryLimitExceeded, ObjectError,
+    Abandoned, Abort, DeadlineExceeded, ExportMismatch, HostIoError, MemoryLimitExceeded,
+    ObjectError,
 };
 use super::guest_log::GuestLog;
 use super::host_io::{InputStream, OutputStream};
@@ -27,6 +29,8 @@ pub struct GuestCtx {
     log: GuestLog,
     /// When the current call must end; checked on every epoch tick.
     deadline: Instant,
+    /// The current call's [`ObjectRequest::abandoned`]; checked on every epoch tick.
+    abandoned: CancellationToken,
 }
 
 impl WasiView for GuestCtx {
@@ -143,13 +147,17 @@ impl Instance {
             },
             log,
             deadline: Instant::now() + limits.timeout,
+            abandoned: CancellationToken::new(),
         };
         let mut store = Store::new(pre.engine(), ctx);
         store.limiter(|ctx| &mut ctx.limiter);
         store.set_hostcall_fuel(usize::try_from(limits.max_output).unwrap_or(usize::MAX));
         store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
+            let ctx = ctx.data();
+            if Instant::now() >= ctx.deadline {
                 Err(wasmtime::Error::new(DeadlineExceeded))
+            } else if ctx.abandoned.is_cancelled() {
+                Err(wasmtime::Error::new(Abandoned))
             } else {
                 // Yield on every tick so a busy guest never starves other tasks
                 // (health checks, I/O) on the same executor thread: with tokio's
@@ -282,7 +290,9 @@ impl Instance {
     fn start_call(&mut self, object: &ObjectRequest) -> Instant {
         self.store.data().log.begin(&object.path, &object.log);
         let deadline = (object.deadline).unwrap_or_else(|| Instant::now() + self.limits.timeout);
-        self.store.data_mut().deadline = deadline;
+        let ctx = self.store.data_mut();
+        ctx.deadline = deadline;
+        ctx.abandoned = object.abandoned.clone();
         self.store.set_epoch_deadline(1);
         deadline
     }
@@ -313,12 +323,23 @@ impl Instance {
         self.poisoned = true;
         let parent = self.store.data().log.span();
         tracing::debug!(parent: parent, error = ?error, "guest call aborted");
-        Err(self.classify(error, stderr))
+        let error = self.classify(error, stderr);
+        // Said here, as nobody else hears of it.
+        if let ObjectError::Abandoned = error {
+            let log = &self.store.data().log;
+            log.warn(format_args!(
+                "transform stopped, instance replaced: {error}"
+            ));
+        }
+        Err(error)
     }
 
     fn classify(&self, error: wasmtime::Error, stderr: String) -> ObjectError {
         if find::<DeadlineExceeded>(&error).is_some() {
             return ObjectError::Aborted(Abort::Timeout(self.limits.timeout));
+        }
+        if find::<Abandoned>(&error).is_some() {
+            return ObjectError::Abandoned;
         }
         if let Some(exceeded) = find::<MemoryLimitExceeded>(&error) {
             return ObjectError::Aborted(Abort::MemoryLimit {

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
@@ -100,6 +101,10 @@ pub struct ObjectRequest {
     /// When the object's time is up, its I/O included (set from `--timeout` when it
     /// arrived); `None`: `--timeout` from when a call starts.
     pub deadline: Option<std::time::Instant>,
+    /// Cancelled when nobody waits for the result any more (the client went away):
+    /// a running guest is stopped at its next epoch tick, its instance replaced, and
+    /// a call not yet begun never begins. One per call: a retry must not inherit it.
+    pub abandoned: CancellationToken,
 }
 
 impl ObjectRequest {

@@ -176,9 +176,11 @@ impl Transform {
         data: &[u8],
         object: &ObjectRequest,
     ) -> Result<Vec<u8>, ObjectError> {
-        if !self.inner.shapes.buffered {
-            return Err(ObjectError::NotExported("aistore:etl/buffered@0.1.0"));
-        }
+        may_begin(
+            self.inner.shapes.buffered,
+            "aistore:etl/buffered@0.1.0",
+            object,
+        )?;
         match &self.inner.backend {
             Backend::Wasm { pool, clock, .. } => {
                 let _running = clock.running();
@@ -212,9 +214,11 @@ impl Transform {
         output: mpsc::Sender<Bytes>,
         object: &ObjectRequest,
     ) -> Result<u64, ObjectError> {
-        if !self.inner.shapes.streaming {
-            return Err(ObjectError::NotExported("aistore:etl/streaming@0.1.0"));
-        }
+        may_begin(
+            self.inner.shapes.streaming,
+            "aistore:etl/streaming@0.1.0",
+            object,
+        )?;
         match &self.inner.backend {
             Backend::Wasm { pool, clock, .. } => {
                 let _running = clock.running();
@@ -242,4 +246,21 @@ impl Transform {
         };
         Instance::new(pre, indices, &self.inner.limits, config).await
     }
+}
+
+/// Whether a call of an export (`exported`, named `interface`) may begin for
+/// `object`: not if its caller went away while it waited for its turn (a streaming
+/// call waits in a task of its own, which outlives its caller).
+fn may_begin(
+    exported: bool,
+    interface: &'static str,
+    object: &ObjectRequest,
+) -> Result<(), ObjectError> {
+    if !exported {
+        return Err(ObjectError::NotExported(interface));
+    }
+    if object.abandoned.is_cancelled() {
+        return Err(ObjectError::Abandoned);
+    }
+    Ok(())
 }

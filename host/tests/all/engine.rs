@@ -1,6 +1,7 @@
 //! The runtime library against hostile guests: every misbehaviour gives a clear
 //! per-object error, and the next object on the same engine succeeds.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ais_wasm::runtime::{
@@ -61,6 +62,49 @@ async fn an_infinite_loop_stops_at_the_deadline() {
     );
     assert!(error.to_string().contains("exceeded its deadline"));
     assert_next_object_succeeds(&transform).await;
+}
+
+/// Abandoned mid-call (the server's client went away), a spinning guest stops at its
+/// next epoch tick, well before its deadline, and its instance is replaced; a call
+/// abandoned before it begins never takes an instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_call_stops_at_the_next_tick() {
+    let runtime = runtime(InstanceMode::Pooled, None);
+    let transform = hostile(&runtime).await;
+    let object = ObjectRequest {
+        path: "o".into(),
+        args: "loop".into(),
+        ..Default::default()
+    };
+    let abandoned = object.abandoned.clone();
+    let call = tokio::spawn({
+        let transform = transform.clone();
+        async move { transform.buffered(b"payload", &object).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while transform.pool_gauges() != (0, 1) {
+        assert!(Instant::now() < deadline, "the call never began");
+        tokio::task::yield_now().await;
+    }
+    abandoned.cancel();
+    let error = call.await.unwrap().unwrap_err();
+    assert!(matches!(error, ObjectError::Abandoned), "{error}");
+    assert!(
+        error.to_string().contains("nobody waits for the result"),
+        "{error}"
+    );
+    assert_eq!(transform.pool_stats().discarded.load(Ordering::Relaxed), 1);
+    assert_next_object_succeeds(&transform).await;
+
+    let created = transform.pool_stats().created.load(Ordering::Relaxed);
+    let object = ObjectRequest::default();
+    object.abandoned.cancel();
+    let error = transform.buffered(b"payload", &object).await.unwrap_err();
+    assert!(matches!(error, ObjectError::Abandoned), "{error}");
+    assert_eq!(
+        transform.pool_stats().created.load(Ordering::Relaxed),
+        created
+    );
 }
 
 #[tokio::test]

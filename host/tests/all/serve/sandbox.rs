@@ -444,22 +444,8 @@ async fn a_guest_that_keeps_writing_after_its_receiver_went_away() {
 
     // The next hop resets mid-body: the streamed one-shot body gets the 503
     // contract (§7.3), and the guest is stopped.
-    target.always(Put::Reset);
     let started = Instant::now();
-    let response = request(
-        server.addr,
-        "PUT",
-        "/src/spew-put?etl_args=spew",
-        &[
-            (
-                "Ais-Node-Url",
-                &format!("{}/ais%2F@%23%2Fdst%2Fo", target.url()),
-            ),
-            ("Transfer-Encoding", "chunked"),
-        ],
-        b"",
-    )
-    .await;
+    let response = put_to_a_resetting_hop(&server, &target, "spew").await;
     assert_eq!(response.status, 503, "{response:?}");
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_healthy_and_serving(&server).await;
@@ -478,6 +464,109 @@ async fn a_guest_that_keeps_writing_after_its_receiver_went_away() {
         "{reply}"
     );
     assert_healthy_and_serving(&server).await;
+}
+
+/// A client that goes away while its guest computes (a target's `obj_timeout` ends
+/// its request so) has the guest stopped at its next epoch tick, not at its 120 s
+/// deadline: the only worker serves the next object at once, and the instance is
+/// replaced. Buffered and streaming over HTTP; over WebSocket, a connection closed
+/// without a close frame, as a target closes it, with a running object and one
+/// waiting for its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_whose_client_went_away_is_stopped() {
+    let target = FakeTarget::start().await;
+    let server = hostile()
+        .target(&target, "h")
+        .env("ETL_WASM_TIMEOUT", "120s")
+        .env("RUST_LOG", "warn,ais_wasm::cmd::serve=info")
+        .start()
+        .await;
+    let started = Instant::now();
+    let mut stopped = 0;
+    // A one-byte body is buffered, one of unknown length streamed.
+    for (shape, framing, body) in [
+        ("buffered", "Content-Length: 1", "x"),
+        (
+            "streaming",
+            "Transfer-Encoding: chunked",
+            "1\r\nx\r\n0\r\n\r\n",
+        ),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let request = format!(
+            "PUT /src/{shape}?etl_args=loop HTTP/1.1\r\nHost: {}\r\n{framing}\r\n\r\n{body}",
+            server.addr
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        busy_instances(&server, 1).await;
+        drop(stream);
+        assert_healthy_and_serving(&server).await;
+        stopped += 1;
+        let log = server.wait_for_log(&format!("object=src/{shape}")).await;
+        assert!(
+            log.contains("transform stopped, instance replaced: nobody waits for the result"),
+            "{shape}: {log}"
+        );
+    }
+    // A next hop that resets the upload of a streamed result: the guest, which
+    // writes no more, is stopped, and the upload's failure stays the cause (the 503
+    // contract for a one-shot body, §7.3).
+    let response = put_to_a_resetting_hop(&server, &target, "write-loop").await;
+    assert_eq!(response.status, 503, "{response:?}");
+    assert_healthy_and_serving(&server).await;
+    stopped += 1;
+
+    let mut socket = ws::connect(&server).await;
+    for name in ["running", "waiting"] {
+        ws::send_object(&mut socket, ws::control("", "loop", "", name), b"x").await;
+    }
+    busy_instances(&server, 1).await;
+    drop(socket);
+    assert_healthy_and_serving(&server).await;
+    stopped += 1;
+    server.wait_for_log("object=running").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, discarded, live) = server.pool_stats().await;
+    assert_eq!((discarded, live), (stopped, 1));
+    assert!(
+        !server.stderr().contains("object=waiting"),
+        "{}",
+        server.stderr()
+    );
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("\nais_wasm_requests_in_flight 0\n"),
+        "{metrics}"
+    );
+}
+
+/// Waits until `count` instances are busy with an object.
+async fn busy_instances(server: &Server, count: usize) {
+    let line = format!("ais_wasm_instances{{state=\"busy\"}} {count}\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.metrics().await.contains(&line) {
+        assert!(Instant::now() < deadline, "never {line:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An empty one-shot chunked body, the streaming guest told `args`, its result put
+/// to a next hop that resets mid-body.
+async fn put_to_a_resetting_hop(server: &Server, target: &FakeTarget, args: &str) -> RawResponse {
+    target.always(Put::Reset);
+    let hop = format!("{}/ais%2F@%23%2Fdst%2Fo", target.url());
+    request(
+        server.addr,
+        "PUT",
+        &format!("/src/{args}?etl_args={args}"),
+        &[("Ais-Node-Url", &hop), ("Transfer-Encoding", "chunked")],
+        b"0\r\n\r\n",
+    )
+    .await
 }
 
 /// A WebSocket reply is held until the transform ends: a streaming guest that fails

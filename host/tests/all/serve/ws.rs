@@ -633,12 +633,12 @@ async fn a_connection_dropped_in_a_streamed_message_stops_its_transform() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // Its input breaks off, or it is stopped first as abandoned, the connection gone.
+    let log = server.stderr();
     assert!(
-        server
-            .stderr()
-            .contains("the object's WebSocket message broke off"),
-        "{}",
-        server.stderr()
+        log.contains("the object's WebSocket message broke off")
+            || log.contains("transform stopped, instance replaced: nobody waits for the result"),
+        "{log}"
     );
 
     let mut socket = connect(&server).await;

@@ -167,6 +167,13 @@ impl Streaming for Hostile {
                     std::hint::black_box(&first);
                 }
             }
+            // Writes a little, then computes for ever: only an epoch tick can stop it.
+            "write-loop" => {
+                output.write(b"first");
+                loop {
+                    std::hint::black_box(&output);
+                }
+            }
             _ => {
                 while let Some(chunk) = input.next_chunk() {
                     output.write(&chunk);
