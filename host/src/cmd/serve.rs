@@ -152,7 +152,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             result.context("the server task failed")?.context("the server failed")?;
             return Ok(ExitCode::FAILURE);
         }
-        signal = shutdown_signal() => tracing::info!(signal, "shutting down: no new connections"),
+        (signal, _) = super::shutdown_signal() => {
+            tracing::info!(signal, "shutting down: no new connections");
+        }
     }
     let _ = stop.send(());
     match tokio::time::timeout(args.shutdown_timeout, server).await {
@@ -310,15 +312,5 @@ impl Drop for GuestRuntime {
         if let Some(runtime) = self.0.take() {
             runtime.shutdown_background();
         }
-    }
-}
-
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
     }
 }

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::support::{ais_wasm, component};
 
@@ -93,6 +94,74 @@ fn bench_serve_verifies_every_transport_it_drives() {
 
 /// Wrong bytes are caught: echo's output checked as upper's fails every object,
 /// over HTTP and as direct puts, and the command says so.
+/// Interrupted, a bench stops the server it started (in a process group of its own,
+/// which a terminal's Ctrl-C does not reach) and exits 128 + the signal's number.
+#[test]
+fn an_interrupted_bench_leaves_no_server_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = ais_wasm(dir.path());
+    command
+        .args(["bench", "serve", "--component"])
+        .arg(component("examples/echo"))
+        .args(["--transports", "hpush-body", "--sizes", "1KiB"])
+        .args([
+            "--concurrency",
+            "1",
+            "--duration",
+            "60s",
+            "--warmup",
+            "100ms",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let bench = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let server = loop {
+        if let Some(&pid) = children(bench.id()).first() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no server started");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // SAFETY: signalling our own child, which has not been reaped.
+    assert_eq!(
+        unsafe { libc::kill(bench.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let output = bench.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("error: interrupted by SIGINT"), "{stderr}");
+    assert!(
+        !Path::new(&format!("/proc/{server}")).exists(),
+        "the server {server} outlived its bench"
+    );
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let parent_of = |stat: &str| -> Option<u32> {
+        // After the name, which may hold spaces, in parentheses: state, then ppid.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| parent_of(&stat))
+                == Some(pid)
+        })
+        .collect()
+}
+
 #[test]
 fn bench_serve_fails_on_wrong_output() {
     let dir = tempfile::tempdir().unwrap();

@@ -287,6 +287,52 @@ fn an_endless_input_is_refused_past_the_memory_limit() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
 
+/// Interrupted (Ctrl-C, or SIGTERM) in the middle of an object, `run` removes the
+/// partial result it was writing, says so, and exits 128 + the signal's number.
+#[test]
+fn an_interrupted_run_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big");
+    // Large enough to be streamed: the guest writes 5 bytes, then computes for ever.
+    std::fs::write(&input, vec![b'i'; 2 << 20]).unwrap();
+    for (signal, code, name) in [
+        (libc::SIGINT, 130, "SIGINT"),
+        (libc::SIGTERM, 143, "SIGTERM"),
+    ] {
+        let out = dir.path().join(name);
+        let child = ais_wasm(&dir.path().join("cache"))
+            .arg("run")
+            .arg("--component")
+            .arg(component("host/tests/components/hostile"))
+            .args(["--args", "write-loop", "-o"])
+            .arg(&out)
+            .arg(&input)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Under way once the partial file holds what the guest wrote.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let written = || {
+            let partial = std::fs::read_dir(&out).ok()?.next()?.ok()?;
+            (partial.metadata().ok()?.len() == 5).then_some(())
+        };
+        while written().is_none() {
+            assert!(std::time::Instant::now() < deadline, "{name}: never wrote");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // SAFETY: signalling our own child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: interrupted by {name}")),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "{name}");
+    }
+}
+
 /// Limits no instance could run under are refused at start, naming the setting.
 #[test]
 fn impossible_limits_are_refused_naming_their_setting() {
