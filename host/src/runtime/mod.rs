@@ -103,7 +103,9 @@ pub struct ObjectRequest {
     pub deadline: Option<std::time::Instant>,
     /// Cancelled when nobody waits for the result any more (the client went away):
     /// a running guest is stopped at its next epoch tick, its instance replaced, and
-    /// a call not yet begun never begins. One per call: a retry must not inherit it.
+    /// a call not yet begun never begins. The server gives each run of an object a
+    /// child of its job's token (a WebSocket connection's, for all its objects), so
+    /// that a retry does not inherit the abandonment of the attempt before it.
     pub abandoned: CancellationToken,
 }
 
