@@ -8,7 +8,7 @@
 pub mod control;
 #[path = "../../host/src/source/fqn.rs"]
 pub mod fqn;
-#[path = "../../host/src/protocol/frames.rs"]
+#[path = "../../host/src/protocol/ws/frames.rs"]
 pub mod frames;
 #[path = "../../host/src/pipeline.rs"]
 pub mod pipeline;

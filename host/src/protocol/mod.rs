@@ -4,10 +4,8 @@
 //!
 //! API Boundary: every route and status here is what AIStore targets depend on.
 
-mod coalesce;
 mod control;
 mod error;
-mod frames;
 mod http;
 mod server;
 mod ws;
