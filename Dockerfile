@@ -16,10 +16,13 @@ FROM debian:trixie-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin ais-wasm
+    && useradd --system --uid 10001 --gid 0 --home-dir /nonexistent --shell /usr/sbin/nologin ais-wasm
 COPY --from=build /out/ /
-RUN chown ais-wasm /var/cache/ais-wasm
-USER 10001
+RUN chown ais-wasm:0 /var/cache/ais-wasm
+# Not root, but in group 0: AIStore writes objects with mode 0640 in directories of
+# 0750, owned by the user aisnode runs as (root, by default), and an ETL pod's spec
+# cannot set the user it runs as. Group 0 reads them as `etl_fqn` names them.
+USER 10001:0
 ENV ETL_WASM_CACHE_DIR=/var/cache/ais-wasm
 VOLUME /var/cache/ais-wasm
 EXPOSE 8000

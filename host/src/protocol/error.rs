@@ -96,11 +96,7 @@ fn source_status(source: &SourceError) -> StatusCode {
         SourceError::FqnNotFound(_) => StatusCode::NOT_FOUND,
         // §11: an FQN outside the object paths the policy allows; never opened.
         SourceError::FqnRefused { .. } => StatusCode::FORBIDDEN,
-        SourceError::FqnUnreadable { error, .. }
-            if error.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
-            StatusCode::FORBIDDEN
-        }
+        SourceError::FqnDenied { .. } => StatusCode::FORBIDDEN,
         SourceError::FqnUnreadable { .. }
         | SourceError::FqnChunked { .. }
         | SourceError::Consumed

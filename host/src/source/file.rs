@@ -56,8 +56,15 @@ pub(super) fn load(
         path: path.to_path_buf(),
         reason,
     };
-    let failed = |error| super::fqn_error(path, error);
     let object = policy.check(path).map_err(refused)?;
+    let failed = |error: io::Error| match error.kind() {
+        io::ErrorKind::PermissionDenied => SourceError::FqnDenied {
+            path: path.to_path_buf(),
+            uname: object.uname(),
+            error,
+        },
+        _ => super::fqn_error(path, error),
+    };
     let Some(handle) = open_path(path, wait).map_err(failed)? else {
         return Ok(None);
     };

@@ -71,6 +71,24 @@ pub enum SourceError {
     },
     #[error("the object's file {} cannot be read: {error}", path.display())]
     FqnUnreadable { path: PathBuf, error: io::Error },
+    /// This server may not read the object's file: AIStore writes objects with mode
+    /// 0640 in directories of 0750, owned by the user aisnode runs as (root, by
+    /// default), and gives ETL pods no say in the user they run as.
+    #[error(
+        "the object's file {} cannot be read by this server ({}): {error}; run the ETL \
+         container as a user that may read the target's mountpaths (AIStore writes \
+         objects with mode 0640 in directories of 0750, owned by the user aisnode runs \
+         as, root by default: the ais-wasm image runs in group 0 for this), or set \
+         AIS_TARGET_URL to read objects from the target instead",
+        path.display(),
+        identity()
+    )]
+    FqnDenied {
+        path: PathBuf,
+        /// Its uname, by which the target serves it.
+        uname: Vec<u8>,
+        error: io::Error,
+    },
     /// The object is stored in chunks, and its file holds the first only.
     #[error(
         "the object's file {} holds only the first chunk of an object stored in chunks \
@@ -196,16 +214,35 @@ impl Source {
                 path,
                 policy,
                 target,
-            } => match (load_file(path, policy, whole, at_most).await, target) {
-                // §5.3: read whole from the target, in the turn the file had.
-                (Err(SourceError::FqnChunked { uname, .. }), Some(target)) => {
-                    tracing::debug!(path = %path.display(), "stored in chunks: read from the target");
-                    let (client, url) = (target.client(), target.object_url(&uname, false));
-                    let kind = HttpSource::Target;
-                    load_http(&client, &url, kind, whole, at_most, None).await
-                }
-                (loaded, _) => loaded,
-            },
+            } => {
+                let loaded = load_file(path, policy, whole, at_most).await;
+                let (Err(error), Some(target)) = (&loaded, target) else {
+                    return loaded;
+                };
+                // Read from the target, in the turn the file had.
+                let uname = match error {
+                    // §5.3: the file holds the first chunk only.
+                    SourceError::FqnChunked { uname, .. } => {
+                        tracing::debug!(path = %path.display(), "stored in chunks: read from the target");
+                        uname
+                    }
+                    SourceError::FqnDenied { uname, .. } => {
+                        static WARNED: std::sync::Once = std::sync::Once::new();
+                        WARNED.call_once(|| {
+                            tracing::warn!(
+                                "{error}. Reading each object whose file this server may \
+                                 not read from the target instead, at the cost of a GET \
+                                 through it (said once)"
+                            )
+                        });
+                        uname
+                    }
+                    _ => return loaded,
+                };
+                let (client, url) = (target.client(), target.object_url(uname, false));
+                let kind = HttpSource::Target;
+                load_http(&client, &url, kind, whole, at_most, None).await
+            }
             Source::Http { url, client, kind } => {
                 load_http(client, url, *kind, whole, at_most, Some(held)).await
             }
@@ -319,6 +356,13 @@ async fn read_whole<E>(
     }
     let data = first.unwrap_or_else(|| data.into());
     Ok(Loaded::Whole(data, share))
+}
+
+/// Who this server is to the kernel when it opens files.
+fn identity() -> String {
+    // SAFETY: neither call can fail or touch memory.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    format!("uid {uid}, gid {gid}")
 }
 
 fn fqn_error(path: &Path, error: io::Error) -> SourceError {

@@ -97,6 +97,26 @@ impl ServerBuilder {
         self
     }
 
+    /// A server that file permissions bind even when the tests run as root, as they
+    /// bind a server running as another user than the files' owner: it is started
+    /// without `CAP_DAC_OVERRIDE` and `CAP_DAC_READ_SEARCH`. Not being root, the
+    /// tests have neither to give up.
+    pub fn bound_by_file_permissions(mut self) -> Self {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec, only prctl(2), async-signal-safe. Dropped
+        // from the bounding set, a capability is not the exec'd program's.
+        unsafe {
+            self.command.pre_exec(|| {
+                // CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (linux/capability.h).
+                for capability in [1, 2] {
+                    libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0);
+                }
+                Ok(())
+            });
+        }
+        self
+    }
+
     /// `AIS_TARGET_URL` = the per-ETL endpoint of ETL `etl` on `target`.
     pub fn target(self, target: &FakeTarget, etl: &str) -> Self {
         let url = target.etl_url(etl);

@@ -229,6 +229,84 @@ async fn an_object_stored_in_chunks_is_read_whole_from_the_target() {
     );
 }
 
+/// AIStore writes objects with mode 0640 in directories of 0750, owned by the user
+/// aisnode runs as, and gives ETL pods no say in theirs. A file this server may not
+/// read is read from the target instead, whether the file or a directory on its way
+/// keeps it out, over every transport, with one warning that says why; without a
+/// target it is 403, saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_whose_file_the_server_may_not_read_is_read_from_the_target() {
+    use std::os::unix::fs::PermissionsExt;
+    let mountpath = Mountpath::new();
+    let locked = mountpath.store("src", "locked", b"on disk");
+    let behind = mountpath.store("src", "sealed/obj", b"on disk");
+    let mode = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    mode(&locked, 0o000);
+    mode(behind.parent().unwrap(), 0o000);
+    let target = FakeTarget::start().await;
+    target.put_object("ais/@#/src/locked", "locked, from the target");
+    target.put_object("ais/@#/src/sealed/obj", "sealed, from the target");
+    let server = ServerBuilder::new("examples/upper")
+        .target(&target, "denied")
+        .bound_by_file_permissions()
+        .start()
+        .await;
+    for (fqn, name, expected) in [
+        (&locked, "locked", "LOCKED, FROM THE TARGET"),
+        (&behind, "sealed/obj", "SEALED, FROM THE TARGET"),
+    ] {
+        let fqn_param = etl_fqn_param(fqn);
+        let uname = path_escape(&format!("ais/@#/src/{name}"));
+        let hpush = client().put(server.url(&format!("/src/{name}?{fqn_param}")));
+        let hpull = client().get(server.url(&format!("/{uname}?{fqn_param}")));
+        for (transport, request) in [("hpush", hpush), ("hpull", hpull)] {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{name} {transport}");
+            assert_eq!(
+                response.text().await.unwrap(),
+                expected,
+                "{name} {transport}"
+            );
+        }
+        let mut socket = ws::connect(&server).await;
+        let escaped = path_escape(fqn.to_str().unwrap());
+        socket
+            .send(ws::control("", "", &escaped, name))
+            .await
+            .unwrap();
+        let reply = ws::binary(ws::next_reply(&mut socket).await);
+        assert_eq!(reply, expected, "{name} ws");
+    }
+    assert_eq!(target.requests().len(), 6, "{:?}", target.requests());
+    let log = server.wait_for_log("cannot be read by this server").await;
+    assert_eq!(
+        log.matches("cannot be read by this server").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("from the target instead"), "{log}");
+
+    let alone = ServerBuilder::new("examples/upper")
+        .bound_by_file_permissions()
+        .start()
+        .await;
+    let url = alone.url(&format!("/src/locked?{}", etl_fqn_param(&locked)));
+    let response = client().put(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let message = response.text().await.unwrap();
+    for hint in [
+        "cannot be read by this server (uid ",
+        "mode 0640",
+        "set AIS_TARGET_URL",
+    ] {
+        assert!(message.contains(hint), "{hint:?} in {message}");
+    }
+    // For the temporary directory's removal.
+    mode(behind.parent().unwrap(), 0o755);
+}
+
 /// `ETL_DIRECT_FQN` (§9.3): an FQN file goes to the streaming export whatever its
 /// size; a request body still goes by size. The hostile fixture tells the shapes
 /// apart: args `never-read` is an empty result when streamed, bad input when buffered.
