@@ -111,8 +111,9 @@ pub enum EtlError {
     /// I/O outside the guest (opening the source, the next hop's answer) outlasted
     /// the per-object deadline; the guest's own time is bounded by the runtime.
     #[error(
-        "{during} did not finish within the per-object deadline of {limit:?}; raise --timeout \
-         if objects need longer"
+        "{during} did not finish within the per-object deadline of {limit:?}; if objects need \
+         longer, raise ETL_WASM_TIMEOUT (--timeout; `ais-wasm spec` makes it two \
+         thirds of the ETL's obj_timeout)"
     )]
     Timeout {
         during: &'static str,
@@ -262,7 +263,7 @@ impl Etl {
             _ => None,
         };
         let reading = match arrives {
-            true => "reading the object, or waiting for room in --held-input to hold it,",
+            true => "reading the object, or waiting for room in ETL_WASM_HELD_INPUT to hold it,",
             false => "reading the object",
         };
         let load = job.source.load(whole, at_most, &self.held_input);

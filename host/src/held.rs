@@ -27,14 +27,14 @@ pub enum HeldError {
     /// Outgrew `--max-output` with no file to take it.
     #[error(
         "the result is larger than {limit} bytes, the most a WebSocket reply may hold in \
-         memory; raise --max-output, or let replies wait on disk (a writable TMPDIR and \
-         --reply-space above 0)"
+         memory; raise ETL_WASM_MAX_OUTPUT (--max-output), or let replies wait on disk (a \
+         writable TMPDIR and ETL_WASM_REPLY_SPACE above 0)"
     )]
     TooLarge { limit: u64 },
     /// The files of the replies in progress would outgrow `--reply-space`.
     #[error(
         "the WebSocket replies in progress would take more than {limit} bytes of temporary \
-         disk space; raise --reply-space (within the pod's ephemeral storage), send fewer \
+         disk space; raise ETL_WASM_REPLY_SPACE (--reply-space; within the pod's ephemeral storage), send fewer \
          large objects at once, or send objects this large over HTTP"
     )]
     NoSpace { limit: u64 },
@@ -234,7 +234,7 @@ impl Held {
                     TOLD.call_once(|| {
                         tracing::warn!(
                             "cannot create a temporary file ({error}): WebSocket replies are \
-                             held in memory, up to --max-output; give the pod a writable \
+                             held in memory, up to ETL_WASM_MAX_OUTPUT; give the pod a writable \
                              TMPDIR"
                         );
                     });

@@ -121,12 +121,16 @@ pub struct ExportMismatch {
 #[derive(Debug, thiserror::Error)]
 pub enum Abort {
     /// The object took longer than the per-object deadline.
-    #[error("the transform exceeded its deadline of {0:?}; raise --timeout if objects need longer")]
+    #[error(
+        "the transform exceeded its deadline of {0:?}; if objects need longer, raise \
+         ETL_WASM_TIMEOUT (--timeout; `ais-wasm spec` makes it two thirds of the ETL's \
+         obj_timeout)"
+    )]
     Timeout(Duration),
     /// The instance tried to grow its memory past the limit.
     #[error(
         "the transform exceeded its memory limit of {limit} bytes (it asked for {requested}); \
-         raise --max-memory, or have it keep less: a buffered transform holds the whole object \
+         raise ETL_WASM_MAX_MEMORY (--max-memory), or have it keep less: a buffered transform holds the whole object \
          and its result (export aistore:etl/streaming for large objects), and a Python one \
          keeps every byte it outputs (componentize-py 0.25.1; README, \"Python\")"
     )]
@@ -138,8 +142,8 @@ pub enum Abort {
     },
     /// A buffered result, or one streamed write, was larger than allowed.
     #[error(
-        "the transform returned more than {limit} bytes at once; raise --max-output or export \
-         aistore:etl/streaming"
+        "the transform returned more than {limit} bytes at once; raise ETL_WASM_MAX_OUTPUT \
+         (--max-output) or export aistore:etl/streaming"
     )]
     OutputLimit {
         /// The configured limit.

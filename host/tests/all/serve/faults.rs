@@ -148,7 +148,7 @@ async fn target_get_failing_for_hpull() {
             (
                 "slow",
                 504,
-                "reading the object, or waiting for room in --held-input to hold it, did \
+                "reading the object, or waiting for room in ETL_WASM_HELD_INPUT to hold it, did \
                  not finish",
             ),
         ] {

@@ -439,7 +439,7 @@ async fn a_reply_with_no_room_for_a_temporary_file_is_held_in_memory() {
         assert!(
             reply.contains(
                 "over: the result is larger than 20971520 bytes, the most a \
-                 WebSocket reply may hold in memory; raise --max-output"
+                 WebSocket reply may hold in memory; raise ETL_WASM_MAX_OUTPUT (--max-output)"
             ),
             "{setting}: {reply}"
         );
@@ -467,7 +467,7 @@ async fn replies_in_files_share_the_reply_space() {
     assert!(
         reply.contains(
             "too-big: the WebSocket replies in progress would take more than \
-             25165824 bytes of temporary disk space; raise --reply-space"
+             25165824 bytes of temporary disk space; raise ETL_WASM_REPLY_SPACE"
         ),
         "{reply}"
     );
