@@ -3,9 +3,12 @@
 
 use std::borrow::Cow;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, BodyDataStream, HttpBody};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -196,7 +199,7 @@ pub async fn object(
             warn_if_cut_at_a_hash(&headers, length, &object);
             Source::Body {
                 length,
-                body: Some(body.into_data_stream().map_err(io::Error::other).boxed()),
+                body: Some(Lingering(Some(body.into_data_stream())).boxed()),
                 share: Default::default(),
             }
         }
@@ -412,5 +415,51 @@ impl Drop for Record {
     fn drop(&mut self) {
         let gone = io::Error::new(io::ErrorKind::BrokenPipe, "the client went away");
         self.record(Err(&EtlError::Transform(ObjectError::Output(gone))));
+    }
+}
+
+/// How long the rest of a request body left unread at its answer is still read.
+const LINGER: Duration = Duration::from_secs(30);
+
+/// A request body that, dropped before its end, is read to its end (and thrown away)
+/// in a task of its own, for at most [`LINGER`]. Its answer may go before it is read:
+/// a 413 decided from the announced length, a transform that failed, or finished,
+/// without reading all its input. Left unread, hyper closes the connection with bytes
+/// unread, which makes the kernel reset it; a Go client (the target) whose write fails
+/// before it has read the answer returns the write's error, not the answer
+/// (`persistConn.roundTrip`), takes "broken pipe" for a soft error and sends the object
+/// again, up to 10 times (§7.2). Read to its end, the connection serves on.
+struct Lingering(Option<BodyDataStream>);
+
+impl Stream for Lingering {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(body) = &mut self.0 else {
+            return Poll::Ready(None);
+        };
+        let next = ready!(body.poll_next_unpin(cx));
+        if !matches!(next, Some(Ok(_))) {
+            // Ended, or broke off: nothing left to read.
+            self.0 = None;
+        }
+        Poll::Ready(next.map(|chunk| chunk.map_err(io::Error::other)))
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let Some(mut rest) = self.0.take().filter(|body| !body.is_end_stream()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let reading = async { while let Some(Ok(_)) = rest.next().await {} };
+            if tokio::time::timeout(LINGER, reading).await.is_err() {
+                tracing::debug!("a request body still unread {LINGER:?} after its answer: closing");
+            }
+        });
     }
 }

@@ -306,21 +306,19 @@ async fn objects_larger_than_a_buffered_instance_are_refused_unread() {
             "{case}: {text}"
         );
     }
-    // Chunked: read up to the limit, then refused.
+    // Chunked: read up to the limit, then refused; the rest is read past.
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(chunked.as_bytes()).await.unwrap();
     let piece = vec![b'c'; 1 << 20];
-    let mut answer = Vec::new();
     for _ in 0..8 {
         let chunk = [format!("{:x}\r\n", piece.len()).as_bytes(), &piece, b"\r\n"].concat();
-        if stream.write_all(&chunk).await.is_err() {
-            break;
-        }
+        stream.write_all(&chunk).await.unwrap();
     }
-    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 413"), "chunked: {answer}");
-    assert!(answer.contains(&unannounced), "chunked: {answer}");
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let (status, body) = answer(&mut stream, "chunked").await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 413, "chunked: {body}");
+    assert!(body.contains(&unannounced), "chunked: {body}");
     // WebSocket: a TEXT diagnostic, and the connection serves on.
     let mut socket = super::ws::connect(&server).await;
     socket
@@ -342,6 +340,120 @@ async fn objects_larger_than_a_buffered_instance_are_refused_unread() {
     // Over HTTP too, with the one worker.
     let response = request(addr, "PUT", "/src/small", &[], b"small").await;
     assert_eq!(response.status, 200, "{response:?}");
+}
+
+/// An answer given before the request body was read: a 413 decided from the announced
+/// length, or a streaming transform that finished without reading its input. The rest
+/// of the body is read and thrown away, so that the client writes all of it, and the
+/// connection serves on. Closed with the body unread, the connection is reset, and a
+/// Go client (the target) often fails its write before it reads the answer, and sends
+/// the object again (§7.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_before_the_body_was_read_leaves_the_connection_whole() {
+    const BODY: usize = 64 << 20;
+    let target = FakeTarget::start().await;
+    let md5 = server("examples/md5", &target)
+        .env("ETL_WASM_MAX_MEMORY", "4MiB")
+        .start()
+        .await;
+    let hostile = server("host/tests/components/hostile", &target)
+        .start()
+        .await;
+    for (server, path, status, next, answer) in [
+        (
+            &md5,
+            "/src/big",
+            413,
+            "/src/next",
+            "8b1a9953c4611296a827abf8c47804d7",
+        ),
+        (
+            &hostile,
+            "/src/unread?etl_args=never-read",
+            200,
+            "/src/next",
+            "Hello",
+        ),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (got, written) = put_while_answered(&mut stream, path, &vec![b'u'; BODY]).await;
+        assert_eq!(got.0, status, "{path}: {}", String::from_utf8_lossy(&got.1));
+        written.unwrap_or_else(|e| panic!("{path}: the body was not all written: {e}"));
+        // The same connection, for the next object.
+        let (got, written) = put_while_answered(&mut stream, next, b"Hello").await;
+        written.unwrap();
+        assert_eq!(
+            (got.0, &got.1[..]),
+            (200, answer.as_bytes()),
+            "after {path}"
+        );
+    }
+}
+
+/// PUTs `body` on `stream`, written while the answer is read: the answer's status and
+/// body, and how the writing ended.
+async fn put_while_answered(
+    stream: &mut tokio::net::TcpStream,
+    path: &str,
+    body: &[u8],
+) -> ((u16, Vec<u8>), std::io::Result<()>) {
+    let (mut read, mut write) = stream.split();
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: ais\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let writing = async {
+        write.write_all(head.as_bytes()).await?;
+        write.write_all(body).await
+    };
+    let both = async { tokio::join!(answer(&mut read, path), writing) };
+    tokio::time::timeout(Duration::from_secs(60), both)
+        .await
+        .expect("the answer, and the writing of the body, within 60 s")
+}
+
+/// The answer read off `read`: its status and body.
+async fn answer(read: &mut (impl tokio::io::AsyncRead + Unpin), what: &str) -> (u16, Vec<u8>) {
+    let mut bytes = Vec::new();
+    loop {
+        if let Some(answer) = answer_in(&bytes) {
+            return answer;
+        }
+        let mut buffer = [0; 4096];
+        match read.read(&mut buffer).await {
+            Ok(0) | Err(_) => panic!("{what}: the answer broke off: {bytes:?}"),
+            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+/// A whole answer at the start of `bytes`: its status and body (by `Content-Length`,
+/// or chunked).
+fn answer_in(bytes: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let mut rest = &bytes[end + 4..];
+    if let Some(length) = head
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("content-length:"))
+    {
+        let length: usize = length.trim().parse().unwrap();
+        return (rest.len() >= length).then(|| (status, rest[..length].to_vec()));
+    }
+    let mut body = Vec::new();
+    loop {
+        let eol = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+        if rest.len() < eol + 2 + size + 2 {
+            return None;
+        }
+        if size == 0 {
+            return Some((status, body));
+        }
+        body.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+        rest = &rest[eol + 2 + size + 2..];
+    }
 }
 
 /// A next hop that answers 200 and stops halfway through its body: the rest is due

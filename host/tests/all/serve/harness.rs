@@ -429,8 +429,9 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     // Written while the response is read: a server may answer (an error, say)
-    // before it has read the whole body, and then close. Like Go's client, the
-    // response counts, not the failed write.
+    // before it has read the whole body. The response counts here, not a failed
+    // write (ais-wasm reads such a body to its end: `faults.rs`, "an answer before
+    // the body was read").
     let request = request.to_vec();
     let writing = tokio::spawn(async move {
         let _ = writer.write_all(&request).await;
