@@ -86,10 +86,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         held_input: held_input.clone(),
     };
 
-    // Installed before the port opens: SIGUSR1 would otherwise end the process.
-    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-        .context("installing the SIGUSR1 handler")?;
+    // Installed before the port opens: SIGUSR1 or SIGHUP would otherwise end the
+    // process, also while the component loads (a SIGHUP then is refused and logged,
+    // as `POST /admin/reload` is).
+    use tokio::signal::unix::{SignalKind, signal};
+    let usr1 = signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
     let _stats = AbortOnDrop(tokio::spawn(log_pool_stats_on_signal(usr1, slot.clone())));
+    let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let _reloads = AbortOnDrop(tokio::spawn(reload_on_signal(hangup, reloader.clone())));
 
     // The port opens first, so readiness probes see 503 while a large component
     // compiles instead of a refused connection.
@@ -144,9 +148,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // A plain line on stdout once ready: scripts and tests wait for it.
     println!("listening on http://{address}");
 
-    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("installing the SIGHUP handler")?;
-    let _reloads = AbortOnDrop(tokio::spawn(reload_on_signal(hangup, reloader.clone())));
     tokio::select! {
         result = &mut server => {
             result.context("the server task failed")?.context("the server failed")?;

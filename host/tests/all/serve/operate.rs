@@ -50,7 +50,9 @@ async fn put(url: &str, body: &[u8]) -> (u16, Vec<u8>) {
     )
 }
 
-/// `/health` answers 503 until the component is loaded, then 200 `Running`.
+/// `/health` answers 503 until the component is loaded, then 200 `Running`. A SIGHUP
+/// meanwhile is refused, as the admin endpoint refuses a reload then: the process
+/// lives on.
 #[tokio::test]
 async fn health_is_503_until_the_component_is_ready() {
     // The component comes from a URL that answers only when the test allows it.
@@ -100,6 +102,13 @@ async fn health_is_503_until_the_component_is_ready() {
     );
     let (code, _) = put(&format!("http://127.0.0.1:{port}/b/o"), b"early").await;
     assert_eq!(code, 503, "objects wait for readiness too");
+    // SAFETY: kill(2) on the child's pid, which it still is (not yet waited for).
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) };
+    assert_eq!(status().await, Some(503), "a SIGHUP while loading");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a SIGHUP while loading"
+    );
     release.send(()).unwrap();
     eventually("readiness", Duration::from_secs(30), async || {
         status().await == Some(200)
