@@ -4,7 +4,7 @@
 //! `ais-wasm payload`.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -89,10 +89,31 @@ impl ComponentArgs {
     }
 }
 
-fn read_file(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
-    let wasm = std::fs::read(path)
-        .with_context(|| format!("cannot read the component file {}", path.display()))?;
+fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let wasm = read_component_file(path)?;
     decompress(wasm).with_context(|| format!("component file {}", path.display()))
+}
+
+/// A component file's bytes: a regular file (a FIFO would hang the start, a device
+/// never end) of at most `MAX_COMPONENT_SIZE`, as from the other sources.
+pub fn read_component_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let cannot = || format!("cannot read the component file {}", path.display());
+    let metadata = std::fs::metadata(path).with_context(cannot)?;
+    if !metadata.is_file() {
+        bail!(
+            "{}: not a regular file (a directory, device or FIFO); give the component's \
+             .wasm file",
+            cannot()
+        );
+    }
+    let mut wasm = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_COMPONENT_SIZE + 1).read_to_end(&mut wasm))
+        .with_context(cannot)?;
+    if wasm.len() as u64 > MAX_COMPONENT_SIZE {
+        bail!("{}: it is larger than {MAX_COMPONENT_SIZE} bytes", cannot());
+    }
+    Ok(wasm)
 }
 
 /// Decode an inline payload: base64 (standard or URL-safe alphabet, padding and line

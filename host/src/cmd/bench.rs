@@ -10,6 +10,7 @@ use bytes::Bytes;
 use md5::Digest;
 use tokio::sync::mpsc;
 
+use crate::delivery::read_component_file;
 use crate::runtime::{
     InputStream, InstanceMode, Limits, NativeTransform, ObjectError, ObjectRequest, Runtime,
     RuntimeConfig, Transform,
@@ -114,7 +115,7 @@ async fn components(args: ComponentsArgs) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     let (small, large) = (pattern(KIB), pattern(MIB));
     for path in &args.components {
-        let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let wasm = read_component_file(path)?;
         let cache = tempfile::tempdir()?;
         let runtime = |mode| bench_runtime(mode, Some(cache.path().into()));
         let (_, cold) = runtime(InstanceMode::Pooled)?
@@ -260,7 +261,7 @@ async fn load(
     runtime: &Runtime,
     path: &std::path::Path,
 ) -> anyhow::Result<(Transform, crate::runtime::LoadReport)> {
-    let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let wasm = read_component_file(path)?;
     runtime
         .load(wasm, vec![])
         .await

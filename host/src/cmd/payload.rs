@@ -8,11 +8,12 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 
 use crate::config::PayloadArgs;
-use crate::delivery::{ENV_VALUE_MAX, PAYLOAD_VAR, encode_payload};
+use crate::delivery::{ENV_VALUE_MAX, PAYLOAD_VAR, encode_payload, read_component_file};
+use crate::runtime::check_shape;
 
 pub fn payload(args: PayloadArgs) -> anyhow::Result<ExitCode> {
-    let wasm = std::fs::read(&args.component)
-        .with_context(|| format!("cannot read {}", args.component.display()))?;
+    let wasm = read_component_file(&args.component)?;
+    check_shape(&wasm).with_context(|| args.component.display().to_string())?;
     let payload = encode_payload(&wasm)?;
     let sha256 = hex::encode(Sha256::digest(&wasm));
     if payload.len() > ENV_VALUE_MAX {

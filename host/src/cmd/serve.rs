@@ -34,12 +34,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(Runtime::new(config.clone())?);
     let guests = GuestRuntime::new()?;
     let target_path = match &args.target_url {
-        Some(target) => Some(
-            url::Url::parse(target)
-                .with_context(|| "AIS_TARGET_URL is not a URL".to_string())?
-                .path()
-                .to_string(),
-        ),
+        Some(target) => {
+            // Objects' names are appended to it: a query or fragment would take them.
+            let url = url::Url::parse(target)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https"))
+                .filter(|url| url.query().is_none() && url.fragment().is_none())
+                .context(
+                    "AIS_TARGET_URL must be an http or https URL with neither query nor \
+                     fragment, as AIStore sets it: http://HOST:PORT/v1/etl/_object/NAME/SECRET",
+                )?;
+            Some(url.path().to_string())
+        }
         None => {
             tracing::warn!(
                 "AIS_TARGET_URL is not set: hpull without etl_fqn and direct puts to targets will fail"

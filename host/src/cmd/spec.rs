@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::MAX_TIMEOUT;
-use crate::delivery::{ENV_VALUE_MAX, PAYLOAD_VAR, encode_payload};
+use crate::delivery::{ENV_VALUE_MAX, PAYLOAD_VAR, encode_payload, read_component_file};
+use crate::runtime::check_shape;
 
 #[derive(Debug, clap::Args)]
 pub struct SpecArgs {
@@ -97,8 +98,8 @@ pub fn build(args: &SpecArgs) -> anyhow::Result<Value> {
             bail!("{flag} must be at least 1ms");
         }
     }
-    let wasm = std::fs::read(&args.component)
-        .with_context(|| format!("cannot read {}", args.component.display()))?;
+    let wasm = read_component_file(&args.component)?;
+    check_shape(&wasm).with_context(|| args.component.display().to_string())?;
     let payload = encode_payload(&wasm)?;
     let mut env = Vec::new();
     match &args.url {

@@ -85,8 +85,8 @@ pub(crate) struct ExportIndices {
 }
 
 const LIFECYCLE: &str = "aistore:etl/lifecycle@0.1.0";
-const BUFFERED: &str = "aistore:etl/buffered@0.1.0";
-const STREAMING: &str = "aistore:etl/streaming@0.1.0";
+pub(super) const BUFFERED: &str = "aistore:etl/buffered@0.1.0";
+pub(super) const STREAMING: &str = "aistore:etl/streaming@0.1.0";
 
 impl ExportIndices {
     /// An interface the component does not export is absent; one it exports without

@@ -217,7 +217,7 @@ impl Runtime {
         wasm: Vec<u8>,
         init_config: Vec<(String, String)>,
     ) -> Result<(Transform, LoadReport), LoadError> {
-        check_component(&wasm)?;
+        check_shape(&wasm)?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
 
         let started = Instant::now();
@@ -235,21 +235,8 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(LoadError::Link)?;
+        // `check_shape` found a transform shape among the exports.
         let indices = ExportIndices::new(&pre)?;
-        if indices.buffered.is_none() && indices.streaming.is_none() {
-            let exports: Vec<String> = component
-                .component_type()
-                .exports(&self.engine)
-                .map(|(name, _)| name.to_string())
-                .collect();
-            return Err(LoadError::WrongWorld {
-                exports: if exports.is_empty() {
-                    "nothing".into()
-                } else {
-                    exports.join(", ")
-                },
-            });
-        }
 
         let started = Instant::now();
         let limits = self.config.limits.clone();
@@ -290,6 +277,41 @@ impl Runtime {
         );
         Ok((transform, report))
     }
+}
+
+/// What [`Runtime::load`] refuses before compiling: bytes that are not a component,
+/// and a component that exports neither transform shape. For `payload` and `spec`,
+/// which package a component without running it.
+pub fn check_shape(wasm: &[u8]) -> Result<(), LoadError> {
+    check_component(wasm)?;
+    let unparsable = |error: wasmparser::BinaryReaderError| {
+        LoadError::NotAComponent(format!("the component cannot be parsed: {error}"))
+    };
+    // The component's own exports, not those of the modules and components within.
+    let (mut depth, mut exports) = (0u32, Vec::new());
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload.map_err(unparsable)? {
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    exports.push(export.map_err(unparsable)?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    let shapes = [instance::BUFFERED, instance::STREAMING];
+    if exports.iter().any(|name| shapes.contains(&name.as_str())) {
+        return Ok(());
+    }
+    Err(LoadError::WrongWorld {
+        exports: match exports.is_empty() {
+            true => "nothing".into(),
+            false => exports.join(", "),
+        },
+    })
 }
 
 /// Refuse anything but a component before handing bytes to Cranelift, with a message

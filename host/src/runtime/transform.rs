@@ -178,7 +178,7 @@ impl Transform {
     ) -> Result<Vec<u8>, ObjectError> {
         may_begin(
             self.inner.shapes.buffered,
-            "aistore:etl/buffered@0.1.0",
+            super::instance::BUFFERED,
             object,
         )?;
         match &self.inner.backend {
@@ -216,7 +216,7 @@ impl Transform {
     ) -> Result<u64, ObjectError> {
         may_begin(
             self.inner.shapes.streaming,
-            "aistore:etl/streaming@0.1.0",
+            super::instance::STREAMING,
             object,
         )?;
         match &self.inner.backend {

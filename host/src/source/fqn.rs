@@ -91,6 +91,14 @@ pub enum RootsError {
     NotAbsolute(String),
     #[error("ETL_FQN_ROOTS entry {} cannot be resolved: {error}", root.display())]
     Unresolvable { root: PathBuf, error: io::Error },
+    #[error("ETL_FQN_ROOTS entry {} is not a directory; list mountpaths", .0.display())]
+    NotADirectory(PathBuf),
+    /// Set, but to separators only: taken for unset, it would accept any mountpath.
+    #[error(
+        "ETL_FQN_ROOTS {0:?} names no directory; list mountpaths, or unset it to accept \
+         any mountpath"
+    )]
+    NoEntries(String),
 }
 
 impl FqnPolicy {
@@ -111,6 +119,9 @@ impl FqnPolicy {
                     root: root.clone(),
                     error,
                 })?;
+            if !resolved.is_dir() {
+                return Err(RootsError::NotADirectory(root.clone()));
+            }
             all.push(normalize(root.clone()));
             all.push(resolved);
         }
@@ -126,9 +137,10 @@ impl FqnPolicy {
     }
 
     /// Split an `ETL_FQN_ROOTS` value: absolute paths separated by `:` or `,`;
-    /// blank entries are skipped.
+    /// blank entries are skipped, but not all of a value that is not blank.
     pub fn parse_roots(list: &str) -> Result<Vec<PathBuf>, RootsError> {
-        list.split([':', ','])
+        let roots: Vec<PathBuf> = list
+            .split([':', ','])
             .map(str::trim)
             .filter(|entry| !entry.is_empty())
             .map(|entry| {
@@ -138,7 +150,11 @@ impl FqnPolicy {
                     Err(RootsError::NotAbsolute(entry.to_string()))
                 }
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        if roots.is_empty() && !list.trim().is_empty() {
+            return Err(RootsError::NoEntries(list.to_string()));
+        }
+        Ok(roots)
     }
 
     /// The configured roots, as written and as resolved; empty when any mountpath

@@ -441,13 +441,51 @@ fn payload_fits_an_env_var_and_runs() {
     assert_eq!(run.stdout, b"d41d8cd98f00b204e9800998ecf8427e");
 }
 
+/// `payload` and `spec` package only what `serve` would run, and no command reads
+/// a component "file" that is not one: each says what the bytes are instead.
+#[test]
+fn payload_and_spec_refuse_what_serve_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let cases = [
+        (file("empty.wasm", b""), "this is not WebAssembly (0 bytes"),
+        (
+            file("core.wasm", b"\0asm\x01\0\0\0"),
+            "a core WebAssembly module",
+        ),
+        (
+            component("host/tests/components/command"),
+            "exports neither",
+        ),
+        (dir.path().to_path_buf(), "not a regular file"),
+        ("/dev/zero".into(), "not a regular file"),
+    ];
+    for (path, cause) in &cases {
+        let path = path.to_str().unwrap();
+        for args in [
+            &["payload", path][..],
+            &["spec", "--component", path, "--name", "my-etl"],
+            &["run", "--component", path, "/dev/null"],
+        ] {
+            let output = ais_wasm(dir.path()).args(args).output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+            assert!(stderr.contains(cause), "{args:?}: {cause:?} in {stderr}");
+            assert!(output.stdout.is_empty(), "{args:?}");
+        }
+    }
+}
+
 #[test]
 fn payload_too_large_for_an_env_var_points_to_path_and_url() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.wasm");
     // Incompressible, so its payload cannot fit.
-    let noise = incompressible(200_000);
-    std::fs::write(&big, noise).unwrap();
+    std::fs::write(&big, with_noise(200_000)).unwrap();
     let output = ais_wasm(dir.path())
         .arg("payload")
         .arg(&big)
@@ -559,7 +597,7 @@ fn spec_refuses_what_aistore_refuses_and_pins_urls() {
 
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.wasm");
-    let noise = incompressible(200_000);
+    let noise = with_noise(200_000);
     std::fs::write(&big, &noise).unwrap();
     let too_large = spec(&["--component", big.to_str().unwrap()]);
     assert!(!too_large.status.success());
@@ -579,6 +617,30 @@ fn spec_refuses_what_aistore_refuses_and_pins_urls() {
         "{env}"
     );
     assert!(!env.contains("ETL_WASM_PAYLOAD"));
+}
+
+/// The md5 example with `len` bytes that no compressor shrinks in a custom section.
+fn with_noise(len: usize) -> Vec<u8> {
+    let mut wasm = std::fs::read(component("examples/md5")).unwrap();
+    let name = b"noise";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend(incompressible(len));
+    wasm.push(0);
+    leb128(&mut wasm, section.len());
+    wasm.extend(section);
+    wasm
+}
+
+fn leb128(to: &mut Vec<u8>, mut value: usize) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            return to.push(byte);
+        }
+        to.push(byte | 0x80);
+    }
 }
 
 /// Bytes no compressor shrinks (xorshift64).

@@ -372,6 +372,9 @@ fn unusable_roots_stop_the_server_from_starting() {
     for (roots, needle) in [
         ("/nonexistent/ais-wasm-root", "cannot be resolved"),
         ("relative/root", "is not an absolute path"),
+        ("/etc/passwd", "is not a directory"),
+        // Set, yet naming nothing: not taken for unset, which would admit any path.
+        (" : , ", "names no directory"),
     ] {
         let (status, stderr) = ServerBuilder::new("examples/echo")
             .env("ETL_FQN_ROOTS", roots)

@@ -30,6 +30,28 @@ fn a_port_in_use_stops_the_start() {
     }
 }
 
+/// `AIS_TARGET_URL` takes objects' names appended: one that is not an http(s) URL, or
+/// has a query or fragment that would take them, stops the start, its secret unsaid.
+#[test]
+fn an_unusable_target_url_stops_the_start() {
+    for url in [
+        "garbage",
+        "ftp://t:8080/v1/etl/_object/e/Wq7secret",
+        "http://t:8080/v1/etl/_object/e/Wq7secret?q=1",
+        "http://t:8080/v1/etl/_object/e/Wq7secret#x",
+    ] {
+        let (status, stderr) = ServerBuilder::new("examples/echo")
+            .env("AIS_TARGET_URL", url)
+            .start_expecting_failure();
+        assert!(!status.success(), "{url}");
+        assert!(
+            stderr.contains("AIS_TARGET_URL must be an http or https URL with neither query"),
+            "{url}: {stderr}"
+        );
+        assert!(!stderr.contains("Wq7secret"), "{url}: {stderr}");
+    }
+}
+
 /// Poll `check` until it holds, or fail after `deadline`.
 async fn eventually(what: &str, deadline: Duration, mut check: impl AsyncFnMut() -> bool) {
     let end = Instant::now() + deadline;
