@@ -112,8 +112,11 @@ async fn transform_file(
     };
 
     let result = if transform.shapes().prefers_streaming(size) {
-        let (sender, mut receiver) = mpsc::channel::<Bytes>(OUTPUT_QUEUE);
+        let (sender, receiver) = mpsc::channel::<Bytes>(OUTPUT_QUEUE);
         let writer = async {
+            // Dropped when a write fails, so that the transform's next write fails
+            // at once rather than waits for room until its deadline.
+            let mut receiver = receiver;
             while let Some(chunk) = receiver.recv().await {
                 sink.write_all(&chunk).await?;
             }
@@ -122,10 +125,11 @@ async fn transform_file(
         let input = InputStream::new(file, size);
         let (transformed, written) =
             tokio::join!(transform.streaming(input, sender, object), writer);
-        transformed
-            .map(drop)
-            .map_err(anyhow::Error::from)
-            .and(write_result(written))
+        match written {
+            // The cause of the transform's failure, if it failed.
+            Err(error) => write_result(Err(error)),
+            Ok(()) => transformed.map(drop).map_err(anyhow::Error::from),
+        }
     } else {
         // Not streamed, so buffered: a component without either shape does not load.
         async {

@@ -287,6 +287,53 @@ fn an_endless_input_is_refused_past_the_memory_limit() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
 
+/// A streamed result that cannot be written (a full disk, a closed pipe) stops its
+/// transform at once, with the write's error, rather than when the object's deadline
+/// passes; a pipe closed by its reader (`| head`) is no failure.
+#[test]
+fn a_streamed_result_that_cannot_be_written_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big");
+    // Echo streams objects of 1 MiB and more.
+    std::fs::write(&input, vec![b'x'; 8 << 20]).unwrap();
+    let run = || {
+        let mut command = ais_wasm(dir.path());
+        command
+            .args(["run", "--timeout", "1m", "--component"])
+            .arg(component("examples/echo"))
+            .arg(&input);
+        command
+    };
+    let full = std::fs::File::create("/dev/full").unwrap();
+    let started = std::time::Instant::now();
+    let output = run().stdout(full).output().unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("writing the result: No space left on device"),
+        "{stderr}"
+    );
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+
+    let mut child = run()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0; 10];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!((status.code(), stderr.as_str()), (Some(0), ""), "{head:?}");
+}
+
 /// Interrupted (Ctrl-C, or SIGTERM) in the middle of an object, `run` removes the
 /// partial result it was writing, says so, and exits 128 + the signal's number.
 #[test]
