@@ -139,10 +139,19 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// `--serve-threads`, else the CPUs this process may use (a cgroup quota counts).
-    pub fn serve_threads(&self) -> usize {
-        self.serve_threads
+    pub fn serve_threads(&self) -> anyhow::Result<usize> {
+        const MAX_SERVE_THREADS: usize = 1024;
+        let threads = self
+            .serve_threads
             .or_else(|| std::thread::available_parallelism().ok())
-            .map_or(1, std::num::NonZeroUsize::get)
+            .map_or(1, std::num::NonZeroUsize::get);
+        if threads > MAX_SERVE_THREADS {
+            bail!(
+                "--serve-threads/ETL_WASM_SERVE_THREADS must be from 1 to {MAX_SERVE_THREADS}, \
+                 got {threads}"
+            );
+        }
+        Ok(threads)
     }
 
     /// `--held-input`, checked: a permit count of the semaphore that holds it.

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     if !tuned {
         tracing::warn!("glibc refused the heap settings; large objects will run slower");
     }
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -35,5 +36,27 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raise the soft limit of open files to the hard one, as Go's runtime does: every
+/// connection, serving thread and reply held in a file takes descriptors, and a soft
+/// limit of 1024 is still a common default (256 serving threads alone took 1,000).
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_cur >= limit.rlim_max
+    {
+        return;
+    }
+    let soft = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: setrlimit reads the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        tracing::debug!(soft, "cannot raise the open-file limit to its hard limit");
     }
 }

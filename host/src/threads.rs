@@ -27,6 +27,23 @@ struct Member {
     share: Mutex<Sample>,
 }
 
+const TOO_MANY: &str = "cannot start the serving threads: lower \
+     --serve-threads/ETL_WASM_SERVE_THREADS, or raise the process's limits (open files, \
+     threads)";
+
+/// A serving thread's runtime until its thread takes it. Should the threads not all
+/// start, those not taken are dropped here, in the async code that starts them,
+/// where dropping a runtime the usual way (blocking) panics.
+struct Unstarted(Option<tokio::runtime::Runtime>);
+
+impl Drop for Unstarted {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// Ends the serving threads when dropped, and with them every task still on them.
 pub struct Stop {
     _senders: Vec<oneshot::Sender<()>>,
@@ -45,27 +62,30 @@ impl Threads {
                 .on_thread_unpark(move || unparked.unparked())
                 .on_thread_park(move || parking.parking())
                 .build()
-                .context("starting a serving thread's runtime")?;
+                .context("starting a serving thread's runtime")
+                .context(TOO_MANY)?;
             members.push(Member {
                 runtime: runtime.handle().clone(),
                 share: Mutex::new(Sample::new(&activity)),
                 activity: activity.clone(),
             });
-            runtimes.push((runtime, activity));
+            runtimes.push((Unstarted(Some(runtime)), activity));
         }
         let mut stops = Vec::new();
-        for (index, (runtime, activity)) in runtimes.into_iter().enumerate() {
+        for (index, (mut runtime, activity)) in runtimes.into_iter().enumerate() {
             let (stop, stopped) = oneshot::channel::<()>();
             std::thread::Builder::new()
                 .name(format!("serve-{index}"))
                 .spawn(move || {
+                    let runtime = runtime.0.take().expect("a runtime not yet started");
                     SERVING.set(Some(index));
                     // At work from the start: tasks spawned before the thread first
                     // parks run before any unpark would mark it so.
                     activity.unparked();
                     let _ = runtime.block_on(stopped);
                 })
-                .context("starting a serving thread")?;
+                .context("starting a serving thread")
+                .context(TOO_MANY)?;
             stops.push(stop);
         }
         let threads = Arc::new(Threads { members });

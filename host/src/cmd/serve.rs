@@ -75,6 +75,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         })
     });
     let held_input = crate::source::HeldInput::new(args.held_input()?);
+    let serve_threads = args.serve_threads()?;
     let state = AppState {
         etl: slot.clone(),
         name: etl_name(&args).into(),
@@ -115,7 +116,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut server = tokio::spawn(crate::protocol::serve(
         listener,
         app(state),
-        args.serve_threads(),
+        serve_threads,
         async move {
             let _ = stopped.await;
         },

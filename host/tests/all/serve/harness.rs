@@ -97,6 +97,25 @@ impl ServerBuilder {
         self
     }
 
+    /// Open-file limits (`RLIMIT_NOFILE`) of `soft` and `hard` descriptors.
+    pub fn open_file_limit(mut self, soft: u64, hard: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec, only setrlimit(2), async-signal-safe.
+        unsafe {
+            self.command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        self
+    }
+
     /// A server that file permissions bind even when the tests run as root, as they
     /// bind a server running as another user than the files' owner: it is started
     /// without `CAP_DAC_OVERRIDE` and `CAP_DAC_READ_SEARCH`. Not being root, the

@@ -30,6 +30,47 @@ fn a_port_in_use_stops_the_start() {
     }
 }
 
+/// Every serving thread takes descriptors: the soft open-file limit is raised to the
+/// hard one at start, and threads that cannot all start are an error saying what to
+/// lower, not a panic.
+#[tokio::test]
+async fn serving_threads_within_the_open_file_limit() {
+    let server = ServerBuilder::new("examples/echo")
+        .open_file_limit(64, 4096)
+        .env("ETL_WASM_SERVE_THREADS", "100")
+        .start()
+        .await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files"));
+    let soft: Vec<&str> = open_files.unwrap().split_whitespace().collect();
+    assert_eq!(&soft[3..5], ["4096", "4096"], "{limits}");
+    assert_eq!(
+        put(&server.url("/b/o"), b"served").await,
+        (200, b"served".to_vec())
+    );
+
+    for (threads, limit, needle) in [
+        (
+            "100",
+            64,
+            "cannot start the serving threads: lower --serve-threads",
+        ),
+        (
+            "5000",
+            4096,
+            "--serve-threads/ETL_WASM_SERVE_THREADS must be from 1 to 1024",
+        ),
+    ] {
+        let (status, stderr) = ServerBuilder::new("examples/echo")
+            .open_file_limit(limit, limit)
+            .env("ETL_WASM_SERVE_THREADS", threads)
+            .start_expecting_failure();
+        assert_eq!(status.code(), Some(1), "{threads}: {stderr}");
+        assert!(stderr.contains(needle), "{threads}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{threads}: {stderr}");
+    }
+}
+
 /// `AIS_TARGET_URL` takes objects' names appended: one that is not an http(s) URL, or
 /// has a query or fragment that would take them, stops the start, its secret unsaid.
 #[test]
