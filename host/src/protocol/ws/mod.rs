@@ -94,6 +94,10 @@ enum Reply {
     Text(String),
     /// A pong, or the close handshake's answer, owed to the peer.
     Control(OpCode, Bytes),
+    /// None: the peer went away, and the object was given up. Nothing more is
+    /// written; any reply would say something false (TEXT means delivered), and the
+    /// replies behind it cannot go out in their place.
+    Abandoned,
 }
 
 impl From<HeldOutput> for Reply {
@@ -367,13 +371,13 @@ async fn process(
                 Reply::Spilled(file) => file.size(),
                 // A direct put's delivered byte count.
                 Reply::Text(count) => count.parse().unwrap_or(0),
-                Reply::Control(..) => 0,
+                Reply::Control(..) | Reply::Abandoned => 0,
             };
             state.metrics.bytes_out(Transport::Ws, sent);
             message
         }
         // Nobody reads it, and a guest it stopped was logged by the runtime.
-        Err(EtlError::Transform(ObjectError::Abandoned)) => Reply::Text(String::new()),
+        Err(EtlError::Transform(ObjectError::Abandoned)) => Reply::Abandoned,
         Err(error) => error_reply(&job.object, error),
     }
 }

@@ -107,7 +107,7 @@ const FILE_PIECE: u64 = 1 << 20;
 
 impl Outgoing {
     /// Adds a reply's frames; `true` for a close frame, after which nothing may be
-    /// sent (RFC 6455 §5.5.1).
+    /// sent (RFC 6455 §5.5.1), and for an abandoned reply, which ends the writing.
     fn push(&mut self, Kept(reply, kept): Kept) -> bool {
         self.kept.extend(kept);
         match reply {
@@ -131,6 +131,7 @@ impl Outgoing {
                 self.frame(true, opcode, payload);
                 return opcode == OpCode::Close;
             }
+            Reply::Abandoned => return true,
         }
         false
     }
@@ -300,6 +301,18 @@ mod tests {
         .map(|(fin, opcode, payload)| (fin, opcode, payload.to_vec()));
         assert_eq!(frames, expected);
         assert!(ended, "the writer ended with its queue");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_from_an_abandoned_reply_on() {
+        let (frames, ended) = written(vec![
+            Reply::Binary(vec![Bytes::from_static(b"before")]),
+            Reply::Abandoned,
+            Reply::Binary(vec![Bytes::from_static(b"after")]),
+        ])
+        .await;
+        assert_eq!(frames, [(true, OpCode::Binary, b"before".to_vec())]);
+        assert!(ended);
     }
 
     #[tokio::test]

@@ -516,11 +516,26 @@ async fn a_guest_whose_client_went_away_is_stopped() {
     assert_healthy_and_serving(&server).await;
     stopped += 1;
 
+    // Ended without a close frame, as a target ends it; here by a half-close, after
+    // which the peer could still read: no reply comes, where a TEXT one would say
+    // "delivered".
     let mut socket = ws::connect(&server).await;
     for name in ["running", "waiting"] {
         ws::send_object(&mut socket, ws::control("", "loop", "", name), b"x").await;
     }
     busy_instances(&server, 1).await;
+    match socket.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(stream) => stream.shutdown().await.unwrap(),
+        _ => unreachable!("ws://"),
+    }
+    let after = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures::StreamExt::next(&mut socket),
+    );
+    match after.await.expect("the connection's end") {
+        None | Some(Err(_)) => {}
+        Some(Ok(message)) => panic!("a reply for an abandoned object: {message:?}"),
+    }
     drop(socket);
     assert_healthy_and_serving(&server).await;
     stopped += 1;
