@@ -96,7 +96,7 @@ pub(super) fn load(
     let size = metadata.len();
     if !whole(Some(size)) {
         return Ok(Some(Loaded::Stream(Opened {
-            reader: Box::new(FileReader::new(file)),
+            reader: Box::new(FileReader::new(file, size)),
             size: Some(size),
         })));
     }
@@ -288,17 +288,36 @@ unsafe fn read_nowait(
 struct FileReader {
     file: Arc<File>,
     offset: u64,
+    /// Its size when opened: an end before it is an error, not the object's end.
+    size: u64,
     /// A read the disk holds up, on the blocking pool.
     waiting: Option<JoinHandle<io::Result<Vec<u8>>>>,
 }
 
 impl FileReader {
-    fn new(file: File) -> Self {
+    fn new(file: File, size: u64) -> Self {
         FileReader {
             file: Arc::new(file),
             offset: 0,
+            size,
             waiting: None,
         }
+    }
+
+    /// The file's end: an error when it came before the size it had when opened
+    /// (cut short in place while it was read), which would pass for a whole object.
+    fn ended(&self) -> io::Result<()> {
+        if self.offset < self.size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file ended at {} of the {} bytes it had when opened: it was cut \
+                     short while being read",
+                    self.offset, self.size
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -326,6 +345,9 @@ impl AsyncRead for FileReader {
                 )
             }?;
             if let Some(n) = read {
+                if n == 0 {
+                    return Poll::Ready(this.ended());
+                }
                 // SAFETY: the kernel initialised these `n` bytes.
                 unsafe { buf.assume_init(n) };
                 buf.advance(n);
@@ -344,6 +366,9 @@ impl AsyncRead for FileReader {
         let data = ready!(Pin::new(waiting).poll(cx)).map_err(io::Error::other)?;
         this.waiting = None;
         let data = data?;
+        if data.is_empty() {
+            return Poll::Ready(this.ended());
+        }
         // A smaller buffer this time: the rest is read again at the new offset.
         let n = data.len().min(buf.remaining());
         buf.put_slice(&data[..n]);
@@ -467,7 +492,7 @@ mod tests {
                 };
                 assert_eq!(advice, 0);
             }
-            let mut reader = FileReader::new(file);
+            let mut reader = FileReader::new(file, data.len() as u64);
             // Reads of changing sizes, as a guest's chunks and a final short one.
             let mut read = Vec::new();
             for size in [1000, 65_536, 7, 100_000].into_iter().cycle() {
@@ -480,6 +505,30 @@ mod tests {
             }
             assert!(read == data, "evicted: {evicted}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_streamed_file_cut_short_while_read_is_an_error_not_an_end() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let path = object(dir.path(), &[7; 100_000]);
+        let mut reader = FileReader::new(File::open(&path).unwrap(), 100_000);
+        let mut start = vec![0; 1000];
+        reader.read_exact(&mut start).await.unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(50_000)
+            .unwrap();
+        let error = reader.read_to_end(&mut Vec::new()).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(
+            error
+                .to_string()
+                .contains("ended at 50000 of the 100000 bytes"),
+            "{error}"
+        );
     }
 
     #[test]
