@@ -70,6 +70,10 @@ fn status_of(error: &EtlError) -> StatusCode {
             // target reports and does not retry.
             (Fault::BadInput, _) => StatusCode::UNPROCESSABLE_ENTITY,
             (_, ObjectError::Aborted(Abort::Timeout(_))) => StatusCode::GATEWAY_TIMEOUT,
+            // Its input did not arrive in time, as when read before the call.
+            (_, ObjectError::Input(error)) if error.kind() == std::io::ErrorKind::TimedOut => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             // The source failed as the guest read it: as if it had while opened. A
             // file's read error is the host's.
             (_, ObjectError::Input(error)) => error

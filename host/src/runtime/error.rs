@@ -172,6 +172,11 @@ fn stderr_suffix(stderr: &str) -> String {
 #[error("deadline exceeded")]
 pub(crate) struct DeadlineExceeded;
 
+/// The deadline passed while the guest waited for its input.
+#[derive(Debug, thiserror::Error)]
+#[error("the input did not arrive by the deadline")]
+pub(crate) struct InputTimedOut;
+
 /// Raised from the epoch callback when the call's result is no longer awaited.
 #[derive(Debug, thiserror::Error)]
 #[error("abandoned by its caller")]

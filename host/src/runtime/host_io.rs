@@ -115,11 +115,10 @@ impl Host for GuestCtx {}
 
 impl HostReader for GuestCtx {
     async fn read(&mut self, input: Resource<InputStream>, max: u32) -> wasmtime::Result<Vec<u8>> {
-        let input = self.table.get_mut(&input)?;
-        input
-            .read(max)
-            .await
-            .map_err(|e| wasmtime::Error::new(HostIoError::Input(e)))
+        self.reading = true;
+        let read = self.table.get_mut(&input)?.read(max).await;
+        self.reading = false;
+        read.map_err(|e| wasmtime::Error::new(HostIoError::Input(e)))
     }
 
     async fn size_hint(&mut self, input: Resource<InputStream>) -> wasmtime::Result<Option<u64>> {

@@ -2,6 +2,7 @@
 //! and the export functions loaded from it. An instance serves one object at a time
 //! and is discarded after anything that may have left it inconsistent.
 
+use std::io;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -11,8 +12,8 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{TransformError, buffered, lifecycle, streaming};
 use super::error::{
-    Abandoned, Abort, DeadlineExceeded, ExportMismatch, HostIoError, MemoryLimitExceeded,
-    ObjectError,
+    Abandoned, Abort, DeadlineExceeded, ExportMismatch, HostIoError, InputTimedOut,
+    MemoryLimitExceeded, ObjectError,
 };
 use super::guest_log::GuestLog;
 use super::host_io::{InputStream, OutputStream};
@@ -31,6 +32,9 @@ pub struct GuestCtx {
     deadline: Instant,
     /// The current call's [`ObjectRequest::abandoned`]; checked on every epoch tick.
     abandoned: CancellationToken,
+    /// The guest waits in a read of its input: a deadline passing now is the
+    /// input's, which did not arrive in time, not the transform's.
+    pub(super) reading: bool,
 }
 
 impl WasiView for GuestCtx {
@@ -148,6 +152,7 @@ impl Instance {
             log,
             deadline: Instant::now() + limits.timeout,
             abandoned: CancellationToken::new(),
+            reading: false,
         };
         let mut store = Store::new(pre.engine(), ctx);
         store.limiter(|ctx| &mut ctx.limiter);
@@ -293,6 +298,7 @@ impl Instance {
         let ctx = self.store.data_mut();
         ctx.deadline = deadline;
         ctx.abandoned = object.abandoned.clone();
+        ctx.reading = false;
         self.store.set_epoch_deadline(1);
         deadline
     }
@@ -306,6 +312,9 @@ impl Instance {
             Ok(Ok(Err(TransformError::BadInput(message)))) => Err(ObjectError::BadInput(message)),
             Ok(Ok(Err(TransformError::Failed(message)))) => Err(ObjectError::Failed(message)),
             Ok(Err(error)) => return self.end_call(Err(error)),
+            Err(_elapsed) if self.store.data().reading => {
+                return self.end_call(Err(wasmtime::Error::new(InputTimedOut)));
+            }
             Err(_elapsed) => return self.end_call(Err(wasmtime::Error::new(DeadlineExceeded))),
         };
         self.store.data().log.finish();
@@ -340,6 +349,17 @@ impl Instance {
         }
         if find::<Abandoned>(&error).is_some() {
             return ObjectError::Abandoned;
+        }
+        if find::<InputTimedOut>(&error).is_some() {
+            let limit = self.limits.timeout;
+            return ObjectError::Input(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "it did not all arrive within the per-object deadline of {limit:?}, the \
+                     transform waiting for it (the client or the target sent it too slowly); \
+                     if objects need longer, raise ETL_WASM_TIMEOUT (--timeout)"
+                ),
+            ));
         }
         if let Some(exceeded) = find::<MemoryLimitExceeded>(&error) {
             return ObjectError::Aborted(Abort::MemoryLimit {

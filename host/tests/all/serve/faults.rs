@@ -390,6 +390,31 @@ async fn an_answer_before_the_body_was_read_leaves_the_connection_whole() {
     }
 }
 
+/// A streaming transform waiting for input that stops coming: the deadline that passes
+/// is the input's, and the answer says so (as when the object is read before the
+/// call), not that the transform took too long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_that_stops_coming_is_what_ran_out_of_time() {
+    let target = FakeTarget::start().await;
+    // upper streams objects of 1 MiB and more.
+    let server = server("examples/upper", &target).start().await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = "PUT /src/stalled HTTP/1.1\r\nHost: ais\r\nContent-Length: 2000000\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[b's'; 1000]).await.unwrap();
+    let (status, body) = answer(&mut stream, "stalled").await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        body.contains(
+            "src/stalled: reading the object failed: it did not all arrive within the \
+             per-object deadline of 2s"
+        ),
+        "{body}"
+    );
+    assert!(!body.contains("the transform exceeded"), "{body}");
+}
+
 /// PUTs `body` on `stream`, written while the answer is read: the answer's status and
 /// body, and how the writing ended.
 async fn put_while_answered(
