@@ -18,6 +18,7 @@
 //! - [`threads`]: the serving threads and how hard each works (where WebSocket
 //!   sessions go).
 //! - [`allocator`]: the heap's settings, made once at start-up.
+//! - [`logs`]: text logs kept to one line per event, whatever a request put in them.
 //! - [`config`]: command-line flags and environment variables, validated once.
 //! - [`cmd`]: one module per subcommand.
 //! - [`load`]: a load generator: an emulated target, a server under test as a
@@ -30,6 +31,7 @@ pub mod delivery;
 pub mod etl;
 pub mod held;
 pub mod load;
+pub mod logs;
 pub mod metrics;
 pub mod outbound;
 pub mod pipeline;

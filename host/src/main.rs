@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use ais_wasm::config::{Cli, LogFormat};
+use ais_wasm::logs::OneLinePerEvent;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -11,13 +12,13 @@ fn main() -> ExitCode {
     let tuned = ais_wasm::allocator::tune();
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let colours = std::io::stderr().is_terminal();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_ansi(colours);
     match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_writer(OneLinePerEvent { colours }).init(),
+        LogFormat::Json => logs.with_writer(std::io::stderr).json().init(),
     }
     if !tuned {
         tracing::warn!("glibc refused the heap settings; large objects will run slower");

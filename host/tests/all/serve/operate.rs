@@ -186,6 +186,33 @@ async fn health_is_503_until_the_component_is_ready() {
     let _ = child.wait();
 }
 
+/// An object's name and an `etl_fqn` come from the request: a newline or NUL in
+/// them stays within its log line, escaped, and starts no line of the sender's
+/// making.
+#[tokio::test]
+async fn a_request_cannot_forge_log_lines() {
+    let server = ServerBuilder::new("examples/echo")
+        .env("RUST_LOG", "info")
+        .start()
+        .await;
+    let forged = "%0A2026-11-24T06:59:43.287327Z%20ERROR%20FORGED%00";
+    for path in [
+        format!("/b/o{forged}?etl_fqn=x"),
+        format!("/b/o?etl_fqn=x{}", forged.replace('%', "%25")),
+    ] {
+        let (code, _) = put(&server.url(&path), b"x").await;
+        assert_eq!(code, 403, "{path}");
+    }
+    server.wait_for_log("is not an AIStore object path").await;
+    let log = server.wait_for_log("ERROR FORGED\\x00").await;
+    assert!(
+        !log.lines()
+            .any(|line| line.starts_with("2026-11-24T06:59:43.287327Z")),
+        "{log}"
+    );
+    assert!(!log.contains('\0'), "{log:?}");
+}
+
 #[tokio::test]
 async fn metrics_count_objects_bytes_errors_and_the_pool() {
     let server = ServerBuilder::new("host/tests/components/hostile")
