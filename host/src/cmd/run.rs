@@ -103,6 +103,8 @@ async fn transform_file(
             let partial = tempfile::Builder::new()
                 .prefix(&format!(".{name}."))
                 .suffix(".partial")
+                // As any new file, within the umask; not a temporary file's 0600.
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
                 .tempfile_in(dir)
                 .with_context(|| format!("cannot create a file in {}", dir.display()))?;
             let (file, partial) = partial.into_parts();

@@ -188,7 +188,15 @@ fn several_inputs_go_to_an_output_directory() {
     std::fs::write(&b, b"second").unwrap();
     std::fs::write(&c, b"third").unwrap();
     let out = dir.path().join("out");
-    let status = ais_wasm(&dir.path().join("cache"))
+    let mut run = ais_wasm(&dir.path().join("cache"));
+    // SAFETY: between fork and exec, only umask(2), async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut run, || {
+            libc::umask(0o027);
+            Ok(())
+        });
+    }
+    let status = run
         .arg("run")
         .arg("--component")
         .arg(component("examples/upper"))
@@ -198,6 +206,11 @@ fn several_inputs_go_to_an_output_directory() {
         .status()
         .unwrap();
     assert!(status.success());
+    // Made as any new file is, within the umask.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(out.join("a.txt")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o640);
     let mut results: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|entry| entry.unwrap().file_name())
