@@ -3,9 +3,9 @@
 //! components take tens of seconds to compile and milliseconds to load from here.
 //!
 //! Architecture Invariant: precompiled code is only ever loaded from files this cache
-//! wrote itself, in a directory only this user can write. Deserialising machine code
-//! is trusting it, so a `.cwasm` handed in from outside is refused (see
-//! `Runtime::load`).
+//! wrote itself, in a directory only this user can write, and only as written (each
+//! entry ends with its code's sha256). Deserialising machine code is trusting it, so
+//! a `.cwasm` handed in from outside is refused (see `Runtime::load`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
@@ -14,6 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -64,17 +65,21 @@ impl CompileCache {
         let path = dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
 
         if is_regular_file(&path) {
-            // SAFETY: the file was written by `store` below, in a directory private to
+            let entry = fs::read(&path).map_err(anyhow::Error::from);
+            // SAFETY: the code was written by `store` below, in a directory private to
             // this user, under a name that binds it to these exact component bytes
-            // and this engine configuration; wasmtime also checks its header.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            // and this engine configuration, and is as written (its checksum);
+            // wasmtime also checks its header.
+            match entry
+                .and_then(|entry| unsafe { Ok(Component::deserialize(engine, checked(&entry)?)?) })
+            {
                 Ok(component) => {
                     tracing::info!(path = %path.display(), "compile cache hit");
                     return Ok((component, CacheStatus::Hit));
                 }
                 Err(error) => tracing::warn!(
                     path = %path.display(),
-                    "ignoring an unusable compile cache entry: {error:#}"
+                    "ignoring an unusable compile cache entry, compiling again: {error:#}"
                 ),
             }
         }
@@ -83,7 +88,7 @@ impl CompileCache {
         match component
             .serialize()
             .map_err(anyhow::Error::from)
-            .and_then(|code| store(&path, &code))
+            .and_then(|code| store(&path, &with_checksum(code)))
         {
             Ok(()) => {
                 tracing::info!(path = %path.display(), "compiled and cached");
@@ -102,6 +107,28 @@ fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component, LoadError> {
     let component = Component::new(engine, wasm).map_err(LoadError::Compile)?;
     tracing::info!(elapsed = ?started.elapsed(), bytes = wasm.len(), "compiled the component");
     Ok(component)
+}
+
+/// Ends an entry, after the code's sha256: an entry is the code as `store` wrote it
+/// only if both are there and agree. Machine code damaged on disk (a lost write, a
+/// failing volume) would otherwise run, and crash the process at every start.
+const TRAILER: &[u8; 8] = b"aiswsum1";
+
+fn with_checksum(mut code: Vec<u8>) -> Vec<u8> {
+    let digest = Sha256::digest(&code);
+    code.extend_from_slice(&digest);
+    code.extend_from_slice(TRAILER);
+    code
+}
+
+/// The code of an entry whose checksum holds.
+fn checked(entry: &[u8]) -> anyhow::Result<&[u8]> {
+    let damaged = || anyhow::anyhow!("its checksum does not match: it was damaged on disk");
+    let rest = entry.strip_suffix(TRAILER).ok_or_else(damaged)?;
+    let at = rest.len().checked_sub(32).ok_or_else(damaged)?;
+    let (code, digest) = rest.split_at(at);
+    anyhow::ensure!(Sha256::digest(code)[..] == *digest, damaged());
+    Ok(code)
 }
 
 fn is_regular_file(path: &Path) -> bool {
@@ -134,4 +161,21 @@ fn store(path: &Path, code: &[u8]) -> anyhow::Result<()> {
     temp.persist(path)
         .with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{checked, with_checksum};
+
+    #[test]
+    fn an_entry_is_its_code_only_while_its_checksum_holds() {
+        let entry = with_checksum(b"machine code".to_vec());
+        assert_eq!(checked(&entry).unwrap(), b"machine code");
+        let mut damaged = entry.clone();
+        damaged[3] ^= 1;
+        for bad in [&damaged[..], &entry[..10], b"", &entry[..entry.len() - 1]] {
+            let error = checked(bad).unwrap_err().to_string();
+            assert!(error.contains("damaged on disk"), "{error}");
+        }
+    }
 }

@@ -363,4 +363,22 @@ async fn the_compile_cache_is_used_on_the_second_load() {
         .unwrap();
     assert_eq!(second.cache, CacheStatus::Hit);
     assert_next_object_succeeds(&transform).await;
+
+    // A page of machine code lost on disk: compiled again, not run.
+    let entry = std::fs::read_dir(cache.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut code = std::fs::read(&entry).unwrap();
+    let middle = code.len() / 2;
+    code[middle..middle + 4096].fill(0);
+    std::fs::write(&entry, code).unwrap();
+    let (transform, third) = runtime(InstanceMode::Pooled, Some(cache.path()))
+        .load(std::fs::read(component("examples/echo")).unwrap(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(third.cache, CacheStatus::Stored);
+    assert_next_object_succeeds(&transform).await;
 }
