@@ -19,7 +19,7 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// The most objects transformed at once: the instance pool reserves address space
 /// for three instances per worker.
-const MAX_WORKERS: usize = 1024;
+pub const MAX_WORKERS: usize = 1024;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::config::MAX_TIMEOUT;
+use crate::config::{MAX_TIMEOUT, MAX_WORKERS};
 use crate::delivery::{ENV_VALUE_MAX, PAYLOAD_VAR, encode_payload, read_component_file};
 use crate::runtime::check_shape;
 
@@ -103,6 +103,9 @@ pub fn build(args: &SpecArgs) -> anyhow::Result<Value> {
     let payload = encode_payload(&wasm)?;
     let mut env = Vec::new();
     match &args.url {
+        Some(url) if !url.starts_with("http://") && !url.starts_with("https://") => {
+            bail!("--url {url:?} must be an http or https URL, as serve requires of ETL_WASM_URL");
+        }
         Some(url) => {
             env.push(env_var("ETL_WASM_URL", url));
             env.push(env_var(
@@ -131,11 +134,27 @@ pub fn build(args: &SpecArgs) -> anyhow::Result<Value> {
         ));
     }
     if let Some(workers) = args.workers {
+        if !(1..=MAX_WORKERS).contains(&workers) {
+            bail!("--workers must be from 1 to {MAX_WORKERS}, got {workers}");
+        }
         env.push(env_var("NUM_WORKERS", &workers.to_string()));
     }
     let mut timeout_given = false;
     for entry in &args.env {
         let (name, value) = split_pair(entry, "--env")?;
+        if ["ETL_WASM_PATH", "ETL_WASM_PAYLOAD", "ETL_WASM_URL"].contains(&name) {
+            bail!(
+                "--env {name}: the component's source is spec's to set (inline, or --url); \
+                 a second one would stop the pod at start"
+            );
+        }
+        // Kubernetes keeps the last of two entries of a name, silently.
+        if env.iter().any(|set| set["name"] == name) {
+            bail!(
+                "--env {name} is set twice (by an earlier --env, or by spec itself from its \
+                 flags: use those), and Kubernetes would keep only the last"
+            );
+        }
         timeout_given |= name == "ETL_WASM_TIMEOUT";
         env.push(env_var(name, value));
     }
@@ -166,6 +185,7 @@ pub fn build(args: &SpecArgs) -> anyhow::Result<Value> {
     let mut resources = serde_json::Map::new();
     for (name, value) in [("cpu", &args.cpu), ("memory", &args.memory)] {
         if let Some(value) = value {
+            check_quantity(name, value)?;
             resources.insert(name.to_string(), Value::String(value.clone()));
         }
     }
@@ -184,6 +204,26 @@ fn split_pair<'a>(entry: &'a str, flag: &str) -> anyhow::Result<(&'a str, &'a st
         Some((key, value)) if !key.is_empty() => Ok((key, value)),
         _ => bail!("{flag} takes NAME=VALUE, got {entry:?}"),
     }
+}
+
+/// A Kubernetes resource quantity as people write them: a decimal number and an
+/// optional suffix (`500m`, `2`, `1.5`, `512Mi`, `1G`), which AIStore would otherwise
+/// refuse only when the ETL is created.
+fn check_quantity(name: &str, value: &str) -> anyhow::Result<()> {
+    const SUFFIXES: [&str; 14] = [
+        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+    ];
+    let number = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &value[number.len()..];
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(whole) && digits(fraction) && SUFFIXES.contains(&suffix)) {
+        bail!(
+            "--{name} {value:?} is not a Kubernetes quantity: a number with an optional \
+             suffix, such as 500m or 2 for cpu, 512Mi or 1G for memory"
+        );
+    }
+    Ok(())
 }
 
 /// AIStore's rule for ETL names (`k8s.ValidateEtlName`): they name pods.

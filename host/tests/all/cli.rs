@@ -654,6 +654,32 @@ fn spec_refuses_what_aistore_refuses_and_pins_urls() {
     assert!(String::from_utf8_lossy(&ws.stderr).contains("without direct put"));
     let ws = spec(&["--component", md5, "--comm", "ws", "--direct-put"]);
     assert!(ws.status.success());
+    // What the pod would refuse at start, or Kubernetes would take otherwise.
+    for (flags, cause) in [
+        (&["--workers", "0"][..], "--workers must be from 1 to 1024"),
+        (&["--url", "ftp://x/y.wasm"], "must be an http or https URL"),
+        (
+            &["--env", "ETL_WASM_PAYLOAD=xx"],
+            "the component's source is spec's",
+        ),
+        (
+            &["--config", "k=v", "--env", "ETL_WASM_CONFIG={}"],
+            "is set twice",
+        ),
+        (&["--cpu", "abc"], "is not a Kubernetes quantity"),
+        (&["--memory", "1.5.2Gi"], "is not a Kubernetes quantity"),
+    ] {
+        let refused = spec(&[&["--component", md5][..], flags].concat());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{flags:?}");
+        assert!(stderr.contains(cause), "{flags:?}: {stderr}");
+    }
+    let sized = spec(&["--component", md5, "--cpu", "500m", "--memory", "1.5Gi"]);
+    assert!(
+        sized.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sized.stderr)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.wasm");
