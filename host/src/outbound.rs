@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 /// Outbound authentication and TLS, from the environment.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -81,11 +81,24 @@ impl OutboundArgs {
         if let Some(ca) = &self.client_ca {
             let pem = std::fs::read(ca)
                 .with_context(|| format!("reading AIS_CLIENT_CA {}", ca.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("AIS_CLIENT_CA {} is not a PEM bundle", ca.display()))?
-            {
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("AIS_CLIENT_CA {} is not a PEM bundle", ca.display()))?;
+            if certs.is_empty() {
+                bail!(
+                    "AIS_CLIENT_CA {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    ca.display()
+                );
+            }
+            for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
+        }
+        match (&self.crt, &self.crt_key) {
+            (Some(_), None) | (None, Some(_)) => bail!(
+                "only one of AIS_CRT and AIS_CRT_KEY is set: a client certificate needs both \
+                 (the certificate and its key), or neither"
+            ),
+            _ => {}
         }
         if let (Some(crt), Some(key)) = (&self.crt, &self.crt_key) {
             let mut pem =

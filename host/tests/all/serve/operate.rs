@@ -71,6 +71,26 @@ async fn serving_threads_within_the_open_file_limit() {
     }
 }
 
+/// TLS settings for calls to AIStore that cannot be what was meant stop the start: a
+/// client certificate without its key (or the reverse), a CA file with no certificate.
+#[test]
+fn half_set_tls_settings_stop_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("not-a-certificate");
+    std::fs::write(&text, "just text\n").unwrap();
+    for (name, cause) in [
+        ("AIS_CRT", "only one of AIS_CRT and AIS_CRT_KEY is set"),
+        ("AIS_CRT_KEY", "only one of AIS_CRT and AIS_CRT_KEY is set"),
+        ("AIS_CLIENT_CA", "holds no PEM certificate"),
+    ] {
+        let (status, stderr) = ServerBuilder::new("examples/echo")
+            .env(name, &text)
+            .start_expecting_failure();
+        assert!(!status.success(), "{name}");
+        assert!(stderr.contains(cause), "{name}: {stderr}");
+    }
+}
+
 /// `AIS_TARGET_URL` takes objects' names appended: one that is not an http(s) URL, or
 /// has a query or fragment that would take them, stops the start, its secret unsaid.
 #[test]
