@@ -174,7 +174,7 @@ async fn download(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>
     let failed = |e: reqwest::Error| {
         let cause = match e.is_timeout() {
             true => format!("it took longer than {DOWNLOAD_TIMEOUT:?}"),
-            false => e.without_url().to_string(),
+            false => crate::source::without_url(e),
         };
         anyhow::anyhow!(
             "cannot download the component from {origin}: {cause}; check ETL_WASM_URL and that \
@@ -206,6 +206,12 @@ async fn download(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>
 fn check_pin(wasm: &[u8], pin: &str) -> anyhow::Result<()> {
     let actual = hex::encode(Sha256::digest(wasm));
     let expected = pin.trim().to_ascii_lowercase();
+    if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!(
+            "ETL_WASM_SHA256 {pin:?} is not a sha256 (64 hex digits); `ais-wasm payload \
+             FILE.wasm` prints the component's"
+        );
+    }
     if actual != expected {
         bail!(
             "ETL_WASM_SHA256 does not match: expected {expected}, the component has {actual}; \

@@ -166,7 +166,7 @@ async fn transform_file(
         (Ok(()), Some(partial), Some(output)) => partial
             .persist(output)
             .map_err(|e| e.error)
-            .context("renaming the result"),
+            .with_context(|| format!("renaming the result to {}", output.display())),
         (result, _, _) => result,
     }
 }

@@ -57,7 +57,12 @@ pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+        })
+        .map(|(_, token)| token);
     // Compared as digests, so that how long the comparison takes tells nothing of
     // the token.
     let digest = |token: &str| Sha256::digest(token.as_bytes());

@@ -385,8 +385,9 @@ fn transport_error(url: &str, kind: HttpSource, error: reqwest::Error) -> Source
     }
 }
 
-/// reqwest errors print their URL, which for the target carries the ETL's secret.
-fn without_url(error: reqwest::Error) -> String {
+/// A reqwest error and its causes (the refused connection, the TLS handshake), without
+/// the URL it prints, which for the target carries the ETL's secret.
+pub(crate) fn without_url(error: reqwest::Error) -> String {
     let error = error.without_url();
     let mut message = error.to_string();
     let mut source = std::error::Error::source(&error);

@@ -82,6 +82,16 @@ fn hash_mismatch() {
         ),
         &["ETL_WASM_SHA256 does not match", "update the pin"],
     );
+    assert_says(
+        &start(
+            dir.path(),
+            &[
+                ("ETL_WASM_PATH", echo.to_str().unwrap()),
+                ("ETL_WASM_SHA256", "abcd"),
+            ],
+        ),
+        &["ETL_WASM_SHA256 \"abcd\" is not a sha256 (64 hex digits)"],
+    );
 }
 
 #[test]
@@ -101,6 +111,8 @@ fn missing_file_unreachable_url_and_no_source() {
         &refused,
         &[
             "cannot download the component from http://127.0.0.1:1",
+            // The cause, not only reqwest's "error sending request".
+            "Connection refused",
             "ETL_WASM_URL",
         ],
     );

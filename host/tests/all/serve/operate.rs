@@ -348,6 +348,12 @@ async fn the_admin_endpoint_is_off_by_default_and_needs_its_token() {
             .send()
     };
     assert_eq!(reload("wrong").await.unwrap().status(), 401);
+    // The scheme's case is the client's (RFC 9110 §11.1).
+    let lower = client()
+        .post(server.url("/admin/reload"))
+        .header("authorization", "bearer s3cret")
+        .send();
+    assert_eq!(lower.await.unwrap().status(), 200);
     let response = reload("s3cret").await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(
