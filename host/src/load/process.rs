@@ -105,6 +105,22 @@ impl ServerProcess {
             .stderr(log)
             // Its own process group, so the whole tree can be signalled.
             .process_group(0);
+        // A bench killed outright (SIGKILL, the OOM killer, a CI job's time limit)
+        // runs no cleanup: the server is told by the kernel instead, when the thread
+        // that started it (a worker of the bench's runtime, which lives as long as
+        // the bench) ends. Not if the bench ended before: then it does not start.
+        let bench = std::process::id();
+        // SAFETY: between fork and exec, only prctl(2) and getppid(2), both
+        // async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                match libc::getppid() as u32 == bench {
+                    true => Ok(()),
+                    false => Err(std::io::Error::other("the bench ended")),
+                }
+            });
+        }
         if let ServerCommand::Component(_) = spec.command {
             // The component is given; other sources in the environment would clash.
             for var in [

@@ -98,44 +98,58 @@ fn bench_serve_verifies_every_transport_it_drives() {
 /// which a terminal's Ctrl-C does not reach) and exits 128 + the signal's number.
 #[test]
 fn an_interrupted_bench_leaves_no_server_running() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut command = ais_wasm(dir.path());
-    command
-        .args(["bench", "serve", "--component"])
-        .arg(component("examples/echo"))
-        .args(["--transports", "hpush-body", "--sizes", "1KiB"])
-        .args([
-            "--concurrency",
-            "1",
-            "--duration",
-            "60s",
-            "--warmup",
-            "100ms",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let bench = command.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let server = loop {
-        if let Some(&pid) = children(bench.id()).first() {
-            break pid;
+    for signal in [libc::SIGINT, libc::SIGKILL] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = ais_wasm(dir.path());
+        command
+            .args(["bench", "serve", "--component"])
+            .arg(component("examples/echo"))
+            .args(["--transports", "hpush-body", "--sizes", "1KiB"])
+            .args([
+                "--concurrency",
+                "1",
+                "--duration",
+                "60s",
+                "--warmup",
+                "100ms",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let bench = command.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let server = loop {
+            if let Some(&pid) = children(bench.id()).first() {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "no server started");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // SAFETY: signalling our own child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(bench.id() as libc::pid_t, signal) }, 0);
+        let output = bench.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if signal == libc::SIGINT {
+            assert_eq!(output.status.code(), Some(130), "{stderr}");
+            assert!(stderr.contains("error: interrupted by SIGINT"), "{stderr}");
         }
-        assert!(Instant::now() < deadline, "no server started");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    // SAFETY: signalling our own child, which has not been reaped.
-    assert_eq!(
-        unsafe { libc::kill(bench.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
-    let output = bench.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("error: interrupted by SIGINT"), "{stderr}");
-    assert!(
-        !Path::new(&format!("/proc/{server}")).exists(),
-        "the server {server} outlived its bench"
-    );
+        // Killed outright, the bench stopped nothing: the kernel tells the server.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while running(server) {
+            assert!(
+                Instant::now() < deadline,
+                "the server {server} outlived its bench ({signal})"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Whether `pid` runs: it exists, and is no zombie waiting for a parent to reap it.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.starts_with(" Z"))
+    })
 }
 
 /// The processes whose parent is `pid`.
