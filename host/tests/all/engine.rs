@@ -367,10 +367,9 @@ async fn the_compile_cache_is_used_on_the_second_load() {
     // A page of machine code lost on disk: compiled again, not run.
     let entry = std::fs::read_dir(cache.path())
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|e| e == "cwasm"))
+        .unwrap();
     let mut code = std::fs::read(&entry).unwrap();
     let middle = code.len() / 2;
     code[middle..middle + 4096].fill(0);
