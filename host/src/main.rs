@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let tuned = ais_wasm::allocator::tune();
+    forget_empty_variables();
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let colours = std::io::stderr().is_terminal();
@@ -59,5 +60,22 @@ fn raise_open_file_limit() {
     // SAFETY: setrlimit reads the struct it is given.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
         tracing::debug!(soft, "cannot raise the open-file limit to its hard limit");
+    }
+}
+
+/// An empty variable of ours is an unset one, whichever it is: a Kubernetes spec made
+/// from a template often says `value: ""`, which some settings took for unset and
+/// others refused (`NUM_WORKERS`, `ETL_WASM_TIMEOUT`), and an empty
+/// `ETL_WASM_ADMIN_TOKEN` must not be a token.
+fn forget_empty_variables() {
+    let ours =
+        |name: &str| name.starts_with("AIS_") || name.starts_with("ETL_") || name == "NUM_WORKERS";
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(name, value)| value.is_empty() && name.to_str().is_some_and(ours))
+        .map(|(name, _)| name)
+        .collect();
+    for name in empty {
+        // SAFETY: no other thread runs yet, to read the environment meanwhile.
+        unsafe { std::env::remove_var(name) };
     }
 }

@@ -91,6 +91,31 @@ fn half_set_tls_settings_stop_the_start() {
     }
 }
 
+/// An empty variable is an unset one, whichever setting it is (a templated pod spec's
+/// `value: ""`): the server starts with its defaults, and an empty admin token is no
+/// token.
+#[tokio::test]
+async fn empty_variables_are_unset_ones() {
+    let mut server = ServerBuilder::new("examples/echo");
+    for name in [
+        "NUM_WORKERS",
+        "ETL_WASM_TIMEOUT",
+        "ETL_WASM_ADMIN_TOKEN",
+        "ETL_FQN_ROOTS",
+        "AIS_TARGET_URL",
+        "ETL_WASM_SERVE_THREADS",
+    ] {
+        server = server.env(name, "");
+    }
+    let server = server.start().await;
+    assert_eq!(
+        put(&server.url("/b/o"), b"fine").await,
+        (200, b"fine".to_vec())
+    );
+    let reload = client().post(server.url("/admin/reload")).bearer_auth("");
+    assert_eq!(reload.send().await.unwrap().status(), 405);
+}
+
 /// `AIS_TARGET_URL` takes objects' names appended: one that is not an http(s) URL, or
 /// has a query or fragment that would take them, stops the start, its secret unsaid.
 #[test]
