@@ -35,8 +35,18 @@ pub enum LoadError {
     )]
     Link(wasmtime::Error),
     /// A first instance could not be created and initialised.
-    #[error("the component's first instance failed: {0}")]
+    #[error("the component's first instance failed: {}", first_instance(.0))]
     FirstInstance(ObjectError),
+}
+
+/// Only `init` returns the transform's own errors while an instance is made.
+fn first_instance(error: &ObjectError) -> String {
+    match error {
+        ObjectError::Failed(message) | ObjectError::BadInput(message) => {
+            format!("its init returned an error: {message}")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Why one object was not transformed.

@@ -346,6 +346,10 @@ async fn init_errors_fail_the_load() {
         matches!(&error, LoadError::FirstInstance(ObjectError::Failed(m)) if m == "init refused"),
         "{error}"
     );
+    assert_eq!(
+        error.to_string(),
+        "the component's first instance failed: its init returned an error: init refused"
+    );
 }
 
 #[tokio::test]
