@@ -49,7 +49,13 @@ pub enum PutError {
     )]
     Unexpected(u16),
     /// The next hop answered an error status; it is passed back as is.
-    #[error("the next hop answered {status}: {}", String::from_utf8_lossy(body))]
+    #[error(
+        "the next hop answered {status}: {}",
+        match body.is_empty() {
+            true => "with no body".into(),
+            false => String::from_utf8_lossy(body),
+        }
+    )]
     Status { status: u16, body: Bytes },
 }
 

@@ -35,9 +35,10 @@ impl HttpError {
     pub fn for_object(object: &ObjectRequest, error: EtlError) -> Self {
         let retry = matches!(error, EtlError::DirectPutOneShot(_));
         let status = status_of(&error);
-        // The next hop's error body goes back verbatim, as the references do.
+        // The next hop's error body goes back verbatim, as the references do; an
+        // empty one would leave the user "ETL error: " and nothing.
         let body = match &error {
-            EtlError::DirectPut(PutError::Status { body, .. }) => {
+            EtlError::DirectPut(PutError::Status { body, .. }) if !body.is_empty() => {
                 String::from_utf8_lossy(body).into_owned()
             }
             _ => format!("{}: {error}", object.path),

@@ -88,6 +88,13 @@ async fn next_hop_down_resetting_failing_or_too_slow() {
                 &hop,
                 (500, "downstream broke"),
             ),
+            // One with no body is named, or the user would read "ETL error: " alone.
+            (
+                "404, no body",
+                Some(Put::Status(404, Bytes::new())),
+                &hop,
+                (404, "src/o: the next hop answered 404: with no body"),
+            ),
             (
                 "slow",
                 Some(Put::Hang),
