@@ -22,7 +22,7 @@ use crate::metrics::{InFlight, Metrics, Transport};
 use crate::pipeline;
 use crate::runtime::{LogScope, ObjectError, ObjectRequest};
 use crate::sink::DIRECT_PUT_LENGTH;
-use crate::source::{HttpSource, Source, SourceError};
+use crate::source::{HttpSource, Source, SourceError, with_causes};
 
 /// §4.1: answered without touching the transform, so it stays fast under any load;
 /// 503 until the component is compiled, instantiated and initialised.
@@ -448,7 +448,9 @@ impl Stream for Lingering {
             // Ended, or broke off: nothing left to read.
             self.0 = None;
         }
-        Poll::Ready(next.map(|chunk| chunk.map_err(io::Error::other)))
+        // axum's error shows its inner one's message, and has it as its source too.
+        let broken = |error: axum::Error| io::Error::other(with_causes(&*error.into_inner()));
+        Poll::Ready(next.map(|chunk| chunk.map_err(broken)))
     }
 }
 

@@ -388,9 +388,14 @@ fn transport_error(url: &str, kind: HttpSource, error: reqwest::Error) -> Source
 /// A reqwest error and its causes (the refused connection, the TLS handshake), without
 /// the URL it prints, which for the target carries the ETL's secret.
 pub(crate) fn without_url(error: reqwest::Error) -> String {
-    let error = error.without_url();
+    with_causes(&error.without_url())
+}
+
+/// An error and each of its causes, `: ` between: an HTTP library's own message
+/// ("error sending request", "error reading a body from connection") says little.
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
-    let mut source = std::error::Error::source(&error);
+    let mut source = error.source();
     while let Some(cause) = source {
         message = format!("{message}: {cause}");
         source = cause.source();

@@ -87,6 +87,28 @@ async fn put_zero_length_chunked_body_is_an_empty_object() {
     }
 }
 
+/// A body that breaks the chunked framing is a 400 that says how, not only hyper's
+/// "error reading a body from connection".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chunked_body_says_what_is_wrong() {
+    let server = ServerBuilder::new("examples/echo").start().await;
+    let request = format!(
+        "PUT /src/bad HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        server.addr
+    );
+    let response = raw(server.addr, request.as_bytes()).await;
+    assert_eq!(response.status, 400, "{response:?}");
+    let body = String::from_utf8_lossy(&response.body);
+    assert!(
+        body.contains(
+            "reading the request body failed: error reading a body from connection: Invalid \
+             chunk size line"
+        ),
+        "{body}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_fqn_mode_reads_the_double_encoded_file() {
     // The encoder reproduces the §5.3 worked example byte for byte.
