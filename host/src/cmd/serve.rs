@@ -91,6 +91,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         fqn_policy: std::sync::Arc::new(fqn_policy),
         reply_space: crate::held::SpillSpace::new(args.reply_space.as_u64()),
         held_input: held_input.clone(),
+        ws_replies_in_memory: crate::protocol::new_ws_replies_in_memory(),
     };
 
     // Installed before the port opens: SIGUSR1 or SIGHUP would otherwise end the

@@ -51,6 +51,16 @@ pub struct AppState {
     /// (`--held-input`): the WebSocket reader takes from it, and `Etl` from the same
     /// budget for what it reads whole over HTTP.
     pub held_input: HeldInput,
+    /// The memory all WebSocket connections' finished replies may take while they
+    /// wait to be written ([`new_ws_replies_in_memory`]).
+    pub ws_replies_in_memory: Arc<tokio::sync::Semaphore>,
+}
+
+/// The budget of [`AppState::ws_replies_in_memory`].
+pub fn new_ws_replies_in_memory() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(
+        ws::ALL_REPLIES_IN_MEMORY as usize,
+    ))
 }
 
 /// The hot-swap endpoint: off unless a token is configured.

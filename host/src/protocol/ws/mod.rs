@@ -68,6 +68,12 @@ const HELD_PER_CONNECTION: u32 = 64 << 20;
 /// otherwise have up to `IN_FLIGHT` of them held at once.
 const REPLIES_IN_MEMORY: u32 = 128 << 20;
 
+/// Bytes of finished replies all connections keep in memory until they are written;
+/// past them, a reply waits in a temporary file (as past its connection's share).
+/// Without it, every connection whose peer reads slowly could hold its own
+/// `REPLIES_IN_MEMORY`.
+pub const ALL_REPLIES_IN_MEMORY: u32 = 512 << 20;
+
 /// Pings read and not yet answered; beyond them the connection is not read.
 const PINGS_WAITING: usize = 16;
 /// Where a WebSocket request's object is.
@@ -117,7 +123,7 @@ enum Pending {
 
 /// A finished reply, and the share of its connection's `REPLIES_IN_MEMORY` it takes
 /// until it is written.
-struct Kept(Reply, Option<OwnedSemaphorePermit>);
+struct Kept(Reply, Vec<OwnedSemaphorePermit>);
 
 impl Pending {
     fn is_ready(&self) -> bool {
@@ -131,8 +137,8 @@ impl Pending {
         match self {
             Pending::Running(task) => task
                 .await
-                .unwrap_or_else(|e| Kept(Reply::Text(format!("Transform error: {e}")), None)),
-            Pending::Ready(reply) => Kept(reply, None),
+                .unwrap_or_else(|e| Kept(Reply::Text(format!("Transform error: {e}")), Vec::new())),
+            Pending::Ready(reply) => Kept(reply, Vec::new()),
         }
     }
 }
@@ -383,27 +389,31 @@ async fn process(
 }
 
 /// A finished reply, kept in memory until it is written while its connection's
-/// replies there are within `REPLIES_IN_MEMORY`, else in a temporary file within
-/// --reply-space. With no room on disk either it stays in memory: waiting for room
-/// could wait for replies queued behind it.
+/// replies there are within `REPLIES_IN_MEMORY` and all connections' within
+/// `ALL_REPLIES_IN_MEMORY`, else in a temporary file within --reply-space. With no
+/// room on disk either it stays in memory: waiting for room could wait for replies
+/// queued behind it.
 async fn keep(state: &AppState, budget: &Arc<Semaphore>, reply: Reply) -> Kept {
     let Reply::Binary(chunks) = reply else {
-        return Kept(reply, None);
+        return Kept(reply, Vec::new());
     };
     let size = chunks.iter().map(Bytes::len).sum::<usize>();
     let share = size.min(REPLIES_IN_MEMORY as usize) as u32;
-    if let Ok(permit) = budget.clone().try_acquire_many_owned(share) {
-        return Kept(Reply::Binary(chunks), Some(permit));
+    let all = &state.ws_replies_in_memory;
+    if let Ok(own) = budget.clone().try_acquire_many_owned(share)
+        && let Ok(all) = all.clone().try_acquire_many_owned(share)
+    {
+        return Kept(Reply::Binary(chunks), vec![own, all]);
     }
     let mut file = Held::in_file(&state.reply_space);
     for chunk in &chunks {
         if file.push(chunk.clone()).await.is_err() {
-            return Kept(Reply::Binary(chunks), None);
+            return Kept(Reply::Binary(chunks), Vec::new());
         }
     }
     match file.finish().await {
-        Ok(HeldOutput::File(file)) => Kept(Reply::Spilled(file), None),
-        _ => Kept(Reply::Binary(chunks), None),
+        Ok(HeldOutput::File(file)) => Kept(Reply::Spilled(file), Vec::new()),
+        _ => Kept(Reply::Binary(chunks), Vec::new()),
     }
 }
 

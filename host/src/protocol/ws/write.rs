@@ -63,7 +63,7 @@ pub(super) async fn write_replies<W: AsyncWrite + Unpin>(
     }
     // Pings the reader passed on last, before it stopped.
     while let Ok(payload) = pinged.try_recv() {
-        out.push(Kept(Reply::Control(OpCode::Pong, payload), None));
+        out.push(Kept(Reply::Control(OpCode::Pong, payload), Vec::new()));
     }
     out.sent(&mut socket).await?;
     Some(socket)
@@ -83,7 +83,7 @@ async fn answering<W: AsyncWrite + Unpin, T>(
             biased;
             value = &mut until => return Some(value),
             Some(payload) = pinged.recv() => {
-                out.push(Kept(Reply::Control(OpCode::Pong, payload), None));
+                out.push(Kept(Reply::Control(OpCode::Pong, payload), Vec::new()));
                 out.sent(socket).await?;
             }
         }
@@ -254,7 +254,7 @@ mod tests {
         let (finish, finished) = oneshot::channel::<()>();
         let reply = tokio::spawn(async move {
             finished.await.unwrap();
-            Kept(Reply::Text("done".into()), None)
+            Kept(Reply::Text("done".into()), Vec::new())
         });
         queue.send(Pending::Running(reply)).await.unwrap();
         pongs.send(Bytes::from_static(b"there?")).await.unwrap();
