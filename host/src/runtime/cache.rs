@@ -124,7 +124,9 @@ fn checksum_path(entry: &Path) -> PathBuf {
 /// cache has it; reading it whole into fresh memory cost 100 ms at 33 MB).
 fn check(path: &Path) -> anyhow::Result<()> {
     let damaged = || anyhow::anyhow!("its checksum does not match: it was damaged on disk");
-    let expected = fs::read(checksum_path(path)).map_err(|_| damaged())?;
+    let expected = fs::read(checksum_path(path)).context(
+        "it has no checksum (written by an earlier ais-wasm, or its writing was cut off)",
+    )?;
     let mut hasher = Xxh3::new();
     let mut file = fs::File::open(path)?;
     let mut buffer = vec![0; 1 << 20];
