@@ -160,7 +160,8 @@ fn decompress(bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
-async fn download(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>> {
+/// `ETL_WASM_URL`, checked: an http or https URL (`spec` checks its `--url` so too).
+pub fn component_url(url: &str) -> anyhow::Result<url::Url> {
     // Not quoted: it may carry an AIStore ETL secret.
     let parsed = url::Url::parse(url).context("ETL_WASM_URL is not a URL")?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -169,6 +170,11 @@ async fn download(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>
             parsed.scheme()
         );
     }
+    Ok(parsed)
+}
+
+async fn download(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>> {
+    let parsed = component_url(url)?;
     // Only the origin is logged: the path may carry an AIStore ETL secret.
     let origin = parsed.origin().ascii_serialization();
     let failed = |e: reqwest::Error| {

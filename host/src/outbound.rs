@@ -94,23 +94,24 @@ impl OutboundArgs {
             }
         }
         match (&self.crt, &self.crt_key) {
+            (None, None) => {}
             (Some(_), None) | (None, Some(_)) => bail!(
                 "only one of AIS_CRT and AIS_CRT_KEY is set: a client certificate needs both \
                  (the certificate and its key), or neither"
             ),
-            _ => {}
-        }
-        if let (Some(crt), Some(key)) = (&self.crt, &self.crt_key) {
-            let mut pem =
-                std::fs::read(crt).with_context(|| format!("reading AIS_CRT {}", crt.display()))?;
-            pem.extend(
-                std::fs::read(key)
-                    .with_context(|| format!("reading AIS_CRT_KEY {}", key.display()))?,
-            );
-            builder = builder.identity(
-                reqwest::Identity::from_pem(&pem)
-                    .context("AIS_CRT and AIS_CRT_KEY are not a PEM certificate and key")?,
-            );
+            (Some(crt), Some(key)) => {
+                let mut pem = std::fs::read(crt)
+                    .with_context(|| format!("reading AIS_CRT {}", crt.display()))?;
+                pem.extend(
+                    std::fs::read(key)
+                        .with_context(|| format!("reading AIS_CRT_KEY {}", key.display()))?,
+                );
+                builder =
+                    builder
+                        .identity(reqwest::Identity::from_pem(&pem).context(
+                            "AIS_CRT and AIS_CRT_KEY are not a PEM certificate and key",
+                        )?);
+            }
         }
         Ok(builder)
     }

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::{MAX_TIMEOUT, MAX_WORKERS};
-use crate::delivery::{ENV_VALUE_MAX, PAYLOAD_VAR, encode_payload, read_component_file};
+use crate::delivery::{
+    ENV_VALUE_MAX, PAYLOAD_VAR, component_url, encode_payload, read_component_file,
+};
 use crate::runtime::check_shape;
 
 #[derive(Debug, clap::Args)]
@@ -103,10 +105,8 @@ pub fn build(args: &SpecArgs) -> anyhow::Result<Value> {
     let payload = encode_payload(&wasm)?;
     let mut env = Vec::new();
     match &args.url {
-        Some(url) if !url.starts_with("http://") && !url.starts_with("https://") => {
-            bail!("--url {url:?} must be an http or https URL, as serve requires of ETL_WASM_URL");
-        }
         Some(url) => {
+            component_url(url).context("--url")?;
             env.push(env_var("ETL_WASM_URL", url));
             env.push(env_var(
                 "ETL_WASM_SHA256",

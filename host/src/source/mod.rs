@@ -226,13 +226,16 @@ impl Source {
                         tracing::debug!(path = %path.display(), "stored in chunks: read from the target");
                         uname
                     }
-                    SourceError::FqnDenied { uname, .. } => {
+                    SourceError::FqnDenied { uname, error, .. } => {
                         static WARNED: std::sync::Once = std::sync::Once::new();
                         WARNED.call_once(|| {
                             tracing::warn!(
-                                "{error}. Reading each object whose file this server may \
-                                 not read from the target instead, at the cost of a GET \
-                                 through it (said once)"
+                                "the object's file {} cannot be read by this server ({}): \
+                                 {error}; each such object is read from the target instead, \
+                                 a GET through it (said once); to read the files, run the \
+                                 container as a user that may read the target's mountpaths",
+                                path.display(),
+                                identity()
                             )
                         });
                         uname

@@ -79,26 +79,24 @@ impl ServerBuilder {
     /// with `EFBIG`, as on a full disk, and no `SIGXFSZ` ends the process.
     pub fn file_size_limit(mut self, bytes: u64) -> Self {
         use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec, only async-signal-safe calls: signal(2) and
-        // setrlimit(2). An ignored signal stays ignored across exec.
+        // SAFETY: between fork and exec, only signal(2), async-signal-safe. An
+        // ignored signal stays ignored across exec.
         unsafe {
-            self.command.pre_exec(move || {
+            self.command.pre_exec(|| {
                 libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                let limit = libc::rlimit {
-                    rlim_cur: bytes,
-                    rlim_max: bytes,
-                };
-                match libc::setrlimit(libc::RLIMIT_FSIZE, &limit) {
-                    0 => Ok(()),
-                    _ => Err(std::io::Error::last_os_error()),
-                }
+                Ok(())
             });
         }
-        self
+        self.limit(libc::RLIMIT_FSIZE, bytes, bytes)
     }
 
     /// Open-file limits (`RLIMIT_NOFILE`) of `soft` and `hard` descriptors.
-    pub fn open_file_limit(mut self, soft: u64, hard: u64) -> Self {
+    pub fn open_file_limit(self, soft: u64, hard: u64) -> Self {
+        self.limit(libc::RLIMIT_NOFILE, soft, hard)
+    }
+
+    /// The server started with `resource` limited to `soft` and `hard`.
+    fn limit(mut self, resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> Self {
         use std::os::unix::process::CommandExt;
         // SAFETY: between fork and exec, only setrlimit(2), async-signal-safe.
         unsafe {
@@ -107,7 +105,7 @@ impl ServerBuilder {
                     rlim_cur: soft,
                     rlim_max: hard,
                 };
-                match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                match libc::setrlimit(resource, &limit) {
                     0 => Ok(()),
                     _ => Err(std::io::Error::last_os_error()),
                 }
