@@ -32,15 +32,17 @@
 # (bench/serve_report.py): a table per server, ratio tables and a PASS/MISS line per
 # goal of issue #5 that the runs can judge. Results go to target/bench-serve/<time>/
 # (each run's JSON, table and server log as <server>-<round>.*, the rechecks' under
-# recheck/, the medians in ratios.md); --record also writes
+# recheck/<goal>/, the medians in ratios.md); --record also writes
 # bench/results/<date>-serve[-quick]-<transform>.md, --record-as bench/results/<date>-NAME.md
 # (for a partial matrix, which must not replace the full one).
 #
 # A cell of the matrix runs once per round, minutes away from the same cell on the
-# other servers, and a slow minute can put a cell below goal a's 0.8x native. So after
-# the rounds, each cell whose median is below is measured again on its own, ais-wasm
-# and native alternated, N times each (--recheck, default 3; 0 for none; about 20 s a
-# cell with --duration 2s), and the goal says how many are still below.
+# other servers, and a slow minute can put a cell below goal a's 0.8x native or goal
+# b's 5x Python. So after the rounds (echo only), each cell whose median misses is
+# measured again on its own, N times each (--recheck, default 3; 0 for none; about 20 s
+# a cell and server with --duration 2s): for goal a ais-wasm and native alternated, for
+# goal b ais-wasm and python (and the floor, when it is among the servers), and each
+# goal says how many are still below.
 #
 # The default matrix, 8 transports x sizes 1KiB..16MiB x concurrency 1,8,32 x 3.5 s
 # (3 s measured after 0.5 s of warm-up), should take 6-9 min per server run. With
@@ -199,9 +201,10 @@ for ((round = 1; round <= runs; round++)); do
   done
 done
 
-# Goal a's misses, each cell on its own, ais-wasm and native alternated.
-if [[ $transform == echo && $rechecks -gt 0 && " ${servers[*]} " == *" ais-wasm "* &&
-  " ${servers[*]} " == *" native "* ]]; then
+# The cells a goal misses in the medians, each measured again on its own: goal a's
+# with ais-wasm and native alternated, goal b's with ais-wasm and python (and the
+# floor, when it ran and serves the cell).
+if [[ $transform == echo && $rechecks -gt 0 && " ${servers[*]} " == *" ais-wasm "* ]]; then
   python3 "$repo/bench/serve_report.py" misses "$out" "$runs" "$transform" "${servers[@]}" \
     >"$out/misses"
   # The matrix's own options give way to the cell's.
@@ -215,15 +218,20 @@ if [[ $transform == echo && $rechecks -gt 0 && " ${servers[*]} " == *" ais-wasm 
       *) options+=("$arg") ;;
     esac
   done
-  mkdir -p "$out/recheck"
   cell=0
-  while read -r transport size concurrency; do
+  while read -r goal transport size concurrency; do
     cell=$((cell + 1))
+    case "$goal" in
+      a) pair=(ais-wasm native) ;;
+      b) pair=(ais-wasm python)
+        if [[ " ${servers[*]} " == *" floor "* ]]; then pair+=(floor); fi ;;
+    esac
+    mkdir -p "$out/recheck/$goal"
     for ((round = 1; round <= rechecks; round++)); do
-      for server in ais-wasm native; do
-        echo "== recheck of $transport $size c$concurrency: $server, $round of $rechecks" >&2
+      for server in "${pair[@]}"; do
+        echo "== goal $goal, recheck of $transport $size c$concurrency: $server, $round of $rechecks" >&2
         server_cmd "$server"
-        run="$server-$round-$cell"
+        run="$goal/$server-$round-$cell"
         RUST_LOG=warn "$bin" bench serve "${cmd[@]}" --label "$server" --verify "$transform" \
           --json "$out/recheck/$run.json" --server-log "$out/recheck/$run.log" "${options[@]}" \
           --transports "$transport" --sizes "$size" --concurrency "$concurrency" \
