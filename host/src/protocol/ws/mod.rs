@@ -121,9 +121,10 @@ enum Pending {
     Ready(Reply),
 }
 
-/// A finished reply, and the share of its connection's `REPLIES_IN_MEMORY` it takes
-/// until it is written.
-struct Kept(Reply, Vec<OwnedSemaphorePermit>);
+/// A finished reply, and the shares of its connection's `REPLIES_IN_MEMORY` and of
+/// `ALL_REPLIES_IN_MEMORY` it takes until it is written (none when it holds no data
+/// in memory).
+struct Kept(Reply, Option<[OwnedSemaphorePermit; 2]>);
 
 impl Pending {
     fn is_ready(&self) -> bool {
@@ -137,8 +138,8 @@ impl Pending {
         match self {
             Pending::Running(task) => task
                 .await
-                .unwrap_or_else(|e| Kept(Reply::Text(format!("Transform error: {e}")), Vec::new())),
-            Pending::Ready(reply) => Kept(reply, Vec::new()),
+                .unwrap_or_else(|e| Kept(Reply::Text(format!("Transform error: {e}")), None)),
+            Pending::Ready(reply) => Kept(reply, None),
         }
     }
 }
@@ -395,7 +396,7 @@ async fn process(
 /// queued behind it.
 async fn keep(state: &AppState, budget: &Arc<Semaphore>, reply: Reply) -> Kept {
     let Reply::Binary(chunks) = reply else {
-        return Kept(reply, Vec::new());
+        return Kept(reply, None);
     };
     let size = chunks.iter().map(Bytes::len).sum::<usize>();
     let share = size.min(REPLIES_IN_MEMORY as usize) as u32;
@@ -403,17 +404,17 @@ async fn keep(state: &AppState, budget: &Arc<Semaphore>, reply: Reply) -> Kept {
     if let Ok(own) = budget.clone().try_acquire_many_owned(share)
         && let Ok(all) = all.clone().try_acquire_many_owned(share)
     {
-        return Kept(Reply::Binary(chunks), vec![own, all]);
+        return Kept(Reply::Binary(chunks), Some([own, all]));
     }
     let mut file = Held::in_file(&state.reply_space);
     for chunk in &chunks {
         if file.push(chunk.clone()).await.is_err() {
-            return Kept(Reply::Binary(chunks), Vec::new());
+            return Kept(Reply::Binary(chunks), None);
         }
     }
     match file.finish().await {
-        Ok(HeldOutput::File(file)) => Kept(Reply::Spilled(file), Vec::new()),
-        _ => Kept(Reply::Binary(chunks), Vec::new()),
+        Ok(HeldOutput::File(file)) => Kept(Reply::Spilled(file), None),
+        _ => Kept(Reply::Binary(chunks), None),
     }
 }
 

@@ -63,7 +63,7 @@ pub(super) async fn write_replies<W: AsyncWrite + Unpin>(
     }
     // Pings the reader passed on last, before it stopped.
     while let Ok(payload) = pinged.try_recv() {
-        out.push(Kept(Reply::Control(OpCode::Pong, payload), Vec::new()));
+        out.push(Kept(Reply::Control(OpCode::Pong, payload), None));
     }
     out.sent(&mut socket).await?;
     Some(socket)
@@ -83,7 +83,7 @@ async fn answering<W: AsyncWrite + Unpin, T>(
             biased;
             value = &mut until => return Some(value),
             Some(payload) = pinged.recv() => {
-                out.push(Kept(Reply::Control(OpCode::Pong, payload), Vec::new()));
+                out.push(Kept(Reply::Control(OpCode::Pong, payload), None));
                 out.sent(socket).await?;
             }
         }
@@ -109,7 +109,7 @@ impl Outgoing {
     /// Adds a reply's frames; `true` for a close frame, after which nothing may be
     /// sent (RFC 6455 §5.5.1), and for an abandoned reply, which ends the writing.
     fn push(&mut self, Kept(reply, kept): Kept) -> bool {
-        self.kept.extend(kept);
+        self.kept.extend(kept.into_iter().flatten());
         match reply {
             Reply::Binary(chunks) if chunks.is_empty() => {
                 self.frame(true, OpCode::Binary, Bytes::new());
@@ -254,7 +254,7 @@ mod tests {
         let (finish, finished) = oneshot::channel::<()>();
         let reply = tokio::spawn(async move {
             finished.await.unwrap();
-            Kept(Reply::Text("done".into()), Vec::new())
+            Kept(Reply::Text("done".into()), None)
         });
         queue.send(Pending::Running(reply)).await.unwrap();
         pongs.send(Bytes::from_static(b"there?")).await.unwrap();
