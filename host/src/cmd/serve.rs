@@ -85,7 +85,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let clients = clients.clone();
             Arc::new(crate::source::target::Target { url, clients })
         }),
-        download_client: reqwest::Client::builder()
+        download_client: crate::outbound::client_builder()
             .build()
             .context("building the download client")?,
         fqn_policy: std::sync::Arc::new(fqn_policy),

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine as _;
 
@@ -17,6 +18,13 @@ fn start(dir: &Path, env: &[(&str, &str)]) -> String {
     let output = command.output().unwrap();
     assert!(!output.status.success(), "start-up succeeded with {env:?}");
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `ais-wasm run` of the hello example succeeded.
+fn assert_said_hello(output: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(output.stdout, b"Hello World!");
 }
 
 fn assert_says(stderr: &str, needles: &[&str]) {
@@ -151,12 +159,83 @@ fn component_from_a_url_with_a_pin() {
         .output()
         .unwrap();
     server.join().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(output.stdout, b"Hello World!");
+    assert_said_hello(&output);
+}
+
+/// A component over HTTPS from a server whose certificate only a CA of its own
+/// signed: trusted once the system's roots name that CA (`SSL_CERT_FILE`, as a
+/// container's trust store would), and refused with a certificate error before.
+#[test]
+fn component_over_https_is_verified_against_the_system_roots() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+    )
+    .unwrap();
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/hello.wasm", listener.local_addr().unwrap());
+    let wasm = std::fs::read(component("examples/hello")).unwrap();
+    let server = std::thread::spawn(move || {
+        // The first client refuses the certificate; the second is served.
+        for stream in listener.incoming().take(2) {
+            let connection = rustls::ServerConnection::new(Arc::new(tls.clone())).unwrap();
+            let mut stream = rustls::StreamOwned::new(connection, stream.unwrap());
+            let mut request = [0u8; 4096];
+            if stream.read(&mut request).is_err() {
+                continue;
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                wasm.len()
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&wasm).unwrap();
+            stream.conn.send_close_notify();
+            stream.flush().unwrap();
+        }
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::write(&input, b"x").unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let no_more = dir.path().join("no-more-roots");
+    std::fs::create_dir(&no_more).unwrap();
+    let run = |trusted: bool| {
+        let mut command = ais_wasm(&dir.path().join("cache"));
+        command.env("ETL_WASM_URL", &url).arg("run").arg(&input);
+        match trusted {
+            true => command
+                .env("SSL_CERT_FILE", &ca_file)
+                .env("SSL_CERT_DIR", &no_more),
+            false => command
+                .env_remove("SSL_CERT_FILE")
+                .env_remove("SSL_CERT_DIR"),
+        };
+        command.output().unwrap()
+    };
+    let refused = run(false);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("certificate"), "{stderr}");
+    let trusted = run(true);
+    server.join().unwrap();
+    assert_said_hello(&trusted);
 }
 
 /// A component URL that redirects (as release downloads do) is followed; the
@@ -180,12 +259,7 @@ async fn component_url_that_redirects_is_followed() {
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(output.stdout, b"Hello World!");
+    assert_said_hello(&output);
 }
 
 /// A component from a URL that is not one: the error names the URL's origin, never
