@@ -54,6 +54,11 @@ for mode in pooled fresh; do
     --objects 8000 --warmup-objects 2000 --sizes 1KiB,64KiB,256KiB --concurrency 32
 done
 
+# The training run of the image's profile-guided build (scripts/build-pgo.sh), with
+# the dev build and short cells: its commands must still run, every reply verified.
+AIS_WASM_PGO_CELL=50ms scripts/build-pgo.sh --train "$target_dir/debug/ais-wasm"
+echo "build-pgo training: ok"
+
 # The benchmark's floor (bench/floor) still speaks what the load generator sends:
 # both event loops (io_uring where the kernel allows it), every byte verified (a
 # failed or wrong reply fails the run).
