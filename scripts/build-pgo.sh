@@ -17,12 +17,13 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 train() { # BINARY
-  local echo_wasm md5_wasm cache
+  local echo_wasm md5_wasm
   echo_wasm=$("$repo/examples/echo/build.sh" | tail -n 1)
   md5_wasm=$("$repo/examples/md5/build.sh" | tail -n 1)
   # An empty compile cache puts Cranelift in the profile. The load generator is the
   # binary too: its HTTP client is the one direct put and hpull from the target use.
   cache=$(mktemp -d)
+  trap 'rm -rf "$cache"' EXIT
   cell() {
     ETL_WASM_CACHE_DIR=$cache "$1" bench serve --duration "${AIS_WASM_PGO_CELL:-1s}" \
       --warmup 100ms "${@:2}" >/dev/null
@@ -32,7 +33,6 @@ train() { # BINARY
     --concurrency 8
   ETL_WASM_INSTANCE_MODE=fresh cell "$1" --component "$echo_wasm" --transports hpush-body,ws \
     --sizes 1KiB,64KiB --concurrency 8
-  rm -rf "$cache"
 }
 
 if [[ ${1:-} == --train ]]; then
