@@ -41,7 +41,6 @@ if [[ ${1:-} == --train ]]; then
 fi
 
 pgo=${CARGO_TARGET_DIR:-$repo/target}/pgo
-rustup -q component add llvm-tools
 host=$(rustc -vV | sed -n 's/^host: //p')
 # An explicit --target keeps RUSTFLAGS off build scripts and proc macros, which would
 # otherwise be instrumented too and write profiles of the build itself.
@@ -56,6 +55,7 @@ instrumented=$(build "-Cprofile-generate=$pgo/raw" "$pgo/generate")
 # Trained again only when the binary or this script changed since the last profile.
 if [[ ! $pgo/merged.profdata -nt $instrumented || ! $pgo/merged.profdata -nt ${BASH_SOURCE[0]} ]]; then
   echo "build-pgo: training" >&2
+  rustup -q component add llvm-tools
   rm -rf "$pgo/raw"
   train "$instrumented"
   "$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata" merge \
