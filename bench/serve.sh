@@ -38,11 +38,11 @@
 #
 # A cell of the matrix runs once per round, minutes away from the same cell on the
 # other servers, and a slow minute can put a cell below goal a's 0.8x native or goal
-# b's 5x Python. So after the rounds (echo only), each cell whose median misses is
-# measured again on its own, N times each (--recheck, default 3; 0 for none; about 20 s
-# a cell and server with --duration 2s): for goal a ais-wasm and native alternated, for
-# goal b ais-wasm and python (and the floor, when it is among the servers), and each
-# goal says how many are still below.
+# b's 5x Python. So after the rounds, each cell whose median misses is measured again on
+# its own, N times each (--recheck, default 3; 0 for none; about 20 s a cell and server
+# with --duration 2s), ais-wasm alternated with the server the goal compares it to:
+# native for goal a, python for goal b (and the floor, when it is among the servers),
+# python and native for md5's goal c. Each goal says how many are still below.
 #
 # The default matrix, 8 transports x sizes 1KiB..16MiB x concurrency 1,8,32 x 3.5 s
 # (3 s measured after 0.5 s of warm-up), should take 6-9 min per server run. With
@@ -201,10 +201,9 @@ for ((round = 1; round <= runs; round++)); do
   done
 done
 
-# The cells a goal misses in the medians, each measured again on its own: goal a's
-# with ais-wasm and native alternated, goal b's with ais-wasm and python (and the
-# floor, when it ran and serves the cell).
-if [[ $transform == echo && $rechecks -gt 0 && " ${servers[*]} " == *" ais-wasm "* ]]; then
+# The cells a goal misses in the medians, each measured again on its own, ais-wasm and
+# the goal's other server alternated (for goal b the floor too, when it ran).
+if [[ $rechecks -gt 0 && " ${servers[*]} " == *" ais-wasm "* ]]; then
   python3 "$repo/bench/serve_report.py" misses "$out" "$runs" "$transform" "${servers[@]}" \
     >"$out/misses"
   # The matrix's own options give way to the cell's.
@@ -219,13 +218,10 @@ if [[ $transform == echo && $rechecks -gt 0 && " ${servers[*]} " == *" ais-wasm 
     esac
   done
   cell=0
-  while read -r goal transport size concurrency; do
+  while read -r goal other transport size concurrency; do
     cell=$((cell + 1))
-    case "$goal" in
-      a) pair=(ais-wasm native) ;;
-      b) pair=(ais-wasm python)
-        if [[ " ${servers[*]} " == *" floor "* ]]; then pair+=(floor); fi ;;
-    esac
+    pair=(ais-wasm "$other")
+    if [[ $goal == b && " ${servers[*]} " == *" floor "* ]]; then pair+=(floor); fi
     mkdir -p "$out/recheck/$goal"
     for ((round = 1; round <= rechecks; round++)); do
       for server in "${pair[@]}"; do

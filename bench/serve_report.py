@@ -2,12 +2,13 @@
 of issue #5, from the runs' JSON in OUT.
 
     serve_report.py report OUT RUNS TRANSFORM SERVER...   the report, in Markdown
-    serve_report.py misses OUT RUNS TRANSFORM SERVER...   the cells goals a and b miss,
-                                                          one a line: goal transport size
-                                                          concurrency
+    serve_report.py misses OUT RUNS TRANSFORM SERVER...   the cells the transform's goals
+                                                          miss, one a line: goal other
+                                                          transport size concurrency
 """
 import glob
 import json
+from collections import namedtuple
 import math
 import statistics
 import sys
@@ -25,6 +26,25 @@ UNSTEADY = 1.25
 GOAL_A = 0.8
 # Goal b: ais-wasm's MiB per server CPU second at 64 KiB at least this times Python's.
 GOAL_B = 5
+# Goal c: md5's objects/s at 64 KiB and 1 MiB at least Python's, and this times native's.
+GOAL_C_NATIVE = 0.7
+# The goals judged cell by cell against another server, which bench/serve.sh measures
+# again where the medians miss (recheck/<id>/): the transform a goal judges, the other
+# server, the metric, the factor, the sizes (None: every size) and the goal's line.
+Goal = namedtuple("Goal", "transform other metric factor sizes title")
+COMPARED = {
+    "a": Goal("echo", "native", "objects_per_s", GOAL_A, None,
+              f"a. echo, every cell: ais-wasm objects/s >= {GOAL_A}x native"),
+    "b": Goal("echo", "python", "mib_per_server_cpu_s", GOAL_B, {64 * KiB},
+              "b. echo, 64 KiB, every transport and concurrency: ais-wasm MiB per server "
+              f"CPU second >= {GOAL_B}x python"),
+    "c-python": Goal("md5", "python", "objects_per_s", 1, {64 * KiB, MiB},
+                     "c. md5, 64 KiB and 1 MiB: ais-wasm objects/s >= python"),
+    "c-native": Goal("md5", "native", "objects_per_s", GOAL_C_NATIVE, {64 * KiB, MiB},
+                     f"c. md5, 64 KiB and 1 MiB: ais-wasm objects/s >= {GOAL_C_NATIVE}x "
+                     "native"),
+}
+UNITS = {"objects_per_s": "objects/s", "mib_per_server_cpu_s": "MiB per server CPU second"}
 
 # Each server's reports, one per run that finished (a server that died leaves none);
 # each report's "run" is its round.
@@ -105,18 +125,18 @@ def describe(key):
     return f"{key[0]} {names[key[1]]} c{key[2]}"
 
 
+def in_goal(g, key):
+    return g.sizes is None or key[1] in g.sizes
+
+
 if mode == "misses":
-    for goal, other, metric, factor, sizes in (
-            ("a", "native", "objects_per_s", GOAL_A, None),
-            ("b", "python", "mib_per_server_cpu_s", GOAL_B, {64 * KiB})):
-        if other not in medians:
+    for id, g in COMPARED.items():
+        if g.transform != transform or g.other not in medians:
             continue
         for key in medians.get(base, {}):
-            if sizes is not None and key[1] not in sizes:
-                continue
-            r = ratio(value(base, key, metric), value(other, key, metric))
-            if r is None or r < factor:
-                print(goal, key[0], names[key[1]], key[2])
+            r = ratio(value(base, key, g.metric), value(g.other, key, g.metric))
+            if in_goal(g, key) and (r is None or r < g.factor):
+                print(id, g.other, key[0], names[key[1]], key[2])
     sys.exit()
 
 
@@ -263,33 +283,43 @@ if "python" in medians:
              f"{py:.1f}", times(py / total), times(py / kernel if kernel else None)])
 
 
-def goal(name, metric, rows, other, factor, needs=""):
-    """PASS when base's metric is at least factor x other's in every row, else the misses."""
+def goal(id):
+    """PASS when base's metric is at least the factor x the other server's in every cell of
+    the goal, else the misses; then the misses measured again, if they were."""
+    g = COMPARED[id]
+    if g.transform != transform:
+        print(f"- {g.title}: not judged ({g.transform} runs only)")
+        return
+    rows = [k for k in keys if in_goal(g, k)]
     if not rows:
-        print(f"- {name}: not measured (needs {needs})")
+        sizes = " or ".join(f"{s // MiB}MiB" if s % MiB == 0 else f"{s // KiB}KiB"
+                            for s in sorted(g.sizes))
+        print(f"- {g.title}: not measured (needs {sizes} in --sizes)")
         return
-    if other not in medians:
-        print(f"- {name}: not judged (no {other} results)")
+    if g.other not in medians:
+        print(f"- {g.title}: not judged (no {g.other} results)")
         return
-    judged = [(k, value(base, k, metric), value(other, k, metric)) for k in rows]
-    judged = [(k, a, b, ratio(a, b)) for k, a, b in judged]
-    misses = [j for j in judged if j[3] is None or j[3] < factor]
+    judged = [(k, ratio(value(base, k, g.metric), value(g.other, k, g.metric))) for k in rows]
+    misses = [(k, r) for k, r in judged if r is None or r < g.factor]
     if not misses:
-        k, a, b, r = min(judged, key=lambda j: j[3])
-        print(f"- {name}: PASS, {len(rows)} cells, lowest {times(r)} ({describe(k)}: "
-              f"{fmt(base, k, metric)} vs {fmt(other, k, metric)})")
+        k, r = min(judged, key=lambda j: j[1])
+        print(f"- {g.title}: PASS, {len(rows)} cells, lowest {times(r)} ({describe(k)}: "
+              f"{fmt(base, k, g.metric)} vs {fmt(g.other, k, g.metric)})")
         return
-    print(f"- {name}: MISS in {len(misses)} of {len(rows)} cells:\n")
-    header(["cell", "ratio", base, other])
-    for k, a, b, r in misses:
-        row([describe(k), times(r), fmt(base, k, metric), fmt(other, k, metric)])
+    print(f"- {g.title}: MISS in {len(misses)} of {len(rows)} cells:\n")
+    header(["cell", "ratio", base, g.other])
+    for k, r in misses:
+        row([describe(k), times(r), fmt(base, k, g.metric), fmt(g.other, k, g.metric)])
     print()
+    rechecked(id)
 
 
-def rechecked(goal, other, metric, factor, what):
-    """A goal's misses measured again, each cell on its own, ais-wasm and `other`
-    alternated (recheck/<goal>/<server>-<round>-<cell>.json), with the floor's figure
-    where it ran too."""
+def rechecked(goal):
+    """A goal's misses measured again, each cell on its own, ais-wasm and the goal's other
+    server alternated (recheck/<goal>/<server>-<round>-<cell>.json), with the floor's
+    figure where it ran too."""
+    _, other, metric, factor, _, _ = COMPARED[goal]
+    what = UNITS[metric]
     docs = {}
     for path in sorted(glob.glob(f"{out}/recheck/{goal}/*.json")):
         server, run, _ = path.rsplit("/", 1)[1].removesuffix(".json").rsplit("-", 2)
@@ -323,42 +353,22 @@ def rechecked(goal, other, metric, factor, what):
 
 
 print("\n## Goals (issue #5), from the medians\n")
-if transform == "echo":
-    goal(f"a. echo, every cell: ais-wasm objects/s >= {GOAL_A}x native", "objects_per_s",
-         keys, "native", GOAL_A)
-    rechecked("a", "native", "objects_per_s", GOAL_A, "objects/s")
-else:
-    print(f"- a. echo, every cell: ais-wasm objects/s >= {GOAL_A}x native: not judged "
-          "(echo runs only)")
+goal("a")
 # The runtime's own cost shows with echo; md5's is mostly the hashing.
-if transform == "echo":
-    goal("b. echo, 64 KiB, every transport and concurrency: ais-wasm MiB per server CPU "
-         f"second >= {GOAL_B}x python", "mib_per_server_cpu_s",
-         [k for k in keys if k[1] == 64 * KiB], "python", GOAL_B, "64KiB in --sizes")
-    rechecked("b", "python", "mib_per_server_cpu_s", GOAL_B, "MiB per server CPU second")
-    floor_cells = [k for k in keys if k[1] == 64 * KiB and value("floor", k, "mib_per_server_cpu_s")]
-    if floor_cells and "python" in medians:
-        print("\nWhat the machine leaves for goal b: the floor (bench/floor: one thread, no "
-              "transform, the kernel's work and little else) against python in the same "
-              "cells, what a server that did nothing else would make there:\n")
-        header(["cell", "floor/python", f"{base}/python", f"{base}/floor"])
-        for k in floor_cells:
-            mib = {s: value(s, k, "mib_per_server_cpu_s") for s in (base, "python", "floor")}
-            row([describe(k), times(ratio(mib["floor"], mib["python"])),
-                 times(ratio(mib[base], mib["python"])), times(ratio(mib[base], mib["floor"]))])
-        print()
-else:
-    print("- b. echo, 64 KiB: ais-wasm MiB per server CPU second >= 5x python: not judged "
-          "(echo runs only)")
-large = [k for k in keys if k[1] in (64 * KiB, MiB)]
-if transform == "md5":
-    goal("c. md5, 64 KiB and 1 MiB: ais-wasm objects/s >= python", "objects_per_s",
-         large, "python", 1, "64KiB or 1MiB in --sizes")
-    goal("c. md5, 64 KiB and 1 MiB: ais-wasm objects/s >= 0.7x native", "objects_per_s",
-         large, "native", 0.7, "64KiB or 1MiB in --sizes")
-else:
-    print("- c. md5, 64 KiB and 1 MiB: ais-wasm objects/s >= python and >= 0.7x native: "
-          "not judged (md5 runs only)")
+goal("b")
+floor_cells = [k for k in keys if k[1] == 64 * KiB and value("floor", k, "mib_per_server_cpu_s")]
+if transform == "echo" and floor_cells and "python" in medians:
+    print("\nWhat the machine leaves for goal b: the floor (bench/floor: one thread, no "
+          "transform, the kernel's work and little else) against python in the same "
+          "cells, what a server that did nothing else would make there:\n")
+    header(["cell", "floor/python", f"{base}/python", f"{base}/floor"])
+    for k in floor_cells:
+        mib = {s: value(s, k, "mib_per_server_cpu_s") for s in (base, "python", "floor")}
+        row([describe(k), times(ratio(mib["floor"], mib["python"])),
+             times(ratio(mib[base], mib["python"])), times(ratio(mib[base], mib["floor"]))])
+    print()
+goal("c-python")
+goal("c-native")
 name = ("d. peak server RSS at 64 KiB, concurrency 32, highest of the transports and runs: "
         "ais-wasm <= python/5")
 peaks = {
