@@ -8,10 +8,10 @@ of issue #5, from the runs' JSON in OUT.
 """
 import glob
 import json
-from collections import namedtuple
 import math
 import statistics
 import sys
+from collections import namedtuple
 
 mode, out, n_runs, transform = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 servers = sys.argv[5:]
@@ -29,8 +29,9 @@ GOAL_B = 5
 # Goal c: md5's objects/s at 64 KiB and 1 MiB at least Python's, and this times native's.
 GOAL_C_NATIVE = 0.7
 # The goals judged cell by cell against another server, which bench/serve.sh measures
-# again where the medians miss (recheck/<id>/): the transform a goal judges, the other
-# server, the metric, the factor, the sizes (None: every size) and the goal's line.
+# again where the medians miss (recheck/<name>/), by name: the transform each judges
+# (goal b echo only: the runtime's own cost shows there, md5's is mostly the hashing),
+# the other server, the metric, the factor, the sizes (None: every size), its line.
 Goal = namedtuple("Goal", "transform other metric factor sizes title")
 COMPARED = {
     "a": Goal("echo", "native", "objects_per_s", GOAL_A, None,
@@ -130,13 +131,13 @@ def in_goal(g, key):
 
 
 if mode == "misses":
-    for id, g in COMPARED.items():
+    for name, g in COMPARED.items():
         if g.transform != transform or g.other not in medians:
             continue
         for key in medians.get(base, {}):
             r = ratio(value(base, key, g.metric), value(g.other, key, g.metric))
             if in_goal(g, key) and (r is None or r < g.factor):
-                print(id, g.other, key[0], names[key[1]], key[2])
+                print(name, g.other, key[0], names[key[1]], key[2])
     sys.exit()
 
 
@@ -283,10 +284,10 @@ if "python" in medians:
              f"{py:.1f}", times(py / total), times(py / kernel if kernel else None)])
 
 
-def goal(id):
+def goal(name):
     """PASS when base's metric is at least the factor x the other server's in every cell of
     the goal, else the misses; then the misses measured again, if they were."""
-    g = COMPARED[id]
+    g = COMPARED[name]
     if g.transform != transform:
         print(f"- {g.title}: not judged ({g.transform} runs only)")
         return
@@ -311,17 +312,17 @@ def goal(id):
     for k, r in misses:
         row([describe(k), times(r), fmt(base, k, g.metric), fmt(g.other, k, g.metric)])
     print()
-    rechecked(id)
+    rechecked(name)
 
 
-def rechecked(goal):
+def rechecked(name):
     """A goal's misses measured again, each cell on its own, ais-wasm and the goal's other
-    server alternated (recheck/<goal>/<server>-<round>-<cell>.json), with the floor's
+    server alternated (recheck/<name>/<server>-<round>-<cell>.json), with the floor's
     figure where it ran too."""
-    _, other, metric, factor, _, _ = COMPARED[goal]
-    what = UNITS[metric]
+    g = COMPARED[name]
+    other, metric, factor, what = g.other, g.metric, g.factor, UNITS[g.metric]
     docs = {}
-    for path in sorted(glob.glob(f"{out}/recheck/{goal}/*.json")):
+    for path in sorted(glob.glob(f"{out}/recheck/{name}/*.json")):
         server, run, _ = path.rsplit("/", 1)[1].removesuffix(".json").rsplit("-", 2)
         with open(path) as f:
             docs.setdefault(server, []).append(json.load(f) | {"run": int(run)})
@@ -354,7 +355,6 @@ def rechecked(goal):
 
 print("\n## Goals (issue #5), from the medians\n")
 goal("a")
-# The runtime's own cost shows with echo; md5's is mostly the hashing.
 goal("b")
 floor_cells = [k for k in keys if k[1] == 64 * KiB and value("floor", k, "mib_per_server_cpu_s")]
 if transform == "echo" and floor_cells and "python" in medians:
