@@ -130,13 +130,18 @@ def in_goal(g, key):
     return g.sizes is None or key[1] in g.sizes
 
 
+def short(g, r):
+    """Whether a ratio (None: no figure) misses the goal."""
+    return r is None or r < g.factor
+
+
 if mode == "misses":
     for name, g in COMPARED.items():
         if g.transform != transform or g.other not in medians:
             continue
         for key in medians.get(base, {}):
             r = ratio(value(base, key, g.metric), value(g.other, key, g.metric))
-            if in_goal(g, key) and (r is None or r < g.factor):
+            if in_goal(g, key) and short(g, r):
                 print(name, g.other, key[0], names[key[1]], key[2])
     sys.exit()
 
@@ -301,7 +306,7 @@ def goal(name):
         print(f"- {g.title}: not judged (no {g.other} results)")
         return
     judged = [(k, ratio(value(base, k, g.metric), value(g.other, k, g.metric))) for k in rows]
-    misses = [(k, r) for k, r in judged if r is None or r < g.factor]
+    misses = [(k, r) for k, r in judged if short(g, r)]
     if not misses:
         k, r = min(judged, key=lambda j: j[1])
         print(f"- {g.title}: PASS, {len(rows)} cells, lowest {times(r)} ({describe(k)}: "
@@ -320,7 +325,7 @@ def rechecked(name):
     server alternated (recheck/<name>/<server>-<round>-<cell>.json), with the floor's
     figure where it ran too."""
     g = COMPARED[name]
-    other, metric, factor, what = g.other, g.metric, g.factor, UNITS[g.metric]
+    other, metric = g.other, g.metric
     docs = {}
     for path in sorted(glob.glob(f"{out}/recheck/{name}/*.json")):
         server, run, _ = path.rsplit("/", 1)[1].removesuffix(".json").rsplit("-", 2)
@@ -337,10 +342,10 @@ def rechecked(name):
         a = again[base][key][metric]
         b = again[other].get(key, {}).get(metric)
         judged.append((key, a, b, ratio(a, b)))
-    below = [j for j in judged if j[3] is None or j[3] < factor]
+    below = [j for j in judged if short(g, j[3])]
     print(f"Measured again after the rounds, each cell on its own, {base} and {other}"
           f"{' (and the floor)' if floor else ''} alternated, {rounds} times each (medians "
-          f"of {what}): {len(below)} of {len(judged)} still below {factor}x.\n")
+          f"of {UNITS[metric]}): {len(below)} of {len(judged)} still below {g.factor}x.\n")
     header(["cell", "ratio in the rounds", base, other, "ratio again"]
            + (["floor", "floor's ratio"] if floor else []))
     for key, a, b, r in judged:
