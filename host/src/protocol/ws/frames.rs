@@ -11,6 +11,9 @@
 //! Self-contained on purpose (bytes, tokio and fastwebsockets only, no `crate::`
 //! paths): the fuzz crate (`fuzz/`) compiles this file on its own.
 
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
 use bytes::{Buf, BufMut, BytesMut};
 use fastwebsockets::OpCode;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -215,6 +218,28 @@ impl<S: AsyncRead + Unpin> Frames<S> {
                 return Ok(header);
             }
             self.read_ahead().await?;
+        }
+    }
+
+    /// The next frame's header, if it and all its payload can be read without waiting:
+    /// read ahead already, or waiting on the socket (read ahead here). A read that is
+    /// not ready is dropped before it took anything; a failed one fails again at the
+    /// next [`Frames::header`], which reports it.
+    pub fn ready_frame(&mut self) -> Option<Header> {
+        loop {
+            match parse(&self.ahead, self.limit) {
+                Ok(Some(header)) if self.ahead.len() >= header.wire + header.len => {
+                    return Some(header);
+                }
+                // Its payload is read straight into its buffer, not ahead.
+                Ok(Some(header)) if header.len >= DIRECT => return None,
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+            let read = pin!(self.read_ahead()).poll(&mut Context::from_waker(Waker::noop()));
+            if !matches!(read, Poll::Ready(Ok(()))) {
+                return None;
+            }
         }
     }
 

@@ -23,6 +23,12 @@ const MAX_MESSAGE: usize = 16 << 30;
 /// its header's length: a frame announcing gigabytes would take them at once.
 const PIECE: usize = 64 << 10;
 
+/// A streamed message's frames are passed on together, up to this many bytes, as
+/// long as the next can be read without waiting: each hand-over can wake its
+/// transform, on another thread, and gorilla's 4 KiB frames passed on one by one woke
+/// it 7-11 times as often per object as a held message did.
+const BATCH: usize = 256 << 10;
+
 /// The connection's reading side. gorilla fragments a message into frames of about
 /// 4 KiB; they are joined here, into one buffer sized from the connection's recent
 /// requests, or passed on one by one once a message is too long to hold. A ping's
@@ -32,6 +38,8 @@ pub(super) struct Reader<S> {
     pub(super) frames: Frames<S>,
     /// Frames longer than this are read in pieces this long (`PIECE`).
     piece: usize,
+    /// A streamed message is passed on in pieces of at most this many bytes (`BATCH`).
+    batch: usize,
     /// What is left of a frame read in pieces, its header not on the wire.
     pub(super) rest_of_frame: Option<Header>,
     pub(super) replies: mpsc::Sender<Pending>,
@@ -111,6 +119,7 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         Reader {
             frames: Frames::new(socket, MAX_MESSAGE),
             piece: PIECE,
+            batch: BATCH,
             rest_of_frame: None,
             replies,
             pongs,
@@ -261,11 +270,14 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         None
     }
 
-    /// The rest of a begun message into `feed`, frame by frame as it arrives; `false`
-    /// when the connection ended or broke the framing first. Once `feed` is closed
-    /// (the transform stopped reading), frames are skipped to the message's end,
-    /// where the next request starts.
+    /// The rest of a begun message into `feed` as it arrives: the frames that can be
+    /// read without waiting together, in one piece of up to `BATCH` bytes. `false`
+    /// when the connection
+    /// ended or broke the framing first. Once `feed` is closed (the transform stopped
+    /// reading), frames are skipped to the message's end, where the next request
+    /// starts.
     pub(super) async fn feed(&mut self, feed: mpsc::Sender<Fed>) -> bool {
+        let mut pending = BytesMut::new();
         loop {
             let frame = match self.data_frame().await {
                 Some(frame) if frame.opcode == OpCode::Continuation => frame,
@@ -275,11 +287,15 @@ impl<S: AsyncRead + Unpin> Reader<S> {
                 }
                 None => return false,
             };
-            let Some(piece) = self.payload(&frame).await else {
+            if pending.capacity() == 0 {
+                pending.reserve(self.batch.max(frame.len));
+            }
+            let start = pending.len();
+            if self.payload_into(&frame, &mut pending).await.is_none() {
                 return false;
-            };
+            }
             if let Some(check) = &mut self.text
-                && !(check.piece(&piece) && (!frame.fin || check.end()))
+                && !(check.piece(&pending[start..]) && (!frame.fin || check.end()))
             {
                 // Its transform reads an error, not an end.
                 self.violated::<()>(NOT_UTF8, "a TEXT message that is not UTF-8");
@@ -288,12 +304,24 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             if frame.fin {
                 self.text = None;
             }
-            let _ = feed
-                .send(Fed {
-                    piece,
-                    fin: frame.fin,
-                })
-                .await;
+            // Kept for the next frame only if that can be read at once and fits: a
+            // piece never waits on the socket, nor grows by copying.
+            let joins = |next: Header| {
+                next.opcode == OpCode::Continuation && pending.len() + next.len <= self.batch
+            };
+            let next = match self.rest_of_frame {
+                None if !frame.fin => self.frames.ready_frame(),
+                _ => None,
+            };
+            if !next.is_some_and(joins) {
+                let piece = std::mem::take(&mut pending).freeze();
+                let _ = feed
+                    .send(Fed {
+                        piece,
+                        fin: frame.fin,
+                    })
+                    .await;
+            }
             if frame.fin {
                 return true;
             }
@@ -524,6 +552,66 @@ mod tests {
         // Held whole: one buffer, though it came in pieces around a ping.
         assert_eq!(whole(reader.message(256).await), payload);
         assert_eq!(pinged.try_recv().unwrap(), "there?");
+    }
+
+    #[tokio::test]
+    async fn frames_that_can_be_read_at_once_are_passed_on_together() {
+        let Connection {
+            mut reader,
+            mut pinged,
+            ..
+        } = sent(&[
+            (false, OpCode::Binary, b"ab"),
+            (false, OpCode::Continuation, b"cd"),
+            (false, OpCode::Continuation, b"ef"),
+            (false, OpCode::Continuation, b"gh"),
+            (true, OpCode::Ping, b"there?"),
+            (false, OpCode::Continuation, b"ij"),
+            (false, OpCode::Continuation, b"klm"),
+            (true, OpCode::Continuation, b"n"),
+        ])
+        .await;
+        reader.batch = 4;
+        begun(reader.message(3).await);
+        let (feed, mut rest) = mpsc::channel(8);
+        assert!(reader.feed(feed).await);
+        let mut pieces = Vec::new();
+        while let Some(Fed { piece, fin }) = rest.recv().await {
+            pieces.push((piece, fin));
+        }
+        // Up to 4 bytes each; a ping between frames ends a piece.
+        let expected = [("efgh", false), ("ij", false), ("klmn", true)];
+        assert_eq!(
+            pieces,
+            expected.map(|(piece, fin)| (Bytes::from(piece), fin))
+        );
+        assert_eq!(pinged.try_recv().unwrap(), "there?");
+    }
+
+    #[tokio::test]
+    async fn a_piece_is_passed_on_without_waiting_for_the_next_frame() {
+        let Connection {
+            mut reader,
+            mut client,
+            ..
+        } = sent(&[
+            (false, OpCode::Binary, b"ab"),
+            (false, OpCode::Continuation, b"cd"),
+            (false, OpCode::Continuation, b"ef"),
+        ])
+        .await;
+        begun(reader.message(3).await);
+        let (feed, mut rest) = mpsc::channel::<Fed>(8);
+        let peer = async {
+            let first = rest.recv().await.unwrap();
+            assert_eq!((first.piece, first.fin), (Bytes::from("ef"), false));
+            let last = frame(true, OpCode::Continuation, b"gh");
+            client.write_frame(last).await.unwrap();
+            let last = rest.recv().await.unwrap();
+            assert_eq!((last.piece, last.fin), (Bytes::from("gh"), true));
+        };
+        let (ended, ()) = tokio::join!(reader.feed(feed), peer);
+        assert!(ended);
     }
 
     #[tokio::test]

@@ -361,7 +361,8 @@ async fn direct_put_is_answered_with_a_text_byte_count() {
 
 /// A data message too long to hold streams through the transform into the direct
 /// put, and cannot be read again: a transient failure of that put is its TEXT
-/// diagnostic after one attempt, where a held message's put is retried.
+/// diagnostic after one attempt, where a held message's put is retried. One of 1 MiB
+/// is held, though its transform streams, because a direct put follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_message_is_put_once_and_a_held_one_retried() {
     let target = FakeTarget::start().await;
@@ -377,11 +378,43 @@ async fn a_streamed_message_is_put_once_and_a_held_one_retried() {
     socket.send(control(&dest, "", "", "big")).await.unwrap();
     send_fragmented(&mut socket, &Bytes::from(vec![b'q'; 4096]), 5120, true).await;
     send_object(&mut socket, control(&dest, "", "", "small"), b"small").await;
+    socket.send(control(&dest, "", "", "mid")).await.unwrap();
+    send_fragmented(&mut socket, &Bytes::from(vec![b'q'; 4096]), 256, true).await;
     let streamed = text(next_reply(&mut socket).await);
     assert!(streamed.contains("cannot be replayed"), "{streamed}");
-    let held = text(next_reply(&mut socket).await);
-    assert!(held.contains("after 3 attempts"), "{held}");
-    assert_eq!(target.puts().len(), 4, "one attempt, then three");
+    for _ in ["small", "mid"] {
+        let held = text(next_reply(&mut socket).await);
+        assert!(held.contains("after 3 attempts"), "{held}");
+    }
+    assert_eq!(target.puts().len(), 7, "one attempt, then three twice");
+}
+
+/// A message past 256 KiB goes to a transform that streams it anyway as it arrives,
+/// before its last frame: here the transform fails without reading, and its TEXT
+/// reply comes while the message is unfinished. The rest is skipped, and the next
+/// request is answered in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_message_streams_to_its_transform_before_its_last_frame() {
+    let server = ServerBuilder::new("host/tests/components/hostile")
+        .start()
+        .await;
+    let mut socket = connect(&server).await;
+    socket
+        .send(control("", "fail-midway", "", "long"))
+        .await
+        .unwrap();
+    // 384 KiB of a message whose last frame is not sent yet.
+    send_fragmented(&mut socket, &Bytes::from(vec![1; 4096]), 96, false).await;
+    let failed = text(next_reply(&mut socket).await);
+    assert!(failed.contains("failed after writing 64 KiB"), "{failed}");
+    let last = Frame::message(
+        Bytes::from_static(b"end"),
+        OpCode::Data(Data::Continue),
+        true,
+    );
+    socket.send(Message::Frame(last)).await.unwrap();
+    send_object(&mut socket, control("", "", "", "next"), b"small").await;
+    assert_eq!(binary(next_reply(&mut socket).await), "small");
 }
 
 /// Object `name` as `frames` frames of 4 KiB of `byte`, as a target sends it; its reply.
