@@ -31,7 +31,7 @@ const BATCH: usize = 256 << 10;
 
 /// The connection's reading side. gorilla fragments a message into frames of about
 /// 4 KiB; they are joined here, into one buffer sized from the connection's recent
-/// requests, or passed on one by one once a message is too long to hold. A ping's
+/// requests, or passed on in batches once a message is too long to hold. A ping's
 /// pong goes to the writer at once; a close's answer is queued behind the replies
 /// owed before it.
 pub(super) struct Reader<S> {
@@ -272,10 +272,9 @@ impl<S: AsyncRead + Unpin> Reader<S> {
 
     /// The rest of a begun message into `feed` as it arrives: the frames that can be
     /// read without waiting together, in one piece of up to `BATCH` bytes. `false`
-    /// when the connection
-    /// ended or broke the framing first. Once `feed` is closed (the transform stopped
-    /// reading), frames are skipped to the message's end, where the next request
-    /// starts.
+    /// when the connection ended or broke the framing first. Once `feed` is closed
+    /// (the transform stopped reading), frames are skipped to the message's end, where
+    /// the next request starts.
     pub(super) async fn feed(&mut self, feed: mpsc::Sender<Fed>) -> bool {
         let mut pending = BytesMut::new();
         loop {
