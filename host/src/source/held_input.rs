@@ -30,6 +30,11 @@ impl HeldInput {
         }
     }
 
+    /// Whether no share of the budget is taken.
+    pub fn is_untouched(&self) -> bool {
+        self.permits.available_permits() == self.limit as usize
+    }
+
     /// Takes `bytes`, or all of the budget when they are more, waiting for them.
     pub async fn take(&self, bytes: usize) -> Share {
         let mut share = Share::default();
@@ -86,6 +91,7 @@ mod tests {
         let budget = HeldInput::new(100);
         let share = budget.take(30).await;
         assert_eq!(available(&budget), 70);
+        assert!(!budget.is_untouched());
         let whole = tokio::time::timeout(Duration::from_millis(50), budget.take(1000)).await;
         assert!(whole.is_err(), "more than is left waits");
         drop(share);
@@ -93,6 +99,7 @@ mod tests {
         assert_eq!(available(&budget), 0);
         drop(whole);
         assert_eq!(available(&budget), 100);
+        assert!(budget.is_untouched());
     }
 
     /// Two shares growing, each while the other holds part of the budget: the one

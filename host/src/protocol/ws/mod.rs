@@ -51,21 +51,27 @@ mod write;
 const HOLD_AT_MOST: usize = 16 << 20;
 
 /// A data message that passes this streams as it arrives to a transform that streams
-/// long objects, unless a direct put follows (whose retry needs the object held). Its
-/// length is not known before its last frame, and holding it whole would make the
-/// transform wait for all of it (md5 of 1 MiB at concurrency 1: 1.25x the objects/s
-/// streamed from here). A shorter message is held, for a buffered call if the
-/// transform has one.
+/// long objects, when its connection has no other data message in flight and no direct
+/// put follows (whose retry needs the object held). Its length is not known before its
+/// last frame, and holding it whole would make the transform wait for all of it (md5
+/// of 1 MiB at concurrency 1: 1.25x the objects/s streamed from here). With others in
+/// flight it is held as before: held messages are transformed side by side, where a
+/// streamed one would hold the connection's reading to its transform's pace. A shorter
+/// message is held, for a buffered call if the transform has one.
 const STREAM_PAST: usize = 256 << 10;
 
-/// How much of a data message is held before its transform starts.
-fn hold_at_most(state: &AppState, control: &Control) -> usize {
+/// How much of a data message is held before its transform starts; `held` is its
+/// connection's budget of held messages.
+fn hold_at_most(state: &AppState, control: &Control, held: &HeldInput) -> usize {
     let streams_long = |etl: &Arc<Etl>| {
         etl.transform
             .shapes()
             .prefers_streaming(Some(STREAM_AT_OR_ABOVE))
     };
-    match control.pipeline.is_empty() && state.etl.load().as_ref().is_some_and(streams_long) {
+    let streams = control.pipeline.is_empty()
+        && held.is_untouched()
+        && state.etl.load().as_ref().is_some_and(streams_long);
+    match streams {
         true => STREAM_PAST,
         false => HOLD_AT_MOST,
     }
@@ -251,7 +257,8 @@ async fn session(state: Arc<AppState>, stream: TcpStream, early: Bytes, mut seat
         let mut feed = None;
         let reply = match Control::parse(&control) {
             Ok(control) if control.expects_data() => {
-                let Some(message) = reader.message(hold_at_most(&state, &control)).await else {
+                let Some(message) = reader.message(hold_at_most(&state, &control, &held)).await
+                else {
                     break;
                 };
                 let length = match &message {
