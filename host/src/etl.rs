@@ -379,7 +379,7 @@ impl Etl {
     /// The move happens within the poll that saw it yield, so a dropped connection
     /// can't cancel the call between the two (which would cost the instance).
     ///
-    /// A transform whose calls lately took longer than [`Pace::LONG`] goes to the
+    /// A transform whose calls lately took longer than [`Pace::calls`]' long goes to the
     /// guests' runtime at once: its calls then run on every core, where inline they
     /// would queue behind each other on their connection's thread (one WebSocket
     /// connection carries many objects at once), and the hand-off costs them little.
@@ -404,26 +404,50 @@ impl Etl {
 }
 
 /// A moving average of how long a transform's calls keep a thread (their polls, not
-/// the waits between), shared by the requests of one loaded transform.
-#[derive(Clone, Default)]
-pub struct Pace(Arc<AtomicU64>);
+/// the waits between), shared by the requests of one loaded transform, and the time
+/// past which it is long.
+#[derive(Clone)]
+pub struct Pace {
+    average: Arc<AtomicU64>,
+    long: Duration,
+}
 
 impl Pace {
-    /// The call time past which a hand-off's cost (two cross-thread wake-ups, some
-    /// 10-20 µs of CPU) is under a few percent.
-    const LONG: Duration = Duration::from_micros(500);
+    /// For buffered calls, timed whole: long past the call time at which a hand-off's
+    /// cost (two cross-thread wake-ups, some 10-20 µs of CPU) is under a few percent.
+    pub fn calls() -> Pace {
+        Pace::long_past(Duration::from_micros(500))
+    }
+
+    /// For streaming calls, by how long they hold their thread at once. Fed over a
+    /// connection on its own thread, a guest is polled for what the connection has
+    /// read: one chunk of hyper's (at most some 400 KiB) or a WebSocket batch, at
+    /// most 1 MiB. Long past 2 ms, so that MD5 (some 0.3-1.3 ms a poll) and hashes
+    /// as fast stay on the connection's thread: on the guests' runtime every object
+    /// costs a hand-off and every chunk two wake-ups (1 MiB over hpush: 1.05-1.11x
+    /// the objects/s on the connection's thread, for 7-11% less CPU per object).
+    pub fn polls() -> Pace {
+        Pace::long_past(Duration::from_millis(2))
+    }
+
+    fn long_past(long: Duration) -> Pace {
+        Pace {
+            average: Arc::default(),
+            long,
+        }
+    }
 
     fn is_long(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > Self::LONG.as_nanos() as u64
+        self.average.load(Ordering::Relaxed) > self.long.as_nanos() as u64
     }
 
     /// Weighs in one call at 1/8: races between concurrent calls lose a sample at
     /// worst.
     fn record(&self, busy: Duration) {
         let sample = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
-        let average = self.0.load(Ordering::Relaxed);
+        let average = self.average.load(Ordering::Relaxed);
         let average = average - average / 8 + sample / 8;
-        self.0.store(average, Ordering::Relaxed);
+        self.average.store(average, Ordering::Relaxed);
     }
 }
 
@@ -432,7 +456,7 @@ enum Measure {
     /// The time of all its polls: how long it kept a thread busy in all.
     Total(Duration),
     /// How long it holds its thread at once, as most of its busy time sees it: the
-    /// mean of its polls on the side of [`Pace::LONG`] where most of that time went.
+    /// mean of its polls on the side of its pace's long where most of that time went.
     /// Not its longest poll: on a shared machine the kernel now and then preempts
     /// one of a streaming call's hundred-odd polls for 0.3-2.6 ms, and that one
     /// would send the transform to the guests' runtime.
@@ -465,10 +489,11 @@ impl Measure {
         }
     }
 
-    fn add(&mut self, took: Duration) {
+    /// Adds a poll that `took` this long, for a pace long past `long`.
+    fn add(&mut self, took: Duration, long_past: Duration) {
         match self {
             Measure::Total(total) => *total += took,
-            Measure::Holding { long, .. } if took > Pace::LONG => long.add(took),
+            Measure::Holding { long, .. } if took > long_past => long.add(took),
             Measure::Holding { short, .. } => short.add(took),
         }
     }
@@ -505,7 +530,8 @@ impl<F: Future> Future for Timed<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let started = Instant::now();
         let polled = self.call.as_mut().poll(cx);
-        self.measure.add(started.elapsed());
+        let long = self.pace.long;
+        self.measure.add(started.elapsed(), long);
         if polled.is_ready() {
             self.pace.record(self.measure.sample());
         }
@@ -732,7 +758,7 @@ mod tests {
 
     #[test]
     fn pace_follows_the_recent_calls() {
-        let pace = Pace::default();
+        let pace = Pace::calls();
         assert!(!pace.is_long(), "no calls yet");
         for _ in 0..30 {
             pace.record(Duration::from_millis(2));
@@ -747,11 +773,25 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_may_hold_its_thread_longer_than_a_call() {
+        let (calls, polls) = (Pace::calls(), Pace::polls());
+        for _ in 0..30 {
+            calls.record(Duration::from_micros(1_200));
+            polls.record(Duration::from_micros(1_200));
+        }
+        assert!(calls.is_long() && !polls.is_long());
+        for _ in 0..30 {
+            polls.record(Duration::from_millis(3));
+        }
+        assert!(polls.is_long());
+    }
+
+    #[test]
     fn a_streaming_call_is_judged_by_the_polls_most_of_its_time_went_to() {
         let held = |polls: &[(u32, Duration)]| {
             let mut measure = Measure::holding();
             for &(count, took) in polls {
-                (0..count).for_each(|_| measure.add(took));
+                (0..count).for_each(|_| measure.add(took, Pace::polls().long));
             }
             measure.sample()
         };

@@ -1,7 +1,8 @@
-//! md5: replaces each object with its MD5 digest as 32 lowercase hex characters
-//! (buffered), like AIStore's md5 ETL.
+//! md5: replaces each object with its MD5 digest as 32 lowercase hex characters, like
+//! AIStore's md5 ETL. Exports both shapes: the host buffers small objects and streams
+//! large ones, so an object of any size is hashed in constant memory.
 //! Run: `ais-wasm run --component "$(examples/md5/build.sh | tail -n1)" FILE`
-use aistore_etl::{Buffered, Error, Object, Transform};
+use aistore_etl::{Buffered, Error, Input, Object, Output, Streaming, Transform};
 use md5::{Digest, Md5};
 
 #[derive(Default)]
@@ -15,6 +16,22 @@ impl Buffered for Md5Transform {
     }
 }
 
+impl Streaming for Md5Transform {
+    fn transform_stream(
+        &mut self,
+        input: &mut Input<'_>,
+        output: &mut Output<'_>,
+        _object: &Object,
+    ) -> Result<(), Error> {
+        let mut md5 = Md5::new();
+        while let Some(chunk) = input.next_chunk() {
+            md5.update(&chunk);
+        }
+        output.write(&hex(&md5.finalize()));
+        Ok(())
+    }
+}
+
 fn hex(bytes: &[u8]) -> Vec<u8> {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     bytes
@@ -23,4 +40,4 @@ fn hex(bytes: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-aistore_etl::export!(Md5Transform => buffered);
+aistore_etl::export!(Md5Transform => buffered, streaming);

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::config::ServeArgs;
 use crate::delivery::ComponentArgs;
-use crate::etl::Etl;
+use crate::etl::{Etl, Pace};
 use crate::metrics::Metrics;
 use crate::protocol::{Admin, AppState, app};
 use crate::runtime::{Runtime, Transform};
@@ -149,8 +149,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .is_some_and(crate::outbound::truthy),
         guests: guests.handle(),
         held_input,
-        pace: Default::default(),
-        stream_pace: Default::default(),
+        pace: Pace::calls(),
+        stream_pace: Pace::polls(),
     })));
     tracing::info!(%address, "ready");
     // A plain line on stdout once ready: scripts and tests wait for it.
@@ -222,8 +222,8 @@ impl Reloader {
             self.metrics.loaded(report.cache);
             self.slot.store(Some(Arc::new(Etl {
                 transform,
-                pace: Default::default(),
-                stream_pace: Default::default(),
+                pace: Pace::calls(),
+                stream_pace: Pace::polls(),
                 ..Etl::clone(&current)
             })));
             current.transform.retire();

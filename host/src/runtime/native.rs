@@ -18,7 +18,8 @@ const CHUNK: u32 = 256 * 1024;
 pub enum NativeTransform {
     /// Returns the object unchanged (both shapes, as `examples/echo`).
     Echo,
-    /// The object's MD5 digest, 32 lowercase hex characters (buffered).
+    /// The object's MD5 digest, 32 lowercase hex characters (both shapes, as
+    /// `examples/md5`).
     Md5,
     /// ASCII upper-case, 256 KiB chunks (streaming).
     Upper,
@@ -28,7 +29,7 @@ impl NativeTransform {
     pub(crate) fn shapes(self) -> Shapes {
         Shapes {
             buffered: self != NativeTransform::Upper,
-            streaming: self != NativeTransform::Md5,
+            streaming: true,
         }
     }
 
@@ -45,18 +46,36 @@ impl NativeTransform {
         mut input: InputStream,
         output: mpsc::Sender<Bytes>,
     ) -> Result<u64, ObjectError> {
+        let send = |chunk: Vec<u8>| {
+            let output = output.clone();
+            async move {
+                (output.send(chunk.into()).await)
+                    .map_err(|_| ObjectError::Output(super::host_io::receiver_gone()))
+            }
+        };
+        let mut md5 = md5::Md5::new();
         let mut written = 0;
         loop {
             let mut chunk = input.read(CHUNK).await.map_err(ObjectError::Input)?;
             if chunk.is_empty() {
-                return Ok(written);
+                break;
             }
-            if self == NativeTransform::Upper {
-                chunk.make_ascii_uppercase();
+            match self {
+                NativeTransform::Echo => {}
+                NativeTransform::Md5 => {
+                    md5.update(&chunk);
+                    continue;
+                }
+                NativeTransform::Upper => chunk.make_ascii_uppercase(),
             }
             written += chunk.len() as u64;
-            (output.send(chunk.into()).await)
-                .map_err(|_| ObjectError::Output(super::host_io::receiver_gone()))?;
+            send(chunk).await?;
         }
+        if self == NativeTransform::Md5 {
+            let digest = hex::encode(md5.finalize()).into_bytes();
+            written += digest.len() as u64;
+            send(digest).await?;
+        }
+        Ok(written)
     }
 }

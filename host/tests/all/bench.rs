@@ -92,16 +92,17 @@ fn bench_serve_verifies_every_transport_it_drives() {
     assert!(stdout.contains("| hpush-direct-put"), "{stdout}");
 }
 
-/// Wrong bytes are caught: echo's output checked as upper's fails every object,
-/// over HTTP and as direct puts, and the command says so.
 /// Interrupted, a bench stops the server it started (in a process group of its own,
-/// which a terminal's Ctrl-C does not reach) and exits 128 + the signal's number.
+/// which a terminal's Ctrl-C does not reach), removes its objects' files and exits
+/// 128 + the signal's number.
 #[test]
 fn an_interrupted_bench_leaves_no_server_running() {
     for signal in [libc::SIGINT, libc::SIGKILL] {
         let dir = tempfile::tempdir().unwrap();
         let mut command = ais_wasm(dir.path());
+        // Its objects' mountpath is made here: killed outright, it cannot remove it.
         command
+            .env("TMPDIR", dir.path())
             .args(["bench", "serve", "--component"])
             .arg(component("examples/echo"))
             .args(["--transports", "hpush-body", "--sizes", "1KiB"])
@@ -131,6 +132,15 @@ fn an_interrupted_bench_leaves_no_server_running() {
         if signal == libc::SIGINT {
             assert_eq!(output.status.code(), Some(130), "{stderr}");
             assert!(stderr.contains("error: interrupted by SIGINT"), "{stderr}");
+            let left: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name())
+                .filter(|name| name.to_string_lossy().starts_with("ais-wasm-load-"))
+                .collect();
+            assert!(
+                left.is_empty(),
+                "the objects' files outlived their bench: {left:?}"
+            );
         }
         // Killed outright, the bench stopped nothing: the kernel tells the server.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -176,6 +186,8 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Wrong bytes are caught: echo's output checked as upper's fails every object,
+/// over HTTP and as direct puts, and the command says so.
 #[test]
 fn bench_serve_fails_on_wrong_output() {
     let dir = tempfile::tempdir().unwrap();

@@ -285,7 +285,7 @@ fn an_endless_input_is_refused_past_the_memory_limit() {
     let output = ais_wasm(&dir.path().join("cache"))
         .arg("run")
         .arg("--component")
-        .arg(component("examples/md5"))
+        .arg(component("examples/c-md5"))
         .args(["--max-memory", "48MiB", "-o"])
         .arg(&out)
         .arg("/dev/zero")

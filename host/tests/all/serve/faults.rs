@@ -272,8 +272,8 @@ async fn objects_larger_than_a_buffered_instance_are_refused_unread() {
     let big = vec![b'b'; MEMORY + 1];
     target.put_object("ais/@#/src/big", big.clone());
     let fqn = mountpath.store("src", "big", &big);
-    // md5 exports the buffered shape only.
-    let server = server("examples/md5", &target)
+    // c-md5 exports the buffered shape only.
+    let server = server("examples/c-md5", &target)
         .env("ETL_WASM_MAX_MEMORY", "4MiB")
         .start()
         .await;
@@ -359,7 +359,8 @@ async fn objects_larger_than_a_buffered_instance_are_refused_unread() {
 async fn an_answer_before_the_body_was_read_leaves_the_connection_whole() {
     const BODY: usize = 64 << 20;
     let target = FakeTarget::start().await;
-    let md5 = server("examples/md5", &target)
+    // c-md5 exports the buffered shape only.
+    let md5 = server("examples/c-md5", &target)
         .env("ETL_WASM_MAX_MEMORY", "4MiB")
         .start()
         .await;

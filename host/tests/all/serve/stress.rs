@@ -246,12 +246,12 @@ async fn http_objects_read_whole_together_hold_at_most_held_input() {
 }
 
 /// Bodies without a length take their share as they arrive, and wait for more with
-/// none held: 8 chunked bodies of 3 MiB for md5 (buffered only), each more than all
+/// none held: 8 chunked bodies of 3 MiB for c-md5 (buffered only), each more than all
 /// of `--held-input`, sent together 64 KiB at a time so that each holds part of it
 /// when it runs short, are all answered, none waiting for another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_without_a_length_beyond_held_input_do_not_wait_for_each_other() {
-    let server = ServerBuilder::new("examples/md5")
+    let server = ServerBuilder::new("examples/c-md5")
         .env("NUM_WORKERS", "1")
         .env("ETL_WASM_HELD_INPUT", "1MiB")
         .start()
