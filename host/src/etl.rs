@@ -379,7 +379,7 @@ impl Etl {
     /// The move happens within the poll that saw it yield, so a dropped connection
     /// can't cancel the call between the two (which would cost the instance).
     ///
-    /// A transform whose calls lately took longer than [`Pace::calls`]' long goes to the
+    /// A transform whose calls lately took over 0.5 ms ([`Pace::calls`]) goes to the
     /// guests' runtime at once: its calls then run on every core, where inline they
     /// would queue behind each other on their connection's thread (one WebSocket
     /// connection carries many objects at once), and the hand-off costs them little.
@@ -424,8 +424,9 @@ impl Pace {
     /// read: one chunk of hyper's (at most some 400 KiB) or a WebSocket batch, at
     /// most 1 MiB. Long past 2 ms, so that MD5 (some 0.3-1.3 ms a poll) and hashes
     /// as fast stay on the connection's thread: on the guests' runtime every object
-    /// costs a hand-off and every chunk two wake-ups (1 MiB over hpush: 1.05-1.11x
-    /// the objects/s on the connection's thread, for 7-11% less CPU per object).
+    /// costs a hand-off and every chunk two wake-ups (md5, 1 MiB, hpush and hpull,
+    /// concurrency 1 and 8: 1.03-1.16x the objects/s on the connection's thread, for
+    /// 6-15% less CPU per object).
     pub fn polls() -> Pace {
         Pace::long_past(Duration::from_millis(2))
     }
@@ -456,7 +457,8 @@ enum Measure {
     /// The time of all its polls: how long it kept a thread busy in all.
     Total(Duration),
     /// How long it holds its thread at once, as most of its busy time sees it: the
-    /// mean of its polls on the side of its pace's long where most of that time went.
+    /// mean of its polls on the side of its pace's threshold where most of that time
+    /// went.
     /// Not its longest poll: on a shared machine the kernel now and then preempts
     /// one of a streaming call's hundred-odd polls for 0.3-2.6 ms, and that one
     /// would send the transform to the guests' runtime.
@@ -489,7 +491,7 @@ impl Measure {
         }
     }
 
-    /// Adds a poll that `took` this long, for a pace long past `long`.
+    /// Adds a poll that `took` this long, to a pace whose threshold is `long_past`.
     fn add(&mut self, took: Duration, long_past: Duration) {
         match self {
             Measure::Total(total) => *total += took,
