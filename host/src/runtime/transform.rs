@@ -151,12 +151,20 @@ impl Transform {
 
     /// Wait for a turn to transform an object: one of the `concurrency` slots.
     pub async fn turn(&self) -> Turn {
-        let permits = match &self.inner.backend {
+        let permit = self.permits().clone().acquire_owned().await;
+        Turn(permit.expect("the concurrency semaphore is never closed"))
+    }
+
+    /// A turn if one is free now.
+    pub fn turn_now(&self) -> Option<Turn> {
+        self.permits().clone().try_acquire_owned().ok().map(Turn)
+    }
+
+    fn permits(&self) -> &Arc<Semaphore> {
+        match &self.inner.backend {
             Backend::Wasm { pool, .. } => pool.permits(),
             Backend::Native { permits, .. } => permits,
-        };
-        let permit = permits.clone().acquire_owned().await;
-        Turn(permit.expect("the concurrency semaphore is never closed"))
+        }
     }
 
     /// Transform a whole object in memory. The component must export `buffered`.
@@ -263,4 +271,27 @@ fn may_begin(
         return Err(ObjectError::Abandoned);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_turn_now_is_one_no_object_waits_for() {
+        let limits = Limits {
+            max_memory: 1 << 20,
+            timeout: Duration::from_secs(1),
+            max_output: 1 << 20,
+        };
+        let transform = Transform::native(NativeTransform::Echo, limits, 2);
+        let first = transform.turn_now().expect("a free turn");
+        let second = transform.turn().await;
+        assert!(transform.turn_now().is_none(), "both turns taken");
+        drop(first);
+        let third = transform.turn_now().expect("a turn given back");
+        drop((second, third));
+    }
 }
