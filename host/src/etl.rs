@@ -311,10 +311,9 @@ impl Etl {
                 // connections that got turns leave cores idle (md5, 1 MiB, hpush,
                 // concurrency 32: 1.05 cores busy, 0.66x the objects/s).
                 let here = arrives && !self.stream_pace.is_long();
-                let turn = match (turn, here) {
-                    (Some(turn), _) => Some(turn),
-                    (None, true) => transform.turn_now(),
-                    (None, false) => None,
+                let turn = match turn {
+                    None if here => transform.turn_now(),
+                    turn => turn,
                 };
                 let runtime = match here && turn.is_some() {
                     true => tokio::runtime::Handle::current(),

@@ -46,12 +46,9 @@ impl NativeTransform {
         mut input: InputStream,
         output: mpsc::Sender<Bytes>,
     ) -> Result<u64, ObjectError> {
-        let send = |chunk: Vec<u8>| {
-            let output = output.clone();
-            async move {
-                (output.send(chunk.into()).await)
-                    .map_err(|_| ObjectError::Output(super::host_io::receiver_gone()))
-            }
+        let send = async |chunk: Vec<u8>| {
+            (output.send(chunk.into()).await)
+                .map_err(|_| ObjectError::Output(super::host_io::receiver_gone()))
         };
         let mut md5 = md5::Md5::new();
         let mut written = 0;
