@@ -191,11 +191,8 @@ impl Transform {
         )?;
         match &self.inner.backend {
             Backend::Wasm { pool, clock, .. } => {
-                let _running = clock.running();
-                let mut lease = pool.lend(turn.0, || self.new_instance()).await?;
-                let result = lease.instance.buffered(data, object).await;
-                pool.release(lease);
-                result
+                let call = async |instance: &mut Instance| instance.buffered(data, object).await;
+                self.in_instance(pool, clock, turn, call).await
             }
             Backend::Native { transform, .. } => Ok(transform.buffered(data)),
         }
@@ -229,17 +226,28 @@ impl Transform {
         )?;
         match &self.inner.backend {
             Backend::Wasm { pool, clock, .. } => {
-                let _running = clock.running();
-                let mut lease = pool.lend(turn.0, || self.new_instance()).await?;
-                let result = lease
-                    .instance
-                    .streaming(input, OutputStream::new(output), object)
-                    .await;
-                pool.release(lease);
-                result
+                let output = OutputStream::new(output);
+                let call =
+                    async |instance: &mut Instance| instance.streaming(input, output, object).await;
+                self.in_instance(pool, clock, turn, call).await
             }
             Backend::Native { transform, .. } => transform.streaming(input, output).await,
         }
+    }
+
+    /// Run `call` on an instance lent for `turn`, given back to the pool after.
+    async fn in_instance<T>(
+        &self,
+        pool: &InstancePool,
+        clock: &Clock,
+        turn: Turn,
+        call: impl AsyncFnOnce(&mut Instance) -> Result<T, ObjectError>,
+    ) -> Result<T, ObjectError> {
+        let _running = clock.running();
+        let mut lease = pool.lend(turn.0, || self.new_instance()).await?;
+        let result = call(&mut lease.instance).await;
+        pool.release(lease);
+        result
     }
 
     async fn new_instance(&self) -> Result<Instance, ObjectError> {
